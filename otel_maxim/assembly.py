@@ -1,0 +1,134 @@
+"""Holding each trace's spans until the trace can be sent in parent-first order.
+
+OTel spans finish children-first and reach the exporter in batches that cut
+across traces.  The :class:`TraceAssembler` keeps a trace's spans until its
+root ends, bounded in time (``timeout``) and memory (``max_spans``): a trace
+held too long, or the oldest traces when too many spans are held, are let go
+early, and the mapping still puts what arrived in a valid order.
+
+"Root" is the top of what this process can see.  In-process, a span whose
+parent is remote (it came in a ``traceparent`` header) is a local root and
+completes the trace at once.  With ``cross_service_grace`` set (the bridge,
+where several services' spans of one trace arrive), a remote parent may still
+arrive, so such a trace waits that many seconds for it; only a span with no
+parent at all completes a trace at once.
+
+Not thread-safe: the exporter serialises calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Container, Iterator, Sequence
+from typing import NamedTuple
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+__all__ = ["Ready", "TraceAssembler"]
+
+
+class Ready(NamedTuple):
+    """Spans of one trace that can be mapped now, and why they were let go."""
+
+    trace_id: int
+    spans: list[ReadableSpan]
+    #: ``complete`` (its root ended), ``late`` (the trace was sent before), ``timeout``,
+    #: ``memory`` (let go early to stay under ``max_spans``) or ``flush`` (shutdown).
+    reason: str
+
+
+class _Pending:
+    __slots__ = ("complete_at", "deadline", "spans")
+
+    def __init__(self, deadline: float) -> None:
+        self.spans: list[ReadableSpan] = []
+        self.deadline = deadline
+        self.complete_at: float | None = None
+
+
+class TraceAssembler:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_spans: int,
+        cross_service_grace: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._timeout = timeout
+        self._max_spans = max_spans
+        self._grace = cross_service_grace
+        self._clock = clock
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()  # oldest first
+        self._held = 0
+
+    @property
+    def held_spans(self) -> int:
+        return self._held
+
+    def pending(self) -> Iterator[tuple[int, Sequence[ReadableSpan]]]:
+        """The traces being held: (trace id, spans so far)."""
+        for trace_id, pending in self._pending.items():
+            yield trace_id, pending.spans
+
+    def add(self, spans: Sequence[ReadableSpan], sent: Container[int]) -> list[Ready]:
+        """Take a batch of finished spans; return what can be mapped now.
+
+        ``sent`` holds the ids of traces already sent: their spans are ``late``
+        and go straight through.
+        """
+        now = self._clock()
+        late: dict[int, list[ReadableSpan]] = {}
+        touched: dict[int, None] = {}
+        for span in spans:
+            trace_id = span.context.trace_id  # type: ignore[union-attr]
+            if trace_id in sent:
+                late.setdefault(trace_id, []).append(span)
+                continue
+            pending = self._pending.get(trace_id)
+            if pending is None:
+                pending = self._pending[trace_id] = _Pending(now + self._timeout)
+            pending.spans.append(span)
+            self._held += 1
+            touched[trace_id] = None
+            parent = span.parent
+            if parent is None:
+                pending.complete_at = now
+            elif parent.is_remote and pending.complete_at is None:
+                pending.complete_at = now if self._grace is None else now + self._grace
+
+        ready = [Ready(trace_id, batch, "late") for trace_id, batch in late.items()]
+        for trace_id in touched:
+            pending = self._pending[trace_id]
+            if pending.complete_at is not None and pending.complete_at <= now:
+                ready.append(self._release(trace_id, "complete"))
+        while self._held > self._max_spans and self._pending:
+            ready.append(self._release(next(iter(self._pending)), "memory"))
+        return ready
+
+    def expire(self) -> list[Ready]:
+        """Traces whose wait is over: past the timeout, or past the cross-service grace."""
+        now = self._clock()
+        due = [
+            (trace_id, "complete" if p.complete_at is not None and p.complete_at <= now else "timeout")
+            for trace_id, p in self._pending.items()
+            if p.deadline <= now or (p.complete_at is not None and p.complete_at <= now)
+        ]
+        return [self._release(trace_id, reason) for trace_id, reason in due]
+
+    def next_due(self) -> float | None:
+        """Seconds until :meth:`expire` has something to return (``None``: nothing is held)."""
+        if not self._pending:
+            return None
+        soonest = min(min(p.deadline, p.complete_at or p.deadline) for p in self._pending.values())
+        return max(0.0, soonest - self._clock())
+
+    def release_all(self) -> list[Ready]:
+        """Everything held, oldest first (shutdown)."""
+        return [self._release(trace_id, "flush") for trace_id in list(self._pending)]
+
+    def _release(self, trace_id: int, reason: str) -> Ready:
+        pending = self._pending.pop(trace_id)
+        self._held -= len(pending.spans)
+        return Ready(trace_id, pending.spans, reason)

@@ -1,0 +1,321 @@
+"""``MaximSpanExporter``: finished OTel spans in, Maxim session/trace records out.
+
+``export(spans)`` runs three steps, all on the caller's thread (the SDK's
+batching worker, never an application thread):
+
+1. assemble: group the spans by trace and hold each trace until its root ends
+   (:mod:`otel_maxim.assembly`); pick out session-end markers;
+2. map: each trace that is ready becomes records, parent-first
+   (:mod:`otel_maxim.mapping`), preceded by its session's ``create`` the first
+   time the session is seen; a marker becomes the session's ``end`` once none
+   of that session's traces is still held;
+3. send: serialize and hand the lines to a sink (a local file by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_maxim import conventions as conv
+from otel_maxim import environment_variables as env
+from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.assembly import Ready, TraceAssembler
+from otel_maxim.mapping import Options, SessionInfo, TraceState, map_trace, session_of
+from otel_maxim.mapping._common import iso
+from otel_maxim.records import Record, serialize
+from otel_maxim.sinks import FileSink, Sink
+
+__all__ = ["MaximSpanExporter"]
+
+_logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(_logger)
+
+DEFAULT_RECORDS_FILE = "maxim-records.log"
+DEFAULT_TRACE_TIMEOUT = 300.0
+DEFAULT_MAX_HELD_SPANS = 100_000
+#: Traces remembered after they were sent, so late spans attach to them.
+_SENT_TRACES = 16_384
+#: Sessions remembered as created / ended (a session seen again after eviction is created again:
+#: Maxim treats ``create`` of an existing session as an update).
+_KNOWN_SESSIONS = 65_536
+
+#: A callable applied to every record before it leaves the process; it returns the record
+#: to send (changed or not) or ``None`` to send nothing.
+Redactor = Callable[[Record], "Record | None"]
+
+
+class MaximSpanExporter(SpanExporter):
+    """Export finished spans as Maxim session/trace records.
+
+    Every argument defaults to ``None``: the environment decides, then the
+    default (see ``otel_maxim.environment_variables``).  With no API key the
+    records are appended to a local file: ``output``, else
+    ``MAXIM_RECORDS_FILE``, else ``maxim-records.log``; ``output="-"`` writes
+    to standard output.  ``sink`` replaces the destination altogether.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        repo_id: str | None = None,
+        base_url: str | None = None,
+        output: str | os.PathLike[str] | None = None,
+        sink: Sink | None = None,
+        capture_content: bool | None = None,
+        redact: Redactor | None = None,
+        trace_timeout: float | None = None,
+        max_held_spans: int | None = None,
+        cross_service_grace: float | None = None,
+    ) -> None:
+        self._options = Options(
+            capture_content=resolve_bool(capture_content, "capture_content", env.MAXIM_CAPTURE_CONTENT, True)
+        )
+        if redact is not None and not callable(redact):
+            raise ValueError("redact must be callable")
+        self._redact = redact
+        timeout = resolve_number(
+            trace_timeout, "trace_timeout", env.MAXIM_TRACE_TIMEOUT, DEFAULT_TRACE_TIMEOUT, minimum=0
+        )
+        max_spans = int(
+            resolve_number(
+                max_held_spans,
+                "max_held_spans",
+                env.MAXIM_MAX_HELD_SPANS,
+                DEFAULT_MAX_HELD_SPANS,
+                minimum=0,
+                integer=True,
+            )
+        )
+        if cross_service_grace is not None and not cross_service_grace >= 0:
+            raise ValueError("cross_service_grace must be at least 0")
+        self._assembler = TraceAssembler(timeout=timeout, max_spans=max_spans, cross_service_grace=cross_service_grace)
+        self._sink = sink if sink is not None else _default_sink(api_key, repo_id, base_url, output)
+
+        self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
+        self._sent: OrderedDict[int, TraceState] = OrderedDict()
+        self._sessions_created: OrderedDict[str, None] = OrderedDict()
+        self._sessions_ended: OrderedDict[str, None] = OrderedDict()
+        self._held_ends: dict[str, tuple[SessionInfo, int]] = {}
+        self._shutdown = False
+        self._wake = threading.Event()
+        self._reaper: threading.Thread | None = None
+        self._reaper_pid = 0
+
+    def __repr__(self) -> str:
+        return f"MaximSpanExporter(sink={self._sink!r})"
+
+    @property
+    def sink(self) -> Sink:
+        return self._sink
+
+    # --- SpanExporter ------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            _limited.warning("after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans))
+            return SpanExportResult.FAILURE
+        try:
+            with self._lock:
+                records = self._take(spans)
+                ok = self._send(records)
+            self._ensure_reaper()
+            return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+        except Exception:  # never raise into the SDK's worker (and so never into the application)
+            _logger.exception("Could not export %d spans to Maxim records.", len(spans))
+            return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Send the traces whose wait is over, then flush the sink, within ``timeout_millis``."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        try:
+            with self._lock:
+                self._send(self._take_ready(self._assembler.expire()))
+            return self._sink.flush(max(0.0, deadline - time.monotonic()))
+        except Exception:  # see export()
+            _logger.exception("Could not flush Maxim records.")
+            return False
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        """Send everything still held (traces sent early if their root never ended), then close the sink."""
+        if self._shutdown:
+            return
+        deadline = time.monotonic() + timeout_millis / 1000
+        try:
+            with self._lock:
+                self._shutdown = True
+                self._wake.set()
+                held = self._assembler.held_spans
+                if held:
+                    _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
+                records = self._take_ready(self._assembler.release_all())
+                records.extend(self._release_ends(force=True))
+                self._send(records)
+            self._sink.close(max(0.0, deadline - time.monotonic()))
+        except Exception:  # see export()
+            _logger.exception("Could not shut the Maxim exporter down cleanly.")
+
+    # --- assemble and map ----------------------------------------------------
+
+    def _take(self, spans: Sequence[ReadableSpan]) -> list[Record]:
+        markers: list[ReadableSpan] = []
+        others: list[ReadableSpan] = []
+        for span in spans:
+            attributes = span.attributes
+            if attributes and attributes.get(conv.SESSION_END) is True:
+                markers.append(span)
+            else:
+                others.append(span)
+        records = self._take_ready(self._assembler.add(others, self._sent))
+        for marker in markers:
+            records.extend(self._on_marker(marker))
+        records.extend(self._release_ends())
+        return records
+
+    def _take_ready(self, ready: list[Ready]) -> list[Record]:
+        records: list[Record] = []
+        for item in ready:
+            records.extend(self._map(item))
+        if ready:
+            records.extend(self._release_ends())
+        return records
+
+    def _map(self, item: Ready) -> list[Record]:
+        if item.reason in ("timeout", "memory"):
+            _limited.warning(
+                "early-" + item.reason,
+                "Sending %d spans of trace %032x before its root ended (%s); later spans will attach to it.",
+                len(item.spans),
+                item.trace_id,
+                "held longer than the trace timeout" if item.reason == "timeout" else "too many spans held",
+            )
+        prior = self._sent.get(item.trace_id)
+        mapped = map_trace(item.spans, prior, self._options)
+        self._remember(self._sent, item.trace_id, mapped.state, _SENT_TRACES)
+        records: list[Record] = []
+        session = mapped.state.session
+        if prior is None and session is not None and session.id not in self._sessions_created:
+            records.append(Record("session", session.id, "create", session.create_data(mapped.start_ns)))
+            self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
+        records.extend(mapped.records)
+        return records
+
+    def _on_marker(self, marker: ReadableSpan) -> list[Record]:
+        session = session_of([marker])
+        if session is None:
+            _limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
+            return []
+        if session.id in self._sessions_ended or session.id in self._held_ends:
+            _limited.warning(
+                "marker-twice", "Ignoring a second end marker for session %s: it is ended already.", session.id
+            )
+            return []
+        self._held_ends[session.id] = (session, marker.end_time or marker.start_time or 0)
+        return []
+
+    def _release_ends(self, *, force: bool = False) -> list[Record]:
+        """End the sessions whose markers arrived and of which no trace is still held."""
+        if not self._held_ends:
+            return []
+        busy: set[str] = set()
+        if not force:
+            for _, spans in self._assembler.pending():
+                session = session_of(spans)
+                if session is not None:
+                    busy.add(session.id)
+        records: list[Record] = []
+        for session_id in [s for s in self._held_ends if s not in busy]:
+            session, end_ns = self._held_ends.pop(session_id)
+            if session_id not in self._sessions_created:
+                _logger.info("Session %s ended before any of its traces was seen here; creating it first.", session_id)
+                records.append(Record("session", session_id, "create", session.create_data(end_ns)))
+                self._remember(self._sessions_created, session_id, None, _KNOWN_SESSIONS)
+            records.append(Record("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
+            self._remember(self._sessions_ended, session_id, None, _KNOWN_SESSIONS)
+        return records
+
+    @staticmethod
+    def _remember(lru: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+        lru[key] = value
+        lru.move_to_end(key)
+        if len(lru) > limit:
+            lru.popitem(last=False)
+
+    # --- send -----------------------------------------------------------------
+
+    def _send(self, records: list[Record]) -> bool:
+        if not records:
+            return True
+        lines: list[str] = []
+        for record in records:
+            if self._redact is not None:
+                try:
+                    redacted = self._redact(record)
+                except Exception:  # a user callback: its failure must not leak content nor stop export
+                    _limited.error(
+                        "redact", "The redact callback failed; the record is not sent (%s).", record.action, exc_info=True
+                    )
+                    continue
+                if redacted is None:
+                    continue
+                record = redacted
+            try:
+                lines.append(serialize(record))
+            except (ValueError, TypeError) as exc:
+                _limited.error("serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc)
+        return self._sink.write(lines)
+
+    # --- the reaper: traces whose wait is over are sent even when no span arrives ----------
+
+    def _ensure_reaper(self) -> None:
+        if self._assembler.held_spans == 0 and not self._held_ends:
+            return
+        if self._reaper is not None and self._reaper_pid == os.getpid() and self._reaper.is_alive():
+            return
+        with self._lock:
+            if self._shutdown:
+                return
+            self._reaper_pid = os.getpid()  # a forked child starts its own
+            self._reaper = threading.Thread(target=self._reap, name="OtelMaximTraceReaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._shutdown:
+            with self._lock:
+                due = self._assembler.next_due()
+            if due is None:
+                return  # nothing held: the next export starts a new reaper when needed
+            if self._wake.wait(min(max(due, 0.05), 60.0)):
+                return
+            try:
+                with self._lock:
+                    if not self._shutdown:
+                        self._send(self._take_ready(self._assembler.expire()))
+            except Exception:  # a daemon thread must not die silently
+                _logger.exception("Could not send traces whose wait was over.")
+
+
+def _default_sink(
+    api_key: str | None, repo_id: str | None, base_url: str | None, output: str | os.PathLike[str] | None
+) -> Sink:
+    key = api_key if api_key is not None else env_str(env.MAXIM_API_KEY)
+    if key:
+        repo = repo_id if repo_id is not None else env_str(env.MAXIM_LOG_REPO_ID)
+        if not repo:
+            if api_key is not None:
+                raise ValueError("repo_id is required with api_key (or set MAXIM_LOG_REPO_ID)")
+            _logger.warning("%s is set but %s is not; writing records to a local file.", env.MAXIM_API_KEY, env.MAXIM_LOG_REPO_ID)
+        else:
+            _logger.warning("Delivery to Maxim's log API is not available in this version; writing records to a local file.")
+    path = output if output is not None else (env_str(env.MAXIM_RECORDS_FILE) or DEFAULT_RECORDS_FILE)
+    return FileSink(path)

@@ -1,0 +1,68 @@
+"""User-chosen ids (sessions, traces) made into ids that Maxim accepts.
+
+Maxim accepts ids matching ``^[A-Za-z0-9_-]+$``; its SDKs silently drop a
+record with any other id.  A session id chosen by a user (``user:42``,
+``a.b@c.com``, ``Grüße``) is therefore mapped, never dropped, by this rule:
+
+1. An id of 1 to :data:`MAX_ID_LENGTH` characters from ``[A-Za-z0-9_-]`` that
+   does not start with the reserved prefixes ``mx-`` or ``mxh-`` is kept as is.
+2. Any other id becomes ``mx-`` followed by its UTF-8 bytes, where ``A-Z``,
+   ``a-z``, ``0-9`` and ``-`` stand for themselves and every other byte
+   (``_`` included) is written ``_`` plus two upper-case hex digits:
+   ``user:42`` -> ``mx-user_3A42``, ``a.b@c.com`` -> ``mx-a_2Eb_40c_2Ecom``.
+3. If that is longer than :data:`MAX_ID_LENGTH`, the id becomes ``mxh-`` and
+   the 64 hex digits of the SHA-256 of its UTF-8 bytes.
+
+Rules 1 and 2 are injective (the escaping can be undone and the reserved
+prefixes keep mapped ids apart from kept ones), so two different ids never
+share a Maxim id; rule 3 relies on SHA-256, collision-free in practice.
+The mapping is deterministic: every process and every service maps the same
+id to the same Maxim id.  The original id is kept as a tag where it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = ["MAX_ID_LENGTH", "maxim_id", "unmap_id"]
+
+#: Longest id written as is (longer ones are escaped or hashed).
+MAX_ID_LENGTH = 128
+
+_VALID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_ID_LENGTH)
+_ESCAPED_PREFIX = "mx-"
+_HASHED_PREFIX = "mxh-"
+_KEPT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+_BYTE_FORM = tuple(chr(b) if b in _KEPT_BYTES else "_%02X" % b for b in range(256))
+
+
+def maxim_id(value: str) -> str:
+    """Return the Maxim id for the user-chosen id ``value`` (see the module docstring)."""
+    if _VALID.fullmatch(value) is not None and not value.startswith((_ESCAPED_PREFIX, _HASHED_PREFIX)):
+        return value
+    raw = value.encode("utf-8", "surrogatepass")
+    if len(_ESCAPED_PREFIX) + len(raw) <= MAX_ID_LENGTH:  # cheap lower bound before escaping
+        escaped = _ESCAPED_PREFIX + "".join([_BYTE_FORM[b] for b in raw])
+        if len(escaped) <= MAX_ID_LENGTH:
+            return escaped
+    return _HASHED_PREFIX + hashlib.sha256(raw).hexdigest()
+
+
+def unmap_id(mapped: str) -> str | None:
+    """Undo rule 1 or 2 of :func:`maxim_id`; ``None`` for a hashed id (rule 3), which cannot be undone."""
+    if mapped.startswith(_HASHED_PREFIX):
+        return None
+    if not mapped.startswith(_ESCAPED_PREFIX):
+        return mapped
+    body = mapped[len(_ESCAPED_PREFIX) :]
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        if body[i] == "_":
+            out.append(int(body[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(ord(body[i]))
+            i += 1
+    return out.decode("utf-8", "surrogatepass")

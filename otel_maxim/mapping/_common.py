@@ -1,0 +1,87 @@
+"""Small pure helpers shared by the mapping modules: times, ids, attributes."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from otel_maxim import conventions as conv
+
+Attributes = Mapping[str, AttributeValue]
+
+# (second, its formatted prefix): one tuple, so a thread never pairs one second with another's text.
+_iso_cache: tuple[int, str] = (-1, "")
+
+
+def iso(ns: int) -> str:
+    """UTC ISO-8601 with an explicit offset, byte for byte as maxim-py writes it (``datetime.isoformat``).
+
+    ``1780308000123456789`` -> ``"2026-06-01T10:00:00.123456+00:00"``; a whole second has no
+    fraction: ``"2026-06-01T10:00:00+00:00"``.
+    """
+    global _iso_cache
+    seconds, rest = divmod(ns, 1_000_000_000)
+    cached_second, prefix = _iso_cache
+    if seconds != cached_second:  # one strftime per second of span time, not per timestamp
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _iso_cache = (seconds, prefix)
+    micros = rest // 1000
+    return f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
+
+
+def trace_hex(trace_id: int) -> str:
+    return format(trace_id, "032x")
+
+
+def span_hex(span_id: int) -> str:
+    return format(span_id, "016x")
+
+
+def text(value: AttributeValue | None) -> str | None:
+    """An attribute as text: strings as they are, anything else JSON-encoded."""
+    if value is None or isinstance(value, str):
+        return value
+    return json_text(value)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text (sequences become lists); non-finite floats as strings."""
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(_finite(value), default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:
+    """``{key: text}`` for every attribute named ``<prefix><key>``."""
+    if not attributes:
+        return {}
+    n = len(prefix)
+    return {k[n:]: text(v) or "" for k, v in attributes.items() if k.startswith(prefix) and len(k) > n}
+
+
+def first(attributes: Attributes, keys: Iterable[str]) -> AttributeValue | None:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def is_consumed(key: str) -> bool:
+    return key in conv.CONSUMED or key.startswith(conv.CONSUMED_PREFIXES)

@@ -1,0 +1,189 @@
+"""Maxim sessions on top of OpenTelemetry context: baggage in, an end-marker span out.
+
+``with otel_maxim.session("conv-42", name="Support chat"):`` puts ``session.id``
+(and ``session.name``, and the tags) into W3C baggage.  Every span started in
+that context, in this process and, through the ``baggage`` header, in every
+service it calls, is stamped with the session by :class:`~otel_maxim.MaximSpanProcessor`,
+so its trace joins the session.  Leaving the block only detaches the context;
+the session goes on until :meth:`Session.end` or :func:`end_session`, which
+emit a session-end marker: an ordinary span that any OTLP pipeline carries and
+the exporter turns into ``session{...,action=end}``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import baggage, context, trace
+from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
+
+from otel_maxim import conventions as conv
+from otel_maxim._version import __version__
+
+__all__ = ["Session", "carry_context", "end_session", "session"]
+
+_logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class Session:
+    """A Maxim session: a ``with`` / ``async with`` block that puts the session into baggage.
+
+    Build it with :func:`otel_maxim.session`.  The same ``Session`` may be entered many
+    times (a web service enters it once per request); entering never ends it.
+    """
+
+    __slots__ = ("_tokens", "_tracer_provider", "id", "name", "tags")
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the seed's own word
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        if not isinstance(id, str) or not id:
+            raise ValueError("id must be a non-empty string")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("name must be a string")
+        self.id = id
+        self.name = name
+        self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
+        self._tracer_provider = tracer_provider
+        self._tokens: list[object] = []
+
+    def __repr__(self) -> str:
+        return f"Session(id={self.id!r}, name={self.name!r})"
+
+    def context(self, parent: context.Context | None = None) -> context.Context:
+        """``parent`` (default: the current context) with this session's baggage entries set."""
+        ctx = baggage.set_baggage(conv.SESSION_ID, self.id, parent)
+        if self.name is not None:
+            ctx = baggage.set_baggage(conv.SESSION_NAME, self.name, ctx)
+        for key, value in self.tags.items():
+            ctx = baggage.set_baggage(conv.SESSION_TAGS_PREFIX + key, value, ctx)
+        return ctx
+
+    def __enter__(self) -> Session:
+        self._tokens.append(context.attach(self.context()))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._tokens:
+            context.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {conv.SESSION_ID: self.id}
+        if self.name is not None:
+            attributes[conv.SESSION_NAME] = self.name
+        for key, value in self.tags.items():
+            attributes[conv.SESSION_TAGS_PREFIX + key] = value
+        return attributes
+
+    @contextmanager
+    def trace(
+        self,
+        name: str,
+        id: str | None = None,  # noqa: A002
+        tags: Mapping[str, str] | None = None,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Iterator[Span]:
+        """Start a new trace in this session: a root span, current inside the block.
+
+        ``id`` chooses the Maxim trace id (mapped like session ids when Maxim would
+        reject it); by default it is the OTel trace id.  ``tags`` become the trace's tags.
+        """
+        attrs = self._attributes()
+        if attributes:
+            attrs.update(attributes)
+        if id is not None:
+            attrs[conv.TRACE_ID] = id
+        for key, value in (tags or {}).items():
+            attrs[conv.TAGS_PREFIX + str(key)] = str(value)
+        # A new trace: the session's baggage on the current context, but no parent span.
+        ctx = trace.set_span_in_context(INVALID_SPAN, self.context())
+        token = context.attach(ctx)
+        try:
+            with _tracer(self._tracer_provider).start_as_current_span(name, attributes=attrs) as span:
+                yield span
+        finally:
+            context.detach(token)
+
+    def end(self) -> None:
+        """End the session: emit its end marker, which triggers Maxim's session-level evaluations."""
+        end_session(self.id, tracer_provider=self._tracer_provider)
+
+
+def session(
+    id: str,  # noqa: A002
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> Session:
+    """A Maxim session, to use as ``with`` / ``async with`` block (see :class:`Session`).
+
+    ``tracer_provider`` is where :meth:`Session.trace` and :meth:`Session.end` start their
+    spans; by default the global one.
+    """
+    return Session(id, name, tags, tracer_provider=tracer_provider)
+
+
+def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> None:  # noqa: A002
+    """End the session ``id``: emit its end marker through ``tracer_provider`` (default: the global one).
+
+    The marker is an ordinary root span with the attributes ``session.id`` and
+    ``maxim.session.end = true``; every processor of that provider sees it, and
+    the exporter turns it into ``session{id=...,action=end}``.  Never raises.
+    """
+    try:
+        if not isinstance(id, str) or not id:
+            _logger.warning("end_session() needs a non-empty session id; got %r; nothing ended.", type(id).__name__)
+            return
+        # An empty context: the marker is a trace of its own, with no baggage of any other session.
+        span = _tracer(tracer_provider).start_span(
+            conv.SESSION_END_SPAN_NAME,
+            context=context.Context(),
+            attributes={conv.SESSION_ID: id, conv.SESSION_END: True},
+        )
+        span.end()
+    except Exception:  # never raise into the application (a broken provider is not its problem)
+        _logger.exception("Could not emit the end marker of a session.")
+
+
+def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Wrap ``fn`` to run in a copy of the current context (the session included).
+
+    Python's ``ThreadPoolExecutor`` and ``threading.Thread`` do not carry
+    ``contextvars`` into worker threads; ``executor.submit(carry_context(work), x)``
+    does.  (asyncio tasks carry the context by themselves.)
+    """
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> _T:
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return run
+
+
+def _tracer(provider: TracerProvider | None) -> trace.Tracer:
+    return trace.get_tracer("otel_maxim", __version__, tracer_provider=provider)
