@@ -10,13 +10,14 @@
 from otel_maxim import records
 from otel_maxim._version import __version__
 from otel_maxim.exporter import MaximSpanExporter
-from otel_maxim.processor import MaximSpanProcessor
+from otel_maxim.processor import MaximSpanProcessor, SessionBaggageProcessor
 from otel_maxim.sessions import Session, carry_context, end_session, session
 
 __all__ = [
     "MaximSpanExporter",
     "MaximSpanProcessor",
     "Session",
+    "SessionBaggageProcessor",
     "__version__",
     "carry_context",
     "end_session",

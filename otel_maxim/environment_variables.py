@@ -5,8 +5,8 @@ default.  A bad value in a variable logs a warning that names the variable
 and the default is used; a bad constructor argument raises ``ValueError``.
 Batching is left to the SDK's standard ``OTEL_BSP_*`` variables.
 
-The README's table is generated from :data:`VARIABLES` (``python -m
-otel_maxim.environment_variables``) and a test checks that the two agree.
+The README's table is generated from :data:`VARIABLES` by :func:`markdown_table`
+and a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -86,7 +86,3 @@ def markdown_table() -> str:
     lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
     lines += [f"| `{v.name}` | {v.default} | {v.meaning} |" for v in VARIABLES]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(markdown_table())

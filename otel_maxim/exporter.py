@@ -263,7 +263,10 @@ class MaximSpanExporter(SpanExporter):
                     redacted = self._redact(record)
                 except Exception:  # a user callback: its failure must not leak content nor stop export
                     _limited.error(
-                        "redact", "The redact callback failed; the record is not sent (%s).", record.action, exc_info=True
+                        "redact",
+                        "The redact callback failed; the record is not sent (%s).",
+                        record.action,
+                        exc_info=True,
                     )
                     continue
                 if redacted is None:
@@ -314,8 +317,12 @@ def _default_sink(
         if not repo:
             if api_key is not None:
                 raise ValueError("repo_id is required with api_key (or set MAXIM_LOG_REPO_ID)")
-            _logger.warning("%s is set but %s is not; writing records to a local file.", env.MAXIM_API_KEY, env.MAXIM_LOG_REPO_ID)
+            _logger.warning(
+                "%s is set but %s is not; writing records to a local file.", env.MAXIM_API_KEY, env.MAXIM_LOG_REPO_ID
+            )
         else:
-            _logger.warning("Delivery to Maxim's log API is not available in this version; writing records to a local file.")
+            _logger.warning(
+                "Delivery to Maxim's log API is not available in this version; writing records to a local file."
+            )
     path = output if output is not None else (env_str(env.MAXIM_RECORDS_FILE) or DEFAULT_RECORDS_FILE)
     return FileSink(path)

@@ -30,11 +30,11 @@ __all__ = ["MAX_ID_LENGTH", "maxim_id", "unmap_id"]
 #: Longest id written as is (longer ones are escaped or hashed).
 MAX_ID_LENGTH = 128
 
-_VALID = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_ID_LENGTH)
+_VALID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 _ESCAPED_PREFIX = "mx-"
 _HASHED_PREFIX = "mxh-"
 _KEPT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
-_BYTE_FORM = tuple(chr(b) if b in _KEPT_BYTES else "_%02X" % b for b in range(256))
+_BYTE_FORM = tuple(chr(b) if b in _KEPT_BYTES else f"_{b:02X}" for b in range(256))
 
 
 def maxim_id(value: str) -> str:

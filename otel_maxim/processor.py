@@ -1,4 +1,10 @@
-"""``MaximSpanProcessor``: stamp the session from baggage on start, batch finished spans to the exporter."""
+"""Span processors: stamp the session from baggage on start; batch finished spans to the exporter.
+
+``MaximSpanProcessor`` does both and is what most applications add.
+``SessionBaggageProcessor`` only stamps: for setups where the exporter is
+wired elsewhere (``OTEL_TRACES_EXPORTER=maxim``, an OTLP exporter to a Collector
+and the bridge), so that spans carry ``session.id`` wherever they are sent.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,13 @@ from typing import Any
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Span
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_maxim import conventions as conv
 from otel_maxim._log import RateLimitedLog
 
-__all__ = ["MaximSpanProcessor", "session_attributes"]
+__all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "session_attributes"]
 
 _logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(_logger)
@@ -33,6 +39,35 @@ def session_attributes(parent_context: Context | None) -> dict[str, Any] | None:
         if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
             attributes[key] = str(value)
     return attributes
+
+
+def _stamp(span: Span, parent_context: Context | None) -> None:
+    try:
+        attributes = session_attributes(parent_context)
+        if attributes is None:
+            return
+        existing = span.attributes
+        if existing and existing.get(conv.SESSION_ID):
+            return  # an explicit session.id on the span wins over baggage
+        span.set_attributes(attributes)
+    except Exception:  # on_start runs on the application's thread: never raise there
+        _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
+
+
+class SessionBaggageProcessor(SpanProcessor):
+    """Only the stamping half of :class:`MaximSpanProcessor`: copies the session baggage onto spans."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        _stamp(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
 
 
 class MaximSpanProcessor(BatchSpanProcessor):
@@ -73,16 +108,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
         return self._exporter
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        try:
-            attributes = session_attributes(parent_context)
-            if attributes is None:
-                return
-            existing = span.attributes
-            if existing and existing.get(conv.SESSION_ID):
-                return  # an explicit session.id on the span wins over baggage
-            span.set_attributes(attributes)
-        except Exception:  # on_start runs on the application's thread: never raise there
-            _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
+        _stamp(span, parent_context)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink)."""

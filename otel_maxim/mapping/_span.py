@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
-from otel_maxim.mapping._common import is_consumed, iso, prefixed, span_hex, text
+from otel_maxim.mapping._common import Attributes, is_consumed, iso, prefixed, span_hex, text
 from otel_maxim.records import Record
 
 Ref = tuple[str, str]
@@ -74,9 +75,8 @@ def own_records(span: ReadableSpan, ref: Ref, options: Options, *, is_trace: boo
     return records
 
 
-def _error(ref: Ref, message: object, attributes: object, timestamp: int) -> Record:
-    attrs = attributes if isinstance(attributes, dict) or hasattr(attributes, "get") else {}
-    error_type = attrs.get(_EXC_TYPE) or attrs.get("error.type")  # type: ignore[union-attr]
+def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int) -> Record:
+    error_type = attrs.get(_EXC_TYPE) or attrs.get("error.type")
     # Key order as maxim-py writes it: startTimestamp, message, code?, errorType?, metadata?; no id.
     data: dict[str, object] = {
         "startTimestamp": iso(timestamp),
@@ -84,7 +84,7 @@ def _error(ref: Ref, message: object, attributes: object, timestamp: int) -> Rec
     }
     if error_type:
         data["errorType"] = text(error_type)
-    stack = attrs.get(_EXC_STACKTRACE)  # type: ignore[union-attr]
+    stack = attrs.get(_EXC_STACKTRACE)
     if stack:
         data["metadata"] = {"stacktrace": text(stack)}
     return Record(ref[0], ref[1], "add-error", data)

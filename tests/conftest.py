@@ -1,0 +1,73 @@
+"""Shared fixtures: real OTel SDK pipelines writing Maxim records to a temporary file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer
+
+from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim.records import Record, parse
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No MAXIM_* or OTEL_* variable of the developer's leaks into a test; work in a temp dir."""
+    for name in list(os.environ):
+        if name.startswith(("MAXIM_", "OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def read_records(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    return [parse(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@dataclass
+class Pipeline:
+    """A TracerProvider with a MaximSpanProcessor feeding an exporter that writes to ``path``."""
+
+    provider: TracerProvider
+    tracer: Tracer
+    exporter: MaximSpanExporter
+    processor: MaximSpanProcessor
+    path: Path
+
+    def records(self) -> list[Record]:
+        """Flush everything (shutdown) and return the records written."""
+        self.provider.shutdown()
+        return read_records(self.path)
+
+    def lines(self) -> list[str]:
+        self.provider.shutdown()
+        return self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    path = tmp_path / "records.log"
+    exporter = MaximSpanExporter(output=str(path))
+    processor = MaximSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    yield Pipeline(provider, provider.get_tracer("tests"), exporter, processor, path)
+    provider.shutdown()
+
+
+@pytest.fixture
+def memory_provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A plain OTel pipeline (no otel_maxim processor) recording finished spans in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()

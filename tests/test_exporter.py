@@ -1,0 +1,281 @@
+"""The exporter's assembly: holding traces, session ends, odd traces, limits and configuration."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otel_maxim
+from otel_maxim import MaximSpanExporter
+from otel_maxim.sinks import FileSink
+from tests.record_checks import ListSink, assert_parent_first
+
+
+def _record_spans(build) -> list[ReadableSpan]:  # type: ignore[no-untyped-def]
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    build(provider, provider.get_tracer("t"))
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def test_session_end_waits_for_a_trace_of_that_session_still_held() -> None:
+    tracer_spans: dict[str, trace.Span] = {}
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with otel_maxim.session("s1"):
+            root = tracer.start_span("turn")
+            with trace.use_span(root):
+                with tracer.start_as_current_span("child"):
+                    pass
+            tracer_spans["root"] = root
+        otel_maxim.end_session("s1", tracer_provider=provider)
+        root.end()  # the root ends after the marker was emitted
+
+    child, marker, root = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export([child, marker])  # the marker arrives while the trace is held
+    assert not [r for r in sink.records() if r.action == "end" and r.entity == "session"]
+    exporter.export([root])
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records][-3:] == [("span", "end"), ("trace", "end"), ("session", "end")]
+
+
+def test_markers_twice_and_for_unseen_sessions(caplog: pytest.LogCaptureFixture) -> None:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        otel_maxim.end_session("never-seen", tracer_provider=provider)
+        otel_maxim.end_session("never-seen", tracer_provider=provider)
+
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    with caplog.at_level(logging.INFO, logger="otel_maxim"):
+        exporter.export(_record_spans(build))
+    exporter.shutdown()
+    assert [(r.entity, r.id, r.action) for r in sink.records()] == [
+        ("session", "never-seen", "create"),
+        ("session", "never-seen", "end"),
+    ]
+    assert "second end marker" in caplog.text and "ended before any of its traces" in caplog.text
+
+
+def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with otel_maxim.session("slow"):
+        root = tracer.start_span("long-running")
+        with trace.use_span(root), tracer.start_as_current_span("step"):
+            pass
+    assert sink.lines == []  # held: the root has not ended
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        deadline = time.monotonic() + 5
+        while not sink.lines and time.monotonic() < deadline:
+            time.sleep(0.02)  # the reaper thread sends it with no further export call
+    early = sink.records()
+    assert_parent_first(early)
+    assert [(r.entity, r.action) for r in early] == [
+        ("session", "create"),
+        ("trace", "create"),
+        ("trace", "add-span"),
+        ("span", "end"),
+    ]
+    assert "before its root ended" in caplog.text and "1 spans" in caplog.text
+    root.end()  # the root arrives late: the trace gets its name and its end
+    provider.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records[4:]] == [("trace", "update"), ("trace", "end")]
+    assert records[4].data == {"name": "long-running"}
+
+
+def test_held_spans_are_capped(caplog: pytest.LogCaptureFixture) -> None:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        for t in range(3):
+            root = tracer.start_span(f"open-{t}")
+            with trace.use_span(root):
+                for i in range(4):
+                    with tracer.start_as_current_span(f"s{t}-{i}"):
+                        pass
+            # roots never end
+
+    spans = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, max_held_spans=5)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        exporter.export(spans)
+    # 12 spans held at most 5: the two oldest traces went early, the newest (4 spans) is held.
+    assert exporter._assembler.held_spans == 4
+    assert "too many spans held" in caplog.text
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert sum(1 for r in records if r.action == "add-span") == 12
+
+
+def test_odd_traces_have_defined_outcomes(caplog: pytest.LogCaptureFixture) -> None:
+    """A span whose parent never arrives, a duplicate span id, a span ending before it starts."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        root = tracer.start_span("root")
+        lost = tracer.start_span("lost-parent", context=trace.set_span_in_context(root))
+        orphan = tracer.start_span("orphan", context=trace.set_span_in_context(lost))
+        orphan.end()
+        backwards = tracer.start_span("backwards", context=trace.set_span_in_context(root), start_time=2_000_000_000)
+        backwards.end(end_time=1_000_000_000)
+        root.end()
+        # `lost` never ends
+
+    spans = _record_spans(build)
+    duplicate = spans[0]
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        exporter.export([*spans, duplicate])
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    orphan = next(r for r in records if r.action == "add-span" and r.data["name"] == "orphan")
+    assert orphan.entity == "trace"  # attached to the trace, not lost
+    backwards = next(r for r in records if r.action == "add-span" and r.data["name"] == "backwards")
+    end = next(r for r in records if r.entity == "span" and r.id == backwards.data["id"] and r.action == "end")
+    assert end.data["endTimestamp"] == backwards.data["startTimestamp"]  # clamped, never before the start
+    assert "second span with the id" in caplog.text
+
+
+def test_a_trace_exported_in_several_batches_and_late_children() -> None:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        root = tracer.start_span("root")
+        a = tracer.start_span("a", context=trace.set_span_in_context(root))
+        root.end()
+        b = tracer.start_span("b", context=trace.set_span_in_context(a))
+        b.end()
+        a.end()
+
+    root, b, a = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    for batch in ([root], [b], [a]):
+        exporter.export(batch)
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == 1
+    assert {str(r.data["name"]) for r in records if r.action == "add-span"} == {"a", "b"}
+
+
+def test_after_shutdown_export_fails_and_shutdown_is_idempotent(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = MaximSpanExporter(sink=ListSink())
+    exporter.shutdown()
+    exporter.shutdown()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        result = exporter.export([])
+    assert result.name == "FAILURE"
+    assert "already shut down" in caplog.text
+
+
+def test_nothing_raises_when_the_sink_is_broken(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    exporter = MaximSpanExporter(output=str(blocker / "records.log"))
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("x"):
+        pass
+    provider.shutdown()  # the write failed, was logged, and nothing reached the application
+
+
+def test_the_root_span_of_an_incoming_request_completes_its_trace() -> None:
+    """A span whose parent is remote is the local root: its trace is sent without waiting."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    remote = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1)))
+    ctx = trace.set_span_in_context(remote, context.Context())
+    with provider.get_tracer("t").start_as_current_span("server", context=ctx):
+        pass
+    assert [(r.entity, r.action) for r in sink.records()] == [("trace", "create"), ("trace", "end")]
+    provider.shutdown()
+
+
+# --- configuration: argument > environment > default ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argument", "environment", "expected"),
+    [
+        (None, None, "maxim-records.log"),
+        (None, "from-env.log", "from-env.log"),
+        ("from-arg.log", "from-env.log", "from-arg.log"),
+        ("-", None, "-"),
+    ],
+)
+def test_output_precedence(
+    argument: str | None, environment: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if environment is not None:
+        monkeypatch.setenv("MAXIM_RECORDS_FILE", environment)
+    sink = MaximSpanExporter(output=argument).sink
+    assert isinstance(sink, FileSink) and sink.path == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "attribute", "expected", "warning"),
+    [
+        ({}, {}, "timeout", 300.0, None),
+        ({}, {"MAXIM_TRACE_TIMEOUT": "2.5"}, "timeout", 2.5, None),
+        ({"trace_timeout": 0}, {"MAXIM_TRACE_TIMEOUT": "2.5"}, "timeout", 0, None),  # an explicit 0 counts
+        ({}, {"MAXIM_TRACE_TIMEOUT": "soon"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
+        ({}, {"MAXIM_TRACE_TIMEOUT": "-1"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
+        ({}, {"MAXIM_MAX_HELD_SPANS": "10"}, "max_spans", 10, None),
+        ({}, {"MAXIM_MAX_HELD_SPANS": "1.5"}, "max_spans", 100_000, "MAXIM_MAX_HELD_SPANS"),
+    ],
+)
+def test_setting_precedence(
+    kwargs: dict[str, object],
+    env: dict[str, str],
+    attribute: str,
+    expected: float,
+    warning: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING):
+        exporter = MaximSpanExporter(sink=ListSink(), **kwargs)  # type: ignore[arg-type]
+    assert getattr(exporter._assembler, "_" + attribute) == expected
+    if warning is None:
+        assert caplog.text == ""
+    else:
+        assert warning in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trace_timeout": -1}, "trace_timeout"),
+        ({"trace_timeout": "5"}, "trace_timeout"),
+        ({"max_held_spans": 1.5}, "max_held_spans"),
+        ({"capture_content": "yes"}, "capture_content"),
+        ({"redact": 42}, "redact"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MaximSpanExporter(sink=ListSink(), **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,102 @@
+"""Agreement with the reference: maxim-py and otel_maxim, given the same scenario, send the same records.
+
+maxim-py is run for real against a local HTTP server (tests/maxim_py_capture.py). Compared: entities,
+user-chosen ids, actions, data keys in order, and every data value except timestamps and generated ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+import otel_maxim
+from otel_maxim.records import Record, parse
+from tests.maxim_py_capture import capture, seed_scenario
+from tests.record_checks import ListSink
+
+USER_IDS = {"session-id", "trace-id", "trace-id-2", "session-2", "trace-3"}
+TIMESTAMP_KEYS = {"startTimestamp", "endTimestamp", "timestamp"}
+
+
+def _normalise(records: list[Record]) -> list[tuple[Any, ...]]:
+    """Generated ids -> placeholders by first appearance; timestamps -> a marker."""
+    names: dict[str, str] = {}
+
+    def name(value: str) -> str:
+        if value in USER_IDS:
+            return value
+        return names.setdefault(value, f"<id{len(names)}>")
+
+    out = []
+    for record in records:
+        data = {}
+        for key, value in record.data.items():
+            if key in TIMESTAMP_KEYS:
+                data[key] = "<ts>"
+            elif key in ("id", "spanId", "sessionId"):
+                data[key] = name(str(value))
+            else:
+                data[key] = value
+        out.append((record.entity, name(record.id), record.action, list(data), data))
+    return out
+
+
+def _otel(scenario: Callable[[TracerProvider, Tracer], None]) -> list[Record]:
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(otel_maxim.MaximSpanExporter(sink=sink)))
+    scenario(provider, provider.get_tracer("reference"))
+    provider.shutdown()
+    return sink.records()
+
+
+def _otel_seed(provider: TracerProvider, tracer: Tracer) -> None:
+    # 1. create a session; 2. add a trace to it
+    with otel_maxim.session("session-id", name="session-name", tracer_provider=provider) as session:
+        with session.trace("trace-name", id="trace-id"), tracer.start_as_current_span("span-name"):
+            pass
+    # 3. link a trace by session id
+    with tracer.start_as_current_span(
+        "trace-2", attributes={"session.id": "session-id", "maxim.trace.id": "trace-id-2"}
+    ):
+        with tracer.start_as_current_span("span-2"):
+            pass
+    # 4. end the session
+    session.end()
+
+
+def test_the_seed_scenario_matches_maxim_py() -> None:
+    reference = [parse(line) for line in capture(seed_scenario)]
+    ours = _otel(_otel_seed)
+    assert _normalise(ours) == _normalise(reference)
+
+
+def _maxim_nested(logger: Any) -> None:
+    session = logger.session({"id": "session-2", "name": "nested", "tags": {"channel": "web"}})
+    trace = session.trace({"id": "trace-3", "name": "turn", "tags": {"intent": "refund"}})
+    outer = trace.span({"id": "outer", "name": "agent", "tags": {"step": "1"}})
+    outer.add_metadata({"order.id": "A-1", "attempt": 2})
+    inner = outer.span({"id": "inner", "name": "lookup"})
+    inner.end()
+    outer.end()
+    trace.end()
+    session.end()
+
+
+def _otel_nested(provider: TracerProvider, tracer: Tracer) -> None:
+    with otel_maxim.session("session-2", name="nested", tags={"channel": "web"}, tracer_provider=provider) as s:
+        with s.trace("turn", id="trace-3", tags={"intent": "refund"}):
+            with tracer.start_as_current_span("agent", attributes={"maxim.tags.step": "1"}) as outer:
+                outer.set_attributes({"order.id": "A-1", "attempt": 2})
+                with tracer.start_as_current_span("lookup"):
+                    pass
+    s.end()
+
+
+def test_nested_spans_tags_and_metadata_match_maxim_py() -> None:
+    reference = [parse(line) for line in capture(_maxim_nested)]
+    ours = _otel(_otel_nested)
+    assert _normalise(ours) == _normalise(reference)

@@ -1,0 +1,192 @@
+"""Sessions: baggage in, records out -- across threads, asyncio tasks, W3C headers and plain OTel pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from opentelemetry import baggage, context, propagate
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_maxim
+from otel_maxim import MaximSpanExporter
+from otel_maxim.ids import maxim_id
+from otel_maxim.records import Record
+from tests.conftest import Pipeline
+from tests.record_checks import ListSink, assert_parent_first
+
+
+def _traces(records: list[Record]) -> dict[str, Record]:
+    """trace create records by name."""
+    return {str(r.data["name"]): r for r in records if r.entity == "trace" and r.action == "create"}
+
+
+def test_the_seed_scenario_end_to_end(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+    with otel_maxim.session(
+        "session-id", name="session-name", tags={"team": "a"}, tracer_provider=pipeline.provider
+    ) as s:
+        with s.trace("trace-name", id="trace-id", tags={"k": "v"}):
+            with tracer.start_as_current_span("span-name"):
+                pass
+    with tracer.start_as_current_span("trace-2", attributes={"session.id": "session-id"}):
+        with tracer.start_as_current_span("span-2"):
+            pass
+    s.end()
+    records = pipeline.records()
+
+    assert_parent_first(records)
+    assert records[0] == Record("session", "session-id", "create", records[0].data)
+    assert records[0].data["name"] == "session-name" and records[0].data["tags"] == {"team": "a"}
+    assert records[-1].entity == "session" and records[-1].action == "end"
+    traces = _traces(records)
+    assert traces["trace-name"].id == "trace-id"
+    assert traces["trace-name"].data["tags"] == {"k": "v"}
+    assert traces["trace-name"].data["sessionId"] == "session-id"
+    assert traces["trace-2"].data["sessionId"] == "session-id"
+    assert len(traces["trace-2"].id) == 32  # the OTel trace id
+    assert sum(1 for r in records if r.entity == "session" and r.action == "create") == 1
+    # The marker is never shown as a trace.
+    assert "maxim.session.end" not in traces
+
+
+def test_leaving_the_block_does_not_end_the_session(pipeline: Pipeline) -> None:
+    s = otel_maxim.session("web-1", tracer_provider=pipeline.provider)
+    for turn in range(3):  # a web service enters the same session once per request
+        with s, pipeline.tracer.start_as_current_span(f"request-{turn}"):
+            pass
+    records = pipeline.records()
+    assert len(_traces(records)) == 3
+    assert not [r for r in records if r.entity == "session" and r.action == "end"]
+
+
+def test_baggage_reaches_every_span_and_an_explicit_attribute_wins(pipeline: Pipeline) -> None:
+    with otel_maxim.session("outer"), pipeline.tracer.start_as_current_span("root") as root:
+        with pipeline.tracer.start_as_current_span("child") as child:
+            pass
+        other = pipeline.tracer.start_span("own-trace", context=context.Context(), attributes={"session.id": "mine"})
+        other.end()
+    assert root.attributes is not None and root.attributes["session.id"] == "outer"
+    assert child.attributes is not None and child.attributes["session.id"] == "outer"
+    sessions = {r.id for r in pipeline.records() if r.entity == "session"}
+    assert sessions == {"outer", "mine"}
+
+
+def test_threads_need_carry_context_and_get_it(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+
+    def work(name: str) -> None:
+        with tracer.start_as_current_span(name):
+            pass
+
+    with otel_maxim.session("threaded"), ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(otel_maxim.carry_context(work), [f"carried-{i}" for i in range(8)]))
+        pool.submit(work, "not-carried").result()  # documented: the executor alone carries nothing
+        t = threading.Thread(target=otel_maxim.carry_context(work), args=("thread",))
+        t.start()
+        t.join()
+    traces = _traces(pipeline.records())
+    assert all(traces[f"carried-{i}"].data.get("sessionId") == "threaded" for i in range(8))
+    assert traces["thread"].data.get("sessionId") == "threaded"
+    assert "sessionId" not in traces["not-carried"].data
+
+
+def test_asyncio_tasks_keep_their_own_sessions(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+
+    async def conversation(n: int) -> None:
+        async with otel_maxim.session(f"conv-{n}"):
+            for turn in range(2):
+                await asyncio.sleep(0)  # interleave the tasks
+                with tracer.start_as_current_span(f"c{n}-t{turn}"):
+                    await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(conversation(n) for n in range(5)))
+
+    asyncio.run(main())
+    traces = _traces(pipeline.records())
+    for n in range(5):
+        for turn in range(2):
+            assert traces[f"c{n}-t{turn}"].data["sessionId"] == f"conv-{n}"
+
+
+def test_an_incoming_w3c_baggage_header_joins_the_session(pipeline: Pipeline) -> None:
+    # What a web framework's instrumentation does with an incoming request's headers.
+    headers = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "baggage": "session.id=user%3A42,session.name=Support%20chat,other=1",
+    }
+    ctx = propagate.extract(headers)
+    token = context.attach(ctx)
+    try:
+        with pipeline.tracer.start_as_current_span("handle-request"):
+            pass
+    finally:
+        context.detach(token)
+    records = pipeline.records()
+    session = records[0]
+    assert session.entity == "session" and session.id == "mx-user_3A42"
+    assert session.data["name"] == "Support chat"
+    assert session.data["tags"] == {"original_id": "user:42"}
+    trace_create = _traces(records)["handle-request"]
+    assert trace_create.id == "0af7651916cd43dd8448eb211c80319c"
+    assert trace_create.data["sessionId"] == "mx-user_3A42"
+
+
+def test_outgoing_requests_carry_the_session_in_baggage() -> None:
+    with otel_maxim.session("conv-7", name="n"):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    assert "session.id=conv-7" in carrier["baggage"]
+    assert baggage.get_baggage("session.id") is None  # detached after the block
+
+
+@pytest.mark.parametrize("session_id", ["user:42", "a.b@c.com", "Grüße", "x" * 500])
+def test_session_ids_that_need_mapping(session_id: str) -> None:
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    with otel_maxim.session(session_id, tracer_provider=provider) as s, s.trace("t"):
+        pass
+    s.end()
+    provider.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    mapped = maxim_id(session_id)
+    assert records[0].entity == "session" and records[0].id == mapped
+    assert records[0].data["tags"]["original_id"] == session_id
+    assert records[-1] == Record("session", records[0].id, "end", records[-1].data)
+
+
+def test_the_end_marker_survives_a_plain_otel_pipeline(memory_provider) -> None:  # type: ignore[no-untyped-def]
+    """Spans (marker included) recorded by an ordinary in-memory exporter, exported later."""
+    provider, memory = memory_provider
+    tracer = provider.get_tracer("plain")
+    with otel_maxim.session("conv-9", tracer_provider=provider) as s:
+        with s.trace("turn"), tracer.start_as_current_span("inner"):
+            pass
+    otel_maxim.end_session("conv-9", tracer_provider=provider)
+    finished = list(memory.get_finished_spans())
+    marker = finished[-1]
+    assert marker.attributes is not None and marker.attributes["maxim.session.end"] is True
+    assert marker.parent is None  # a trace of its own
+
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export(finished)
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records][-1] == ("session", "end")
+    assert {str(r.data["name"]) for r in records if r.entity == "trace" and r.action == "create"} == {"turn"}
+
+
+def test_end_session_with_bad_input_never_raises(pipeline: Pipeline) -> None:
+    otel_maxim.end_session("", tracer_provider=pipeline.provider)  # logged, nothing ended
+    otel_maxim.end_session(None, tracer_provider=pipeline.provider)  # type: ignore[arg-type]
+    assert pipeline.records() == []
+    with pytest.raises(ValueError, match="id"):
+        otel_maxim.session("")  # a caller's mistake in code: raised at once
