@@ -53,7 +53,11 @@ assert exact token counts: chat uses :data:`PROMPT_TOKENS` /
 :data:`COMPLETION_TOKENS` / :data:`TOTAL_TOKENS`; embeddings use
 :data:`EMBEDDING_PROMPT_TOKENS`. The response ``model`` is the request model
 followed by :data:`RESPONSE_MODEL_SUFFIX`, so request and response model can
-be told apart.
+be told apart. Ids are deterministic per server instance: the N-th chat
+completion answered (failures excluded) has id ``chatcmpl-fake-N`` and, if it
+is a tool call, tool-call id ``call_fake_N``; every response carries
+``x-request-id: req_fake_M`` (M counts HTTP responses). ``created`` is
+:data:`CREATED` and ``system_fingerprint`` is :data:`SYSTEM_FINGERPRINT`.
 
 Usage
 -----
@@ -83,10 +87,11 @@ import re
 import struct
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Type
+from typing import Any
 
 __all__ = [
     "ANSWER_PREFIX",
@@ -120,7 +125,7 @@ TOTAL_TOKENS: int = PROMPT_TOKENS + COMPLETION_TOKENS
 #: ``usage.prompt_tokens`` (and ``total_tokens``) of every embeddings call.
 EMBEDDING_PROMPT_TOKENS: int = 5
 #: The embedding returned for every input item.
-EMBEDDING_VECTOR: Tuple[float, ...] = (0.125, -0.25, 0.5, 1.0)
+EMBEDDING_VECTOR: tuple[float, ...] = (0.125, -0.25, 0.5, 1.0)
 #: Appended to the request model to form the response ``model``.
 RESPONSE_MODEL_SUFFIX: str = "-fake-0001"
 #: ``created`` timestamp of every response.
@@ -139,12 +144,17 @@ FAIL_ERROR_TYPE: str = "server_error"
 FAIL_ERROR_CODE: str = "fake_failure"
 
 _FAIL_RE = re.compile(r"\bFAIL\b")
-_JSON = Dict[str, Any]
+_JSON = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
     """One HTTP request received by the fake server.
+
+    A request is recorded *before* any byte of its response is written, so a
+    client that has received a response can always find its request in
+    :attr:`FakeOpenAIServer.requests`. ``status`` is filled in just before the
+    response status line is sent (it is ``0`` only in that short window).
 
     Attributes:
         method: HTTP method, e.g. ``"POST"``.
@@ -162,7 +172,7 @@ class RecordedRequest:
     query: str
     headers: Mapping[str, str]
     body: bytes
-    json: Optional[Any]
+    json: Any | None
     status: int = 0
 
 
@@ -170,8 +180,8 @@ class RecordedRequest:
 class _Answer:
     """The assistant turn chosen for a chat request."""
 
-    content: Optional[str]
-    tool_calls: List[_JSON] = field(default_factory=list)
+    content: str | None
+    tool_calls: list[_JSON] = field(default_factory=list)
 
     @property
     def finish_reason(self) -> str:
@@ -190,7 +200,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts: List[str] = []
+        texts: list[str] = []
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
@@ -200,14 +210,14 @@ def _text_of(content: Any) -> str:
     return str(content)
 
 
-def _messages(body: Mapping[str, Any]) -> List[_JSON]:
+def _messages(body: Mapping[str, Any]) -> list[_JSON]:
     raw = body.get("messages")
     if not isinstance(raw, list):
         return []
     return [m for m in raw if isinstance(m, dict)]
 
 
-def _last_user_text(messages: List[_JSON]) -> str:
+def _last_user_text(messages: list[_JSON]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
             return _text_of(message.get("content"))
@@ -262,7 +272,7 @@ def fake_arguments_for(parameters: Any) -> _JSON:
     return {name: _fake_value_for(schema) for name, schema in properties.items()}
 
 
-def _tool_function(tool: Any) -> Optional[_JSON]:
+def _tool_function(tool: Any) -> _JSON | None:
     """The ``function`` object of a tool definition (``{"type": "function"}``)."""
     if not isinstance(tool, dict):
         return None
@@ -310,15 +320,15 @@ class FakeOpenAIServer:
         self.stream_chunk_delay = stream_chunk_delay
         self.no_retry_header = no_retry_header
         self._lock = threading.Lock()
-        self._requests: List[RecordedRequest] = []
+        self._requests: list[RecordedRequest] = []
         self._completion_counter = itertools.count(1)
         self._http_counter = itertools.count(1)
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         """Bind the socket and serve in a daemon thread. Returns ``self``."""
         if self._httpd is not None:
             raise RuntimeError("FakeOpenAIServer is already started")
@@ -347,14 +357,14 @@ class FakeOpenAIServer:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -390,12 +400,12 @@ class FakeOpenAIServer:
     # -- recorded requests -------------------------------------------------
 
     @property
-    def requests(self) -> List[RecordedRequest]:
+    def requests(self) -> list[RecordedRequest]:
         """A snapshot (copy) of all requests received so far, oldest first."""
         with self._lock:
             return list(self._requests)
 
-    def requests_to(self, path_suffix: str) -> List[RecordedRequest]:
+    def requests_to(self, path_suffix: str) -> list[RecordedRequest]:
         """Recorded requests whose path ends with ``path_suffix``."""
         return [r for r in self.requests if r.path.endswith(path_suffix)]
 
@@ -430,7 +440,7 @@ class FakeOpenAIServer:
             return _Answer(content=TOOL_RESULT_PREFIX + _text_of(last.get("content")))
         if isinstance(tools, list) and tools and tool_choice != "none":
             functions = [f for f in (_tool_function(t) for t in tools) if f is not None]
-            chosen: Optional[_JSON] = functions[0] if functions else None
+            chosen: _JSON | None = functions[0] if functions else None
             if isinstance(tool_choice, dict):
                 wanted = _tool_function(tool_choice)
                 if wanted is not None:
@@ -462,7 +472,7 @@ class FakeOpenAIServer:
         }
 
     @staticmethod
-    def error_body(message: str, err_type: str, code: Optional[str], param: Optional[str] = None) -> _JSON:
+    def error_body(message: str, err_type: str, code: str | None, param: str | None = None) -> _JSON:
         """An OpenAI-style error body."""
         return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
@@ -472,13 +482,13 @@ def _response_model(body: Mapping[str, Any]) -> str:
     return (model if isinstance(model, str) and model else "fake-model") + RESPONSE_MODEL_SUFFIX
 
 
-def _chunk_text(text: str) -> List[str]:
+def _chunk_text(text: str) -> list[str]:
     """Split text into word-ish pieces (keeping whitespace) for streaming."""
     pieces = re.findall(r"\S+\s*|\s+", text)
     return pieces or [text]
 
 
-def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
+def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     """Build the request-handler class bound to ``server``."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -487,6 +497,7 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
         # Idle keep-alive connections are dropped after this many seconds so
         # handler threads do not linger after the test is done.
         timeout = 30
+        _entry: RecordedRequest
 
         # Silence the default stderr access log.
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -521,36 +532,38 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
             raw_path = self.path
             path, _, query = raw_path.partition("?")
             body = self._read_body() if self.command in ("POST", "PUT", "PATCH") else b""
-            parsed: Optional[Any] = None
+            parsed: Any | None = None
             if body:
                 try:
                     parsed = json.loads(body)
                 except ValueError:
                     parsed = None
-            status = 500
+            self._entry = RecordedRequest(
+                method=self.command,
+                path=path,
+                query=query,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+                json=parsed,
+            )
+            # Record before answering: the client must never see a response
+            # whose request is not yet in ``server.requests``.
+            server._record(self._entry)
             try:
-                status = self._dispatch(path, body, parsed)
+                self._dispatch(path, body, parsed)
             except (BrokenPipeError, ConnectionResetError):
-                status = 499
+                self.close_connection = True
             except Exception as exc:  # pragma: no cover - defensive
+                self.close_connection = True
                 try:
-                    status = self._send_json(
-                        500, server.error_body(f"fake server bug: {exc!r}", "server_error", "internal")
-                    )
+                    self._send_json(500, server.error_body(f"fake server bug: {exc!r}", "server_error", "internal"))
                 except OSError:
                     pass
-            finally:
-                server._record(
-                    RecordedRequest(
-                        method=self.command,
-                        path=path,
-                        query=query,
-                        headers={k.lower(): v for k, v in self.headers.items()},
-                        body=body,
-                        json=parsed,
-                        status=status,
-                    )
-                )
+
+        def _start_response(self, status: int) -> None:
+            """Note the status on the recorded request, then send the status line."""
+            self._entry.status = status
+            self.send_response(status)
 
         def do_POST(self) -> None:  # noqa: N802
             self._handle()
@@ -564,9 +577,9 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:  # noqa: N802
             self._handle()
 
-        def _send_json(self, status: int, payload: Any, extra_headers: Optional[Mapping[str, str]] = None) -> int:
+        def _send_json(self, status: int, payload: Any, extra_headers: Mapping[str, str] | None = None) -> int:
             data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
+            self._start_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("x-request-id", f"req_fake_{server._next_http_number()}")
@@ -580,13 +593,11 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
             return status
 
         def _fail(self) -> int:
-            return self._send_json(
-                500, server.error_body(FAIL_ERROR_MESSAGE, FAIL_ERROR_TYPE, FAIL_ERROR_CODE)
-            )
+            return self._send_json(500, server.error_body(FAIL_ERROR_MESSAGE, FAIL_ERROR_TYPE, FAIL_ERROR_CODE))
 
         # -- routing -------------------------------------------------------
 
-        def _dispatch(self, path: str, body: bytes, parsed: Optional[Any]) -> int:
+        def _dispatch(self, path: str, body: bytes, parsed: Any | None) -> int:
             route = path.rstrip("/")
             if route.startswith("/v1/"):
                 route = route[3:]
@@ -601,16 +612,12 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
             if self.command != "POST" or route not in ("/chat/completions", "/embeddings"):
                 return self._send_json(
                     404,
-                    server.error_body(
-                        f"Unknown route {self.command} {path}", "invalid_request_error", "unknown_url"
-                    ),
+                    server.error_body(f"Unknown route {self.command} {path}", "invalid_request_error", "unknown_url"),
                 )
             if not isinstance(parsed, dict):
                 return self._send_json(
                     400,
-                    server.error_body(
-                        "Request body must be a JSON object", "invalid_request_error", "invalid_json"
-                    ),
+                    server.error_body("Request body must be a JSON object", "invalid_request_error", "invalid_json"),
                 )
             if route == "/embeddings":
                 return self._embeddings(parsed)
@@ -621,7 +628,7 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
         def _embeddings(self, body: _JSON) -> int:
             raw_input = body.get("input")
             if isinstance(raw_input, str):
-                items: List[Any] = [raw_input]
+                items: list[Any] = [raw_input]
             elif isinstance(raw_input, list) and raw_input and all(isinstance(x, int) for x in raw_input):
                 items = [raw_input]  # a single token array
             elif isinstance(raw_input, list):
@@ -642,9 +649,7 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
                 200,
                 {
                     "object": "list",
-                    "data": [
-                        {"object": "embedding", "index": i, "embedding": embedding} for i in range(len(items))
-                    ],
+                    "data": [{"object": "embedding", "index": i, "embedding": embedding} for i in range(len(items))],
                     "model": _response_model(body),
                     "usage": {"prompt_tokens": EMBEDDING_PROMPT_TOKENS, "total_tokens": EMBEDDING_PROMPT_TOKENS},
                 },
@@ -686,8 +691,10 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
                 },
             )
 
-        def _stream_events(self, completion_id: str, model: str, answer: _Answer, include_usage: bool) -> Iterator[_JSON]:
-            def chunk(delta: _JSON, finish_reason: Optional[str] = None) -> _JSON:
+        def _stream_events(
+            self, completion_id: str, model: str, answer: _Answer, include_usage: bool
+        ) -> Iterator[_JSON]:
+            def chunk(delta: _JSON, finish_reason: str | None = None) -> _JSON:
                 event: _JSON = {
                     "id": completion_id,
                     "object": "chat.completion.chunk",
@@ -738,14 +745,14 @@ def _make_handler(server: FakeOpenAIServer) -> Type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def _stream_chat(self, completion_id: str, model: str, answer: _Answer, include_usage: bool) -> int:
-            self.send_response(200)
+            self._start_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("x-request-id", f"req_fake_{server._next_http_number()}")
             self.end_headers()
             for event in self._stream_events(completion_id, model, answer, include_usage):
-                self._write_chunk(f"data: {json.dumps(event)}\n\n".encode("utf-8"))
+                self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
                 if server.stream_chunk_delay > 0:
                     time.sleep(server.stream_chunk_delay)
             self._write_chunk(b"data: [DONE]\n\n")

@@ -35,9 +35,10 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 __all__ = ["RecordedRequest", "capture", "capture_requests", "seed_scenario"]
@@ -92,9 +93,7 @@ def _make_handler(recorder: _Recorder) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            recorder.add(
-                RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
-            )
+            recorder.add(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
             url = urlsplit(self.path)
             reply: dict[str, Any]
             if url.path == UPLOAD_URL_PATH:
@@ -144,9 +143,7 @@ def _close_maxim(maxim: Any, logger: Any) -> None:
                 del Maxim._instance
 
 
-def capture_requests(
-    scenario: Callable[[Any], None], *, timeout: float = 10.0
-) -> list[RecordedRequest]:
+def capture_requests(scenario: Callable[[Any], None], *, timeout: float = 10.0) -> list[RecordedRequest]:
     """Run ``scenario(logger)`` against a fake server; return every request received.
 
     ``timeout`` bounds the wait for the repository check and for the final flush
@@ -164,7 +161,7 @@ def capture_requests(
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Maxim() prints a banner
             maxim = Maxim({"api_key": API_KEY, "base_url": base_url})
-        logger: Optional[Any] = None
+        logger: Any | None = None
         try:
             logger = maxim.logger({"id": REPO_ID})
             scenario(logger)

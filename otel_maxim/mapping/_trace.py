@@ -9,7 +9,7 @@ was held too long) attach to what Maxim already has.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_maxim import conventions as conv
 from otel_maxim.ids import maxim_id
-from otel_maxim.mapping import _span
+from otel_maxim.mapping import _span, genai
 from otel_maxim.mapping._common import first, iso, prefixed, span_hex, text, trace_hex
 from otel_maxim.records import Record
 
@@ -131,6 +131,7 @@ def map_trace(
         if candidates:
             root = next((s for s in candidates if s.parent is None), candidates[0])
 
+    described = {span_id: genai.describe(span) for span_id, span in by_id.items()}
     records: list[Record] = []
     start_ns = min((s.start_time or 0) for s in by_id.values()) if by_id else 0
     if prior is None:
@@ -140,21 +141,24 @@ def map_trace(
         trace_id = _maxim_trace_id(root, spans)
         state = TraceState(trace_id, session)
         if source is not None:
-            records.append(_trace_create(trace_id, source, root is not None, session, start_ns, options))
+            data = _trace_create(trace_id, source, root is not None, session, start_ns)
+            if options.capture_content:
+                value = _span.trace_input(root, options) if root is not None else None
+                if value is None:
+                    value = _first_user_message(by_id.values(), described)
+                if value is not None:
+                    data["input"] = value
+            records.append(Record("trace", trace_id, "create", data))
     else:
         state = prior
         trace_id = prior.maxim_id
         if root is not None:
             records.append(Record("trace", trace_id, "update", {"name": root.name}))
-            tags = prefixed(root.attributes or {}, conv.TAGS_PREFIX)
+            tags = _span.tags_of(root.attributes or {})
             if tags:
                 records.append(Record("trace", trace_id, "update", {"tags": tags}))
 
     trace_ref: Ref = ("trace", trace_id)
-    if root is not None:
-        state.containers[root.context.span_id] = trace_ref  # type: ignore[union-attr]
-        records.extend(_span.own_records(root, trace_ref, options, is_trace=True))
-
     # Depth-first, parent-first, siblings by start time; an explicit stack, so deep trees cannot
     # exhaust Python's recursion limit.  Each span: its announcement, its children, then its end.
     stack: list[tuple[bool, ReadableSpan, Ref]] = []
@@ -165,17 +169,25 @@ def map_trace(
         ref = state.containers.get(parent, trace_ref) if parent is not None else trace_ref
         stack.append((True, top, ref))
     if root is not None:
-        for child in reversed(children.get(root.context.span_id, ())):  # type: ignore[union-attr]
-            stack.append((True, child, trace_ref))
+        root_id = root.context.span_id  # type: ignore[union-attr]
+        state.containers[root_id] = trace_ref
+        if described[root_id].kind == genai.SPAN:
+            records.extend(_span.own_records(root, trace_ref, trace_ref, options, described[root_id], is_trace=True))
+            for child in reversed(children.get(root_id, ())):
+                stack.append((True, child, trace_ref))
+        else:
+            # A root that is itself a generation, tool call or retrieval (an LLM call with no
+            # application span around it): the trace, and that entity inside it.
+            stack.append((True, root, trace_ref))
     seen = 0
     while stack:
         opening, span, ref = stack.pop()
         span_id = span.context.span_id  # type: ignore[union-attr]
         if not opening:
-            records.extend(_span.close_records(span, state.containers[span_id], options))
+            records.extend(_span.close_records(span, _own_ref(span_id, described), options, described[span_id]))
             continue
         seen += 1
-        opened, own_ref = _span.open_records(span, ref, options)
+        opened, own_ref = _span.open_records(span, ref, options, described[span_id])
         records.extend(opened)
         # Only traces and spans take children: below a generation, tool call or retrieval,
         # children attach to the nearest trace or span above it.
@@ -187,17 +199,21 @@ def map_trace(
 
     if root is not None:
         state.root_seen = True
-        records.extend(_span.trace_close_records(root, trace_id, options))
-    unreached = len(by_id) - seen - (1 if root is not None else 0)
+        output = _span.trace_output(root, options)
+        if output is None and options.capture_content:
+            output = _last_assistant_answer(by_id.values(), described)
+        records.extend(_span.trace_close_records(trace_id, root, output))
+    root_counted = 1 if root is not None and described[root.context.span_id].kind == genai.SPAN else 0  # type: ignore[union-attr]
+    unreached = len(by_id) - seen - root_counted
     if unreached:
         # Only a cycle of parent ids (a producer's bug) leaves spans unreached: attach them to the trace.
         _logger.warning("%d spans of trace %s form a parent cycle; attaching them to the trace.", unreached, trace_id)
-        for span in by_id.values():
-            if span.context.span_id not in state.containers:  # type: ignore[union-attr]
-                opened, own_ref = _span.open_records(span, trace_ref, options)
+        for span_id, span in by_id.items():
+            if span_id not in state.containers:
+                opened, own_ref = _span.open_records(span, trace_ref, options, described[span_id])
                 records.extend(opened)
-                state.containers[span.context.span_id] = own_ref if own_ref[0] == "span" else trace_ref  # type: ignore[union-attr]
-                records.extend(_span.close_records(span, own_ref, options))
+                state.containers[span_id] = own_ref if own_ref[0] == "span" else trace_ref
+                records.extend(_span.close_records(span, own_ref, options, described[span_id]))
     return MappedTrace(records, state, start_ns)
 
 
@@ -214,23 +230,45 @@ def _maxim_trace_id(root: ReadableSpan | None, spans: Sequence[ReadableSpan]) ->
 
 
 def _trace_create(
-    trace_id: str,
-    source: ReadableSpan,
-    is_root: bool,
-    session: SessionInfo | None,
-    start_ns: int,
-    options: _span.Options,
-) -> Record:
+    trace_id: str, source: ReadableSpan, is_root: bool, session: SessionInfo | None, start_ns: int
+) -> dict[str, object]:
     attributes = source.attributes or {}
     data: dict[str, object] = {
         "name": source.name,
-        "tags": prefixed(attributes, conv.TAGS_PREFIX) if is_root else {},
+        "tags": _span.tags_of(attributes) if is_root else {},
         "startTimestamp": iso(source.start_time if is_root and source.start_time else start_ns),
     }
     if session is not None:
         data["sessionId"] = session.id
-    if is_root:
-        value = _span.trace_input(source, options)
-        if value is not None:
-            data["input"] = value
-    return Record("trace", trace_id, "create", data)
+    return data
+
+
+def _own_ref(span_id: int, described: Mapping[int, genai.Described]) -> Ref:
+    return (described[span_id].kind, span_hex(span_id))
+
+
+def _first_user_message(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
+    """The first user message of the trace's first generation (the trace's input when its root has none)."""
+    generations = sorted(
+        (s for s in spans if described[s.context.span_id].kind == genai.GENERATION),  # type: ignore[union-attr]
+        key=_sort_key,
+    )
+    for span in generations:
+        for message in described[span.context.span_id].messages:  # type: ignore[union-attr]
+            if message.get("role") == "user" and message.get("content"):
+                return str(message["content"])
+    return None
+
+
+def _last_assistant_answer(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
+    """The last answer of the trace's last generation (the trace's output when its root has none)."""
+    generations = sorted(
+        (s for s in spans if described[s.context.span_id].kind == genai.GENERATION),  # type: ignore[union-attr]
+        key=lambda s: (s.end_time or 0, s.start_time or 0),
+    )
+    for span in reversed(generations):
+        for choice in reversed(described[span.context.span_id].choices):  # type: ignore[union-attr]
+            content = choice.get("message", {}).get("content")
+            if content:
+                return str(content)
+    return None

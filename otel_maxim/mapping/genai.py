@@ -1,0 +1,665 @@
+"""LLM spans -> Maxim generations, tool calls and retrievals, from the conventions instrumentations emit.
+
+Which entity a span becomes, in priority order (the first convention that speaks decides):
+
+1. OTel GenAI ``gen_ai.operation.name``: ``chat``, ``text_completion``, ``generate_content``
+   -> generation; ``execute_tool`` -> tool call; ``vector_db_retrieve``/``retrieval`` -> retrieval;
+   anything else (``embeddings``, ``invoke_agent``, ``create_agent``, ``execute_task``) -> span.
+2. OpenInference ``openinference.span.kind``: ``LLM`` -> generation, ``TOOL`` -> tool call,
+   ``RETRIEVER`` -> retrieval, others (``CHAIN``, ``AGENT``, ``EMBEDDING``, ...) -> span.
+3. Vercel AI SDK ``ai.operationId``: ``ai.*.doGenerate``/``ai.*.doStream`` -> generation,
+   ``ai.toolCall`` -> tool call, other ``ai.*`` -> span.
+4. Traceloop/OpenLLMetry: ``llm.request.type`` or ``gen_ai.prompt.N.*``/``gen_ai.completion.N.*``
+   -> generation; ``traceloop.span.kind = tool`` -> tool call.
+5. Anything else -> span.
+
+Pure functions of one span's attributes and events: no I/O, no state.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import StatusCode
+
+from otel_maxim.mapping._common import Attributes, first, json_text, text
+
+GENERATION = "generation"
+TOOL_CALL = "tool_call"
+RETRIEVAL = "retrieval"
+SPAN = "span"
+
+_GENAI_OPS = {
+    "chat": GENERATION,
+    "text_completion": GENERATION,
+    "generate_content": GENERATION,
+    "llm_request": GENERATION,  # Traceloop <= 0.54
+    "execute_tool": TOOL_CALL,
+    "vector_db_retrieve": RETRIEVAL,  # Traceloop
+    "retrieval": RETRIEVAL,
+}
+_OPENINFERENCE_KINDS = {"LLM": GENERATION, "TOOL": TOOL_CALL, "RETRIEVER": RETRIEVAL}
+_VERCEL_GENERATION = re.compile(r"ai\.\w+\.(doGenerate|doStream)")
+
+#: Maxim's providers; anything else is ``unknown``.
+PROVIDERS = frozenset(
+    {
+        "openai",
+        "azure",
+        "anthropic",
+        "huggingface",
+        "together",
+        "google",
+        "groq",
+        "bedrock",
+        "cohere",
+        "fireworks",
+        "elevenlabs",
+    }
+)
+_PROVIDER_ALIASES = {
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "aws.bedrock": "bedrock",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "vertexai": "google",
+    "gemini": "google",
+    "google.generative-ai": "google",
+    "together_ai": "together",
+    "togetherai": "together",
+    "hf": "huggingface",
+    "fireworks_ai": "fireworks",
+}
+
+#: Attribute namespaces read by this module; what they hold is never repeated as metadata.
+CONVENTION_PREFIXES = (
+    "gen_ai.",
+    "llm.",
+    "openinference.",
+    "input.",
+    "output.",
+    "ai.",
+    "traceloop.",
+    "tool.",
+    "retrieval.",
+    "embedding.",
+)
+
+#: Model parameters: attribute -> Maxim's ``modelParameters`` key.
+_PARAMETERS = {
+    "gen_ai.request.temperature": "temperature",
+    "gen_ai.request.max_tokens": "max_tokens",
+    "gen_ai.request.top_p": "top_p",
+    "gen_ai.request.top_k": "top_k",
+    "gen_ai.request.frequency_penalty": "frequency_penalty",
+    "gen_ai.request.presence_penalty": "presence_penalty",
+    "gen_ai.request.stop_sequences": "stop",
+    "gen_ai.request.seed": "seed",
+    "gen_ai.request.choice.count": "n",
+    "ai.settings.temperature": "temperature",
+    "ai.settings.maxTokens": "max_tokens",
+    "ai.settings.maxOutputTokens": "max_tokens",
+    "ai.settings.topP": "top_p",
+    "ai.settings.topK": "top_k",
+    "ai.settings.frequencyPenalty": "frequency_penalty",
+    "ai.settings.presencePenalty": "presence_penalty",
+    "ai.settings.stopSequences": "stop",
+    "ai.settings.seed": "seed",
+}
+#: Keys of OpenInference's ``llm.invocation_parameters`` that are not parameters.
+_NOT_PARAMETERS = frozenset({"model", "model_name", "messages", "tools", "functions", "stream", "_type"})
+
+_USAGE_PROMPT = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "ai.usage.inputTokens",
+    "ai.usage.promptTokens",
+)
+_USAGE_COMPLETION = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "ai.usage.outputTokens",
+    "ai.usage.completionTokens",
+)
+_USAGE_TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.totalTokens")
+
+#: The older GenAI span events that carry messages, and the role each stands for.
+_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_CHOICE_EVENT = "gen_ai.choice"
+
+
+@dataclass
+class Described:
+    """What one span says, read once: its entity and the parts each entity needs."""
+
+    kind: str
+    name: str
+    model: str | None = None
+    provider: str = "unknown"
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    parameters: dict[str, str] = field(default_factory=dict)
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+    response_id: str | None = None
+    error: dict[str, str] | None = None
+    #: Tool call: description, arguments (JSON text), result; retrieval: query, documents.
+    description: str | None = None
+    arguments: str | None = None
+    result: str | None = None
+    query: str | None = None
+    documents: list[str] | None = None
+    #: Events consumed as messages (not repeated as ``add-event``).
+    consumed_events: frozenset[int] = frozenset()
+
+
+def classify(attributes: Attributes) -> str:
+    """The Maxim entity a span with these attributes becomes (see the module docstring)."""
+    operation = attributes.get("gen_ai.operation.name")
+    if isinstance(operation, str) and operation:
+        kind = _GENAI_OPS.get(operation)
+        if kind is not None:
+            return kind
+        if "gen_ai.prompt.0.role" not in attributes and "gen_ai.completion.0.role" not in attributes:
+            return SPAN
+    oi_kind = attributes.get("openinference.span.kind")
+    if isinstance(oi_kind, str) and oi_kind:
+        return _OPENINFERENCE_KINDS.get(oi_kind.upper(), SPAN)
+    operation_id = attributes.get("ai.operationId")
+    if isinstance(operation_id, str) and operation_id:
+        if _VERCEL_GENERATION.fullmatch(operation_id):
+            return GENERATION
+        return TOOL_CALL if operation_id == "ai.toolCall" else SPAN
+    if attributes.get("llm.request.type") in ("chat", "completion"):
+        return GENERATION
+    if "gen_ai.prompt.0.role" in attributes or "gen_ai.completion.0.role" in attributes:
+        return GENERATION
+    if attributes.get("traceloop.span.kind") == "tool":
+        return TOOL_CALL
+    return SPAN
+
+
+def describe(span: ReadableSpan) -> Described:
+    """Read everything the mapping needs from ``span``, once."""
+    attributes = span.attributes or {}
+    kind = classify(attributes)
+    described = Described(kind, span.name)
+    if kind == GENERATION:
+        _describe_generation(span, attributes, described)
+    elif kind == TOOL_CALL:
+        _describe_tool_call(span, attributes, described)
+    elif kind == RETRIEVAL:
+        _describe_retrieval(attributes, described)
+    if kind != SPAN:
+        described.error = _error_of(span, attributes)
+    return described
+
+
+def normalize_provider(value: object) -> str:
+    """A provider name as Maxim knows it: lower case, one of :data:`PROVIDERS`, else ``unknown``."""
+    if not isinstance(value, str) or not value:
+        return "unknown"
+    name = value.strip().lower()
+    name = _PROVIDER_ALIASES.get(name, name)
+    if name not in PROVIDERS and "." in name:  # Vercel's "openai.chat", "anthropic.messages"
+        name = _PROVIDER_ALIASES.get(name.split(".", 1)[0], name.split(".", 1)[0])
+    return name if name in PROVIDERS else "unknown"
+
+
+# --- generations ----------------------------------------------------------------------------
+
+
+def _describe_generation(span: ReadableSpan, attributes: Attributes, out: Described) -> None:
+    invocation = _json_object(attributes.get("llm.invocation_parameters"))
+    model = first(
+        attributes,
+        ("gen_ai.response.model", "llm.model_name", "ai.response.model", "gen_ai.request.model", "ai.model.id"),
+    )
+    if model is None and invocation is not None:
+        model = invocation.get("model") or invocation.get("model_name")
+    out.model = text(model) if model is not None else None
+    out.provider = normalize_provider(
+        first(attributes, ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"))
+    )
+    out.parameters = _parameters(attributes, invocation)
+
+    consumed: set[int] = set()
+    out.messages = _system_instructions(attributes) + (
+        _parts_messages(attributes.get("gen_ai.input.messages"))
+        or _openinference_messages(attributes, "llm.input_messages.")
+        or _traceloop_messages(attributes, "gen_ai.prompt.")
+        or _vercel_messages(attributes)
+    ) or _event_messages(span.events, consumed)
+    choices = (
+        _parts_choices(attributes.get("gen_ai.output.messages"))
+        or _openinference_choices(attributes)
+        or _traceloop_choices(attributes)
+        or _vercel_choices(attributes)
+        or _event_choices(span.events, consumed)
+    )
+    _fill_finish_reasons(choices, attributes)
+    out.choices = choices
+    out.consumed_events = frozenset(consumed)
+    out.usage = _usage(attributes)
+    response_id = first(attributes, ("gen_ai.response.id", "ai.response.id"))
+    out.response_id = text(response_id) if response_id is not None else None
+
+
+def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> dict[str, str]:
+    params: dict[str, Any] = {}
+    if invocation:
+        params.update({k: v for k, v in invocation.items() if k not in _NOT_PARAMETERS and v is not None})
+    for key, name in _PARAMETERS.items():
+        value = attributes.get(key)
+        if value is not None:
+            params[name] = list(value) if isinstance(value, tuple) else value
+    # As maxim-py writes them: strings as they are, everything else JSON-encoded.
+    return {k: v if isinstance(v, str) else _dumps(v) for k, v in params.items()}
+
+
+def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
+    parts = _json_list(attributes.get("gen_ai.system_instructions"))
+    if not parts:
+        return []
+    content = _parts_text(parts)
+    return [{"role": "system", "content": content}] if content else []
+
+
+def _parts_messages(raw: object) -> list[dict[str, Any]]:
+    """OTel GenAI ``gen_ai.input.messages``: ``[{role, parts: [{type, ...}]}]`` -> chat messages."""
+    messages: list[dict[str, Any]] = []
+    for item in _json_list(raw) or ():
+        if not isinstance(item, dict):
+            continue
+        message = _message_from_parts(item)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
+    role = str(item.get("role") or "user")
+    if role == "unknown":
+        role = "assistant"  # Traceloop's streamed answers
+    parts = item.get("parts")
+    if not isinstance(parts, list):
+        content = item.get("content")
+        return {"role": role, "content": content if isinstance(content, str) else _dumps(content)}
+    message: dict[str, Any] = {"role": role, "content": _parts_text(parts)}
+    tool_calls = [_tool_call(p.get("id"), p.get("name"), p.get("arguments")) for p in parts if _is(p, "tool_call")]
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    responses = [p for p in parts if _is(p, "tool_call_response")]
+    if responses:
+        message["role"] = "tool"
+        message["content"] = "\n".join(_as_text(p.get("response")) for p in responses)
+        if responses[0].get("id") is not None:
+            message["tool_call_id"] = str(responses[0]["id"])
+    return message
+
+
+def _parts_choices(raw: object) -> list[dict[str, Any]]:
+    choices: list[dict[str, Any]] = []
+    for item in _json_list(raw) or ():
+        if not isinstance(item, dict):
+            continue
+        message = _message_from_parts(item)
+        if message is None:
+            continue
+        message["role"] = "assistant"
+        if not message.get("content") and "tool_calls" in message:
+            message["content"] = None
+        choice: dict[str, Any] = {"index": len(choices), "message": message}
+        if item.get("finish_reason"):
+            choice["finish_reason"] = _finish_reason(item["finish_reason"])
+        choices.append(choice)
+    return choices
+
+
+def _openinference_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for _, fields in sorted(_indexed(attributes, prefix).items()):
+        role = fields.get("message.role")
+        content = fields.get("message.content")
+        if content is None:  # multi-part contents: message.contents.N.message_content.text
+            texts = [
+                v
+                for _, part in sorted(_indexed(fields, "message.contents.").items())
+                if isinstance(v := part.get("message_content.text"), str)
+            ]
+            content = "\n".join(texts) if texts else None
+        message: dict[str, Any] = {"role": str(role or "user"), "content": _as_text(content) if content else ""}
+        calls = [
+            _tool_call(c.get("tool_call.id"), c.get("tool_call.function.name"), c.get("tool_call.function.arguments"))
+            for _, c in sorted(_indexed(fields, "message.tool_calls.").items())
+        ]
+        if calls:
+            message["tool_calls"] = calls
+        if fields.get("message.tool_call_id") is not None:
+            message["tool_call_id"] = str(fields["message.tool_call_id"])
+        messages.append(message)
+    return messages
+
+
+def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
+    messages = _openinference_messages(attributes, "llm.output_messages.")
+    choices = []
+    for index, message in enumerate(messages):
+        message["role"] = "assistant"
+        if not message.get("content") and "tool_calls" in message:
+            message["content"] = None
+        choices.append({"index": index, "message": message})
+    reason = attributes.get("llm.finish_reason")
+    if choices and isinstance(reason, str):
+        choices[0]["finish_reason"] = _finish_reason(reason)
+    return choices
+
+
+def _traceloop_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for _, fields in sorted(_indexed(attributes, prefix).items()):
+        message: dict[str, Any] = {
+            "role": str(fields.get("role") or "user"),
+            "content": _as_text(fields.get("content")),
+        }
+        if message["role"] == "unknown":
+            message["role"] = "assistant"
+        calls = [
+            _tool_call(c.get("id"), c.get("name"), c.get("arguments"))
+            for _, c in sorted(_indexed(fields, "tool_calls.").items())
+        ]
+        if calls:
+            message["tool_calls"] = calls
+        if fields.get("tool_call_id") is not None:
+            message["tool_call_id"] = str(fields["tool_call_id"])
+        if fields.get("finish_reason") is not None:
+            message["finish_reason"] = fields["finish_reason"]
+        messages.append(message)
+    return messages
+
+
+def _traceloop_choices(attributes: Attributes) -> list[dict[str, Any]]:
+    choices = []
+    for index, message in enumerate(_traceloop_messages(attributes, "gen_ai.completion.")):
+        reason = message.pop("finish_reason", None)
+        message["role"] = "assistant"
+        if not message.get("content") and "tool_calls" in message:
+            message["content"] = None
+        choice: dict[str, Any] = {"index": index, "message": message}
+        if reason is not None:
+            choice["finish_reason"] = _finish_reason(reason)
+        choices.append(choice)
+    return choices
+
+
+def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
+    raw = _json_list(attributes.get("ai.prompt.messages"))
+    if raw is None:
+        prompt = _json_object(attributes.get("ai.prompt"))
+        if prompt is None:
+            return []
+        raw = list(prompt.get("messages") or [])
+        if not raw and prompt.get("prompt"):
+            raw = [{"role": "user", "content": prompt["prompt"]}]
+        if prompt.get("system"):
+            raw = [{"role": "system", "content": prompt["system"]}, *raw]
+    messages = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content")
+        if isinstance(content, list):  # [{type: "text", text: ...}, {type: "tool-call", ...}]
+            message: dict[str, Any] = {
+                "role": str(item.get("role") or "user"),
+                "content": "\n".join(str(p.get("text")) for p in content if isinstance(p, dict) and "text" in p),
+            }
+            calls = [
+                _tool_call(p.get("toolCallId"), p.get("toolName"), p.get("args", p.get("input")))
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "tool-call"
+            ]
+            if calls:
+                message["tool_calls"] = calls
+            messages.append(message)
+        else:
+            messages.append({"role": str(item.get("role") or "user"), "content": _as_text(content)})
+    return messages
+
+
+def _vercel_choices(attributes: Attributes) -> list[dict[str, Any]]:
+    response_text = attributes.get("ai.response.text")
+    calls_raw = _json_list(attributes.get("ai.response.toolCalls"))
+    if response_text is None and not calls_raw:
+        return []
+    message: dict[str, Any] = {"role": "assistant", "content": _as_text(response_text) if response_text else None}
+    calls = [
+        _tool_call(c.get("toolCallId"), c.get("toolName"), c.get("args", c.get("input")))
+        for c in calls_raw or ()
+        if isinstance(c, dict)
+    ]
+    if calls:
+        message["tool_calls"] = calls
+    elif message["content"] is None:
+        message["content"] = ""
+    choice: dict[str, Any] = {"index": 0, "message": message}
+    reason = attributes.get("ai.response.finishReason")
+    if isinstance(reason, str):
+        choice["finish_reason"] = _finish_reason(reason)
+    return [choice]
+
+
+def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+    """The older GenAI convention: one span event per message (``gen_ai.user.message``, ...)."""
+    messages: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        role = _MESSAGE_EVENTS.get(event.name)
+        if role is None:
+            continue
+        consumed.add(index)
+        attributes = event.attributes or {}
+        message: dict[str, Any] = {
+            "role": str(attributes.get("role") or role),
+            "content": _as_text(attributes.get("content")),
+        }
+        calls = _json_list(attributes.get("tool_calls"))
+        if calls:
+            message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
+        if attributes.get("id") is not None and role == "tool":
+            message["tool_call_id"] = str(attributes["id"])
+        messages.append(message)
+    return messages
+
+
+def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+    choices: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        if event.name != _CHOICE_EVENT:
+            continue
+        consumed.add(index)
+        attributes = event.attributes or {}
+        body = _json_object(attributes.get("message")) or {}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": _as_text(body.get("content", attributes.get("content"))),
+        }
+        calls = body.get("tool_calls") or _json_list(attributes.get("tool_calls"))
+        if calls:
+            message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
+        choice: dict[str, Any] = {"index": int(attributes.get("index", len(choices)) or 0), "message": message}  # type: ignore[arg-type]
+        if attributes.get("finish_reason") is not None:
+            choice["finish_reason"] = _finish_reason(attributes["finish_reason"])
+        choices.append(choice)
+    return choices
+
+
+def _fill_finish_reasons(choices: list[dict[str, Any]], attributes: Attributes) -> None:
+    reasons = attributes.get("gen_ai.response.finish_reasons")
+    if not isinstance(reasons, Sequence) or isinstance(reasons, str):
+        return
+    for choice, reason in zip(choices, reasons):
+        choice.setdefault("finish_reason", _finish_reason(reason))
+
+
+def _finish_reason(value: object) -> str:
+    reason = str(value)
+    return "tool_calls" if reason in ("tool_call", "tool-calls") else reason
+
+
+def _usage(attributes: Attributes) -> dict[str, int] | None:
+    prompt = _int(first(attributes, _USAGE_PROMPT))
+    completion = _int(first(attributes, _USAGE_COMPLETION))
+    total = _int(first(attributes, _USAGE_TOTAL))
+    if prompt is None and completion is None and total is None:
+        return None
+    prompt = prompt or 0
+    completion = completion or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total or prompt + completion}
+
+
+def _tool_call(call_id: object, name: object, arguments: object) -> dict[str, Any]:
+    """A tool call in OpenAI's chat-completion shape; arguments always JSON text."""
+    return {
+        "id": "" if call_id is None else str(call_id),
+        "type": "function",
+        "function": {"name": "" if name is None else str(name), "arguments": _as_text(arguments)},
+    }
+
+
+def _openai_tool_call(raw: dict[str, Any]) -> dict[str, Any]:
+    function = raw["function"] if isinstance(raw.get("function"), dict) else raw
+    return _tool_call(raw.get("id"), function.get("name"), function.get("arguments"))
+
+
+# --- tool calls and retrievals -------------------------------------------------------------------
+
+
+def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Described) -> None:
+    name = first(attributes, ("gen_ai.tool.name", "tool.name", "ai.toolCall.name", "traceloop.entity.name"))
+    out.name = (text(name) if name is not None else None) or span.name
+    description = first(attributes, ("gen_ai.tool.description", "tool.description"))
+    out.description = text(description) if description is not None else None
+    arguments = first(
+        attributes, ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
+    )
+    out.arguments = _as_text(arguments) if arguments is not None else None
+    result = first(
+        attributes, ("gen_ai.tool.call.result", "ai.toolCall.result", "output.value", "traceloop.entity.output")
+    )
+    out.result = _as_text(result) if result is not None else None
+
+
+def _describe_retrieval(attributes: Attributes, out: Described) -> None:
+    query = first(attributes, ("gen_ai.retrieval.query.text", "gen_ai.retrieval.query", "input.value"))
+    wrapped_in = _json_object(attributes.get("traceloop.entity.input"))
+    if query is None and wrapped_in is not None and wrapped_in.get("query") is not None:
+        query = str(wrapped_in["query"])
+    out.query = _as_text(query) if query is not None else None
+    documents = [
+        _as_text(fields.get("document.content"))
+        for _, fields in sorted(_indexed(attributes, "retrieval.documents.").items())
+        if fields.get("document.content") is not None
+    ]
+    if not documents:
+        wrapped_out = _json_object(attributes.get("traceloop.entity.output"))
+        if wrapped_out is not None and isinstance(wrapped_out.get("documents"), list):
+            documents = [
+                _as_text(d.get("page_content", d)) if isinstance(d, dict) else _as_text(d)
+                for d in wrapped_out["documents"]
+            ]
+    out.documents = documents or None
+
+
+def _error_of(span: ReadableSpan, attributes: Attributes) -> dict[str, str] | None:
+    """``{message, code, type}`` when the span failed (an ERROR status or an ``exception`` event)."""
+    exception = next((e for e in span.events if e.name == "exception"), None)
+    if span.status.status_code is not StatusCode.ERROR and exception is None:
+        return None
+    event_attributes = exception.attributes or {} if exception is not None else {}
+    message = event_attributes.get("exception.message") or span.status.description or "error"
+    error_type = event_attributes.get("exception.type") or attributes.get("error.type") or ""
+    code = attributes.get("http.response.status_code") or attributes.get("error.code") or ""
+    return {"message": _as_text(message), "code": _as_text(code), "type": _as_text(error_type)}
+
+
+# --- small readers -------------------------------------------------------------------------------
+
+
+def _indexed(attributes: Mapping[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
+    """Flattened lists: ``<prefix>0.message.role = x`` -> ``{0: {"message.role": x}}``."""
+    out: dict[int, dict[str, Any]] = {}
+    n = len(prefix)
+    for key, value in attributes.items():
+        if not key.startswith(prefix):
+            continue
+        index, dot, rest = key[n:].partition(".")
+        if dot and index.isdigit():
+            out.setdefault(int(index), {})[rest] = value
+    return out
+
+
+def _is(part: object, kind: str) -> bool:
+    return isinstance(part, dict) and part.get("type") == kind
+
+
+def _parts_text(parts: Iterable[Any]) -> str:
+    texts = [str(p.get("content", "")) for p in parts if _is(p, "text")]
+    return "\n".join(texts)
+
+
+def _as_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return _dumps(value)
+
+
+def _dumps(value: object) -> str:
+    return json_text(value)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _json_list(value: object) -> list[Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, list) else None
+
+
+def _json_object(value: object) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
