@@ -34,7 +34,7 @@ class Ready(NamedTuple):
     trace_id: int
     spans: list[ReadableSpan]
     #: ``complete`` (its root ended), ``late`` (the trace was sent before), ``timeout``,
-    #: ``memory`` (let go early to stay under ``max_spans``) or ``flush`` (shutdown).
+    #: ``memory`` (let go early to stay under ``max_spans`` / ``max_traces``) or ``flush`` (shutdown).
     reason: str
 
 
@@ -53,11 +53,13 @@ class TraceAssembler:
         *,
         timeout: float,
         max_spans: int,
+        max_traces: int = 10_000,
         cross_service_grace: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout
         self._max_spans = max_spans
+        self._max_traces = max_traces
         self._grace = cross_service_grace
         self._clock = clock
         self._pending: OrderedDict[int, _Pending] = OrderedDict()  # oldest first
@@ -103,7 +105,7 @@ class TraceAssembler:
             pending = self._pending[trace_id]
             if pending.complete_at is not None and pending.complete_at <= now:
                 ready.append(self._release(trace_id, "complete"))
-        while self._held > self._max_spans and self._pending:
+        while (self._held > self._max_spans or len(self._pending) > self._max_traces) and self._pending:
             ready.append(self._release(next(iter(self._pending)), "memory"))
         return ready
 

@@ -30,6 +30,9 @@ BAGGAGE_KEYS = (SESSION_ID, SESSION_NAME)
 
 #: ``True`` on the span that says "this session ended"; the span also carries ``session.id``.
 SESSION_END = "maxim.session.end"
+#: On the marker: the trace (32 hex) in which ``end_session`` was called, e.g. a "goodbye" request.
+#: The session ends only after that trace was sent, though its root ends after the marker.
+SESSION_END_AFTER_TRACE = "maxim.session.end.after_trace"
 #: Name of the marker span (informational: the attribute above is what counts).
 SESSION_END_SPAN_NAME = "maxim.session.end"
 
@@ -47,7 +50,9 @@ INPUT = "maxim.input"
 OUTPUT = "maxim.output"
 
 #: Attributes consumed by the mapping itself, never repeated as metadata.
-CONSUMED = frozenset({SESSION_ID, SESSION_NAME, SESSION_END, TRACE_ID, INPUT, OUTPUT, *FOREIGN_SESSION_ID_KEYS})
+CONSUMED = frozenset(
+    {SESSION_ID, SESSION_NAME, SESSION_END, SESSION_END_AFTER_TRACE, TRACE_ID, INPUT, OUTPUT, *FOREIGN_SESSION_ID_KEYS}
+)
 #: Prefixes of attributes consumed by the mapping itself.
 CONSUMED_PREFIXES = (SESSION_TAGS_PREFIX, TAGS_PREFIX, METADATA_PREFIX)
 

@@ -14,12 +14,23 @@ from __future__ import annotations
 from typing import NamedTuple
 
 __all__ = [
+    "MAXIM_ALLOW_INSECURE",
     "MAXIM_API_KEY",
     "MAXIM_BASE_URL",
+    "MAXIM_BRIDGE_CROSS_SERVICE_GRACE",
+    "MAXIM_BRIDGE_HOST",
+    "MAXIM_BRIDGE_MAX_BODY_BYTES",
+    "MAXIM_BRIDGE_PORT",
+    "MAXIM_BRIDGE_QUEUE_SIZE",
+    "MAXIM_BRIDGE_RETRY_AFTER",
+    "MAXIM_BRIDGE_TOKEN",
     "MAXIM_CAPTURE_CONTENT",
+    "MAXIM_EXPORT_TIMEOUT",
     "MAXIM_LOG_REPO_ID",
     "MAXIM_MAX_HELD_SPANS",
+    "MAXIM_MAX_SPOOL_BYTES",
     "MAXIM_RECORDS_FILE",
+    "MAXIM_SESSION_BAGGAGE",
     "MAXIM_SPOOL_DIR",
     "MAXIM_TRACE_TIMEOUT",
     "VARIABLES",
@@ -43,6 +54,23 @@ MAXIM_SPOOL_DIR = "MAXIM_SPOOL_DIR"
 MAXIM_TRACE_TIMEOUT = "MAXIM_TRACE_TIMEOUT"
 MAXIM_MAX_HELD_SPANS = "MAXIM_MAX_HELD_SPANS"
 MAXIM_CAPTURE_CONTENT = "MAXIM_CAPTURE_CONTENT"
+MAXIM_SESSION_ID_PATTERN = "MAXIM_SESSION_ID_PATTERN"
+MAXIM_MAX_RECORD_BYTES = "MAXIM_MAX_RECORD_BYTES"
+MAXIM_MAX_ATTRIBUTES = "MAXIM_MAX_ATTRIBUTES"
+MAXIM_MAX_HELD_TRACES = "MAXIM_MAX_HELD_TRACES"
+MAXIM_MAX_SPOOL_BYTES = "MAXIM_MAX_SPOOL_BYTES"
+MAXIM_EXPORT_TIMEOUT = "MAXIM_EXPORT_TIMEOUT"
+MAXIM_ALLOW_INSECURE = "MAXIM_ALLOW_INSECURE"
+# --- otel-maxim bridge (the Collector path) ---
+MAXIM_BRIDGE_HOST = "MAXIM_BRIDGE_HOST"
+MAXIM_BRIDGE_PORT = "MAXIM_BRIDGE_PORT"
+MAXIM_BRIDGE_TOKEN = "MAXIM_BRIDGE_TOKEN"
+MAXIM_BRIDGE_MAX_BODY_BYTES = "MAXIM_BRIDGE_MAX_BODY_BYTES"
+MAXIM_BRIDGE_QUEUE_SIZE = "MAXIM_BRIDGE_QUEUE_SIZE"
+MAXIM_BRIDGE_CROSS_SERVICE_GRACE = "MAXIM_BRIDGE_CROSS_SERVICE_GRACE"
+MAXIM_BRIDGE_RETRY_AFTER = "MAXIM_BRIDGE_RETRY_AFTER"
+# --- opentelemetry-instrument (otel_maxim.auto) ---
+MAXIM_SESSION_BAGGAGE = "MAXIM_SESSION_BAGGAGE"
 
 #: The table, in the order the README shows it.
 VARIABLES: tuple[Variable, ...] = (
@@ -64,6 +92,21 @@ VARIABLES: tuple[Variable, ...] = (
         "Directory where undeliverable records wait on disk to be sent again.",
     ),
     Variable(
+        MAXIM_MAX_SPOOL_BYTES,
+        "`268435456` (256 MiB)",
+        "Most bytes the spool (quarantine included) may hold; past it new records are refused, counted and logged.",
+    ),
+    Variable(
+        MAXIM_EXPORT_TIMEOUT,
+        "`10`",
+        "Seconds one delivery attempt may take, retries included, before its records go to the spool.",
+    ),
+    Variable(
+        MAXIM_ALLOW_INSECURE,
+        "`false`",
+        "`true` allows a plain `http://` base URL to a host that is not loopback (https:// is always verified).",
+    ),
+    Variable(
         MAXIM_TRACE_TIMEOUT,
         "`300`",
         "Seconds a trace is held waiting for its root span to end before what arrived is sent anyway.",
@@ -77,6 +120,69 @@ VARIABLES: tuple[Variable, ...] = (
         MAXIM_CAPTURE_CONTENT,
         "`true`",
         "`false` keeps message contents, inputs and outputs out of every record.",
+    ),
+    Variable(
+        MAXIM_SESSION_ID_PATTERN,
+        "(unset: any id)",
+        "A regular expression a `session.id` from baggage must match whole to be accepted "
+        "(baggage is attacker-controlled: set it on public endpoints).",
+    ),
+    Variable(
+        MAXIM_MAX_RECORD_BYTES,
+        "`1000000`",
+        "Largest record; the longest text fields of a larger one are truncated, with a visible marker.",
+    ),
+    Variable(
+        MAXIM_MAX_ATTRIBUTES,
+        "`128`",
+        "Most span attributes sent as one entity's metadata; the rest are counted in `otel_maxim.dropped_attributes`.",
+    ),
+    Variable(
+        MAXIM_MAX_HELD_TRACES,
+        "`10000`",
+        "Most traces held waiting for their root; past it the oldest are sent early.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_HOST,
+        "`127.0.0.1`",
+        "`otel-maxim bridge`: the address to listen on (`0.0.0.0` or `::` in a container).",
+    ),
+    Variable(
+        MAXIM_BRIDGE_PORT,
+        "`4318`",
+        "`otel-maxim bridge`: the port to listen on (4318 is OTLP/HTTP's standard port).",
+    ),
+    Variable(
+        MAXIM_BRIDGE_TOKEN,
+        "(unset)",
+        "`otel-maxim bridge`: when set, requests must carry `Authorization: Bearer <token>` (else 401).",
+    ),
+    Variable(
+        MAXIM_BRIDGE_MAX_BODY_BYTES,
+        "`20971520`",
+        "`otel-maxim bridge`: the largest request body, compressed or not (else 413).",
+    ),
+    Variable(
+        MAXIM_BRIDGE_QUEUE_SIZE,
+        "`16384`",
+        "`otel-maxim bridge`: spans queued for the exporter; when full, requests are answered 503 with `Retry-After`.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_CROSS_SERVICE_GRACE,
+        "`10`",
+        "`otel-maxim bridge`: seconds a trace whose top span has a remote parent waits for that parent's service.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_RETRY_AFTER,
+        "`2`",
+        "`otel-maxim bridge`: the `Retry-After` seconds sent with a 503 when the queue is full.",
+    ),
+    Variable(
+        MAXIM_SESSION_BAGGAGE,
+        "(unset)",
+        "Under `opentelemetry-instrument`: `true` copies `session.id` (and the session name and tags) from baggage "
+        "onto every span whatever the exporter (e.g. OTLP to a Collector and the bridge); `false` never; "
+        "unset: only when `OTEL_TRACES_EXPORTER` names `maxim`.",
     ),
 )
 

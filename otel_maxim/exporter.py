@@ -32,17 +32,18 @@ from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import iso
-from otel_maxim.records import Record, serialize
+from otel_maxim.records import Record, fit_record, serialize
 from otel_maxim.sinks import FileSink, Sink
 
 __all__ = ["MaximSpanExporter"]
 
 _logger = logging.getLogger(__name__)
-_limited = RateLimitedLog(_logger)
 
 DEFAULT_RECORDS_FILE = "maxim-records.log"
 DEFAULT_TRACE_TIMEOUT = 300.0
 DEFAULT_MAX_HELD_SPANS = 100_000
+DEFAULT_MAX_HELD_TRACES = 10_000
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
 #: Traces remembered after they were sent, so late spans attach to them.
 _SENT_TRACES = 16_384
 #: Sessions remembered as created / ended (a session seen again after eviction is created again:
@@ -62,6 +63,17 @@ class MaximSpanExporter(SpanExporter):
     records are appended to a local file: ``output``, else
     ``MAXIM_RECORDS_FILE``, else ``maxim-records.log``; ``output="-"`` writes
     to standard output.  ``sink`` replaces the destination altogether.
+
+    With an API key and a log repository id, records go to Maxim's log API
+    (:class:`otel_maxim.sinks.maxim_api.MaximApiSink`) at ``base_url``
+    (``MAXIM_BASE_URL``, default ``https://app.getmaxim.ai``).  What the API
+    does not take within ``export_timeout`` seconds (``MAXIM_EXPORT_TIMEOUT``,
+    default 10, retries included) waits on disk in ``spool_dir``
+    (``MAXIM_SPOOL_DIR``, default ``<user cache dir>/otel-maxim/spool``), at
+    most ``max_spool_bytes`` (``MAXIM_MAX_SPOOL_BYTES``, default 256 MiB), and
+    is sent when the API answers again, also by the next process using that
+    directory.  A plain ``http://`` base URL is refused unless its host is
+    loopback or ``allow_insecure`` (``MAXIM_ALLOW_INSECURE``) is true.
     """
 
     def __init__(
@@ -77,9 +89,21 @@ class MaximSpanExporter(SpanExporter):
         trace_timeout: float | None = None,
         max_held_spans: int | None = None,
         cross_service_grace: float | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int | None = None,
+        export_timeout: float | None = None,
+        allow_insecure: bool | None = None,
+        max_held_traces: int | None = None,
+        max_record_bytes: int | None = None,
+        max_attributes: int | None = None,
     ) -> None:
+        self._limited = RateLimitedLog(_logger)  # per exporter: one's outage does not silence another's
         self._options = Options(
-            capture_content=resolve_bool(capture_content, "capture_content", env.MAXIM_CAPTURE_CONTENT, True)
+            capture_content=resolve_bool(capture_content, "capture_content", env.MAXIM_CAPTURE_CONTENT, True),
+            max_attributes=_resolve_int(max_attributes, "max_attributes", env.MAXIM_MAX_ATTRIBUTES, 128, minimum=0),
+        )
+        self._max_record_bytes = _resolve_int(
+            max_record_bytes, "max_record_bytes", env.MAXIM_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES, minimum=1024
         )
         if redact is not None and not callable(redact):
             raise ValueError("redact must be callable")
@@ -99,14 +123,34 @@ class MaximSpanExporter(SpanExporter):
         )
         if cross_service_grace is not None and not cross_service_grace >= 0:
             raise ValueError("cross_service_grace must be at least 0")
-        self._assembler = TraceAssembler(timeout=timeout, max_spans=max_spans, cross_service_grace=cross_service_grace)
-        self._sink = sink if sink is not None else _default_sink(api_key, repo_id, base_url, output)
+        max_traces = _resolve_int(
+            max_held_traces, "max_held_traces", env.MAXIM_MAX_HELD_TRACES, DEFAULT_MAX_HELD_TRACES, minimum=0
+        )
+        self._assembler = TraceAssembler(
+            timeout=timeout, max_spans=max_spans, max_traces=max_traces, cross_service_grace=cross_service_grace
+        )
+        self._sink = (
+            sink
+            if sink is not None
+            else _default_sink(
+                api_key,
+                repo_id,
+                base_url,
+                output,
+                spool_dir=spool_dir,
+                max_spool_bytes=max_spool_bytes,
+                export_timeout=export_timeout,
+                allow_insecure=allow_insecure,
+            )
+        )
 
         self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
         self._sent: OrderedDict[int, TraceState] = OrderedDict()
         self._sessions_created: OrderedDict[str, None] = OrderedDict()
         self._sessions_ended: OrderedDict[str, None] = OrderedDict()
-        self._held_ends: dict[str, tuple[SessionInfo, int]] = {}
+        #: session id -> (session, end time, trace to wait for, monotonic time after which not to wait).
+        self._held_ends: dict[str, tuple[SessionInfo, int, int | None, float]] = {}
+        self._trace_timeout = timeout
         self._shutdown = False
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -123,7 +167,7 @@ class MaximSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
-            _limited.warning("after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans))
+            self._limited.warning("after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans))
             return SpanExportResult.FAILURE
         try:
             with self._lock:
@@ -192,12 +236,12 @@ class MaximSpanExporter(SpanExporter):
 
     def _map(self, item: Ready) -> list[Record]:
         if item.reason in ("timeout", "memory"):
-            _limited.warning(
+            self._limited.warning(
                 "early-" + item.reason,
                 "Sending %d spans of trace %032x before its root ended (%s); later spans will attach to it.",
                 len(item.spans),
                 item.trace_id,
-                "held longer than the trace timeout" if item.reason == "timeout" else "too many spans held",
+                "held longer than the trace timeout" if item.reason == "timeout" else "too many spans or traces held",
             )
         prior = self._sent.get(item.trace_id)
         mapped = map_trace(item.spans, prior, self._options)
@@ -213,29 +257,44 @@ class MaximSpanExporter(SpanExporter):
     def _on_marker(self, marker: ReadableSpan) -> list[Record]:
         session = session_of([marker])
         if session is None:
-            _limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
+            self._limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
             return []
         if session.id in self._sessions_ended or session.id in self._held_ends:
-            _limited.warning(
+            self._limited.warning(
                 "marker-twice", "Ignoring a second end marker for session %s: it is ended already.", session.id
             )
             return []
-        self._held_ends[session.id] = (session, marker.end_time or marker.start_time or 0)
+        after = (marker.attributes or {}).get(conv.SESSION_END_AFTER_TRACE)
+        after_trace: int | None = None
+        if isinstance(after, str):
+            try:
+                after_trace = int(after, 16)
+            except ValueError:
+                self._limited.warning(
+                    "marker-after", "Ignoring an end marker's malformed %s.", conv.SESSION_END_AFTER_TRACE
+                )
+        end_ns = marker.end_time or marker.start_time or 0
+        self._held_ends[session.id] = (session, end_ns, after_trace, time.monotonic() + self._trace_timeout)
         return []
 
     def _release_ends(self, *, force: bool = False) -> list[Record]:
-        """End the sessions whose markers arrived and of which no trace is still held."""
+        """End the sessions whose markers arrived, of which no trace is still held, and whose
+        marker's own trace (where ``end_session`` was called) was sent or waited for long enough."""
         if not self._held_ends:
             return []
         busy: set[str] = set()
         if not force:
+            now = time.monotonic()
             for _, spans in self._assembler.pending():
                 session = session_of(spans)
                 if session is not None:
                     busy.add(session.id)
+            for session_id, (_, _, after, wait_until) in self._held_ends.items():
+                if after is not None and after not in self._sent and now < wait_until:
+                    busy.add(session_id)
         records: list[Record] = []
         for session_id in [s for s in self._held_ends if s not in busy]:
-            session, end_ns = self._held_ends.pop(session_id)
+            session, end_ns, _, _ = self._held_ends.pop(session_id)
             if session_id not in self._sessions_created:
                 _logger.info("Session %s ended before any of its traces was seen here; creating it first.", session_id)
                 records.append(Record("session", session_id, "create", session.create_data(end_ns)))
@@ -262,7 +321,7 @@ class MaximSpanExporter(SpanExporter):
                 try:
                     redacted = self._redact(record)
                 except Exception:  # a user callback: its failure must not leak content nor stop export
-                    _limited.error(
+                    self._limited.error(
                         "redact",
                         "The redact callback failed; the record is not sent (%s).",
                         record.action,
@@ -273,9 +332,21 @@ class MaximSpanExporter(SpanExporter):
                     continue
                 record = redacted
             try:
-                lines.append(serialize(record))
+                line = serialize(record)
+                if len(line) > self._max_record_bytes:  # the line is ASCII: characters are bytes
+                    line = serialize(fit_record(record, self._max_record_bytes))
+                    self._limited.warning(
+                        "truncated",
+                        "A %s %s record was over %d bytes; its longest text fields were truncated.",
+                        record.entity,
+                        record.action,
+                        self._max_record_bytes,
+                    )
+                lines.append(line)
             except (ValueError, TypeError) as exc:
-                _limited.error("serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc)
+                self._limited.error(
+                    "serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc
+                )
         return self._sink.write(lines)
 
     # --- the reaper: traces whose wait is over are sent even when no span arrives ----------
@@ -296,6 +367,9 @@ class MaximSpanExporter(SpanExporter):
         while not self._shutdown:
             with self._lock:
                 due = self._assembler.next_due()
+                if self._held_ends:
+                    soonest = min(wait_until for *_, wait_until in self._held_ends.values()) - time.monotonic()
+                    due = soonest if due is None else min(due, soonest)
             if due is None:
                 return  # nothing held: the next export starts a new reaper when needed
             if self._wake.wait(min(max(due, 0.05), 60.0)):
@@ -303,14 +377,29 @@ class MaximSpanExporter(SpanExporter):
             try:
                 with self._lock:
                     if not self._shutdown:
-                        self._send(self._take_ready(self._assembler.expire()))
+                        records = self._take_ready(self._assembler.expire())
+                        records.extend(self._release_ends())
+                        self._send(records)
             except Exception:  # a daemon thread must not die silently
                 _logger.exception("Could not send traces whose wait was over.")
 
 
+def _resolve_int(arg: int | None, name: str, variable: str, default: int, *, minimum: int) -> int:
+    return int(resolve_number(arg, name, variable, default, minimum=minimum, integer=True))
+
+
 def _default_sink(
-    api_key: str | None, repo_id: str | None, base_url: str | None, output: str | os.PathLike[str] | None
+    api_key: str | None,
+    repo_id: str | None,
+    base_url: str | None,
+    output: str | os.PathLike[str] | None,
+    *,
+    spool_dir: str | os.PathLike[str] | None = None,
+    max_spool_bytes: int | None = None,
+    export_timeout: float | None = None,
+    allow_insecure: bool | None = None,
 ) -> Sink:
+    """Maxim's log API when a key and a repository id are configured, else the local file."""
     key = api_key if api_key is not None else env_str(env.MAXIM_API_KEY)
     if key:
         repo = repo_id if repo_id is not None else env_str(env.MAXIM_LOG_REPO_ID)
@@ -321,8 +410,19 @@ def _default_sink(
                 "%s is set but %s is not; writing records to a local file.", env.MAXIM_API_KEY, env.MAXIM_LOG_REPO_ID
             )
         else:
-            _logger.warning(
-                "Delivery to Maxim's log API is not available in this version; writing records to a local file."
+            from otel_maxim.sinks.maxim_api import build_sink  # noqa: PLC0415 - only with credentials
+
+            api_sink = build_sink(
+                api_key=key,
+                key_from_env=api_key is None,
+                repo_id=repo,
+                base_url=base_url,
+                spool_dir=spool_dir,
+                max_spool_bytes=max_spool_bytes,
+                export_timeout=export_timeout,
+                allow_insecure=allow_insecure,
             )
+            if api_sink is not None:
+                return api_sink
     path = output if output is not None else (env_str(env.MAXIM_RECORDS_FILE) or DEFAULT_RECORDS_FILE)
     return FileSink(path)

@@ -9,8 +9,10 @@ and the bridge), so that spans carry ``session.id`` wherever they are sent.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Union
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
@@ -18,47 +20,128 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_maxim import conventions as conv
+from otel_maxim import environment_variables as env
+from otel_maxim._config import env_str
 from otel_maxim._log import RateLimitedLog
 
-__all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "session_attributes"]
+__all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
 
 _logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(_logger)
 
 
-def session_attributes(parent_context: Context | None) -> dict[str, Any] | None:
-    """The session attributes to stamp on a span started in ``parent_context``, from its baggage."""
-    entries = baggage.get_all(parent_context)
-    if not entries:
-        return None
-    session_id = entries.get(conv.SESSION_ID)
-    if not isinstance(session_id, str) or not session_id:
-        return None
-    attributes: dict[str, Any] = {conv.SESSION_ID: session_id}
-    for key, value in entries.items():
-        if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
-            attributes[key] = str(value)
-    return attributes
+#: Longest ``session.id`` read from baggage; longer values are refused (baggage is attacker-controlled).
+MAX_BAGGAGE_SESSION_ID_LENGTH = 256
+#: Most session tags read from baggage, and the longest tag key and value.
+MAX_BAGGAGE_TAGS = 16
+MAX_BAGGAGE_TAG_LENGTH = 256
+
+#: What decides whether a session id from baggage is accepted: a regular expression that must
+#: match the whole id, or a callable returning ``True`` to accept.
+SessionFilter = Union[str, "re.Pattern[str]", Callable[[str], bool]]
 
 
-def _stamp(span: Span, parent_context: Context | None) -> None:
+def _compile_filter(value: SessionFilter | None, name: str) -> Callable[[str], bool] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{name} is not a valid regular expression: {exc}") from None
+    if isinstance(value, re.Pattern):
+        pattern = value
+        return lambda session_id: pattern.fullmatch(session_id) is not None
+    if callable(value):
+        return value
+    raise ValueError(f"{name} must be a regular expression or a callable")
+
+
+def _env_filter() -> Callable[[str], bool] | None:
+    raw = env_str(env.MAXIM_SESSION_ID_PATTERN)
+    if raw is None:
+        return None
     try:
-        attributes = session_attributes(parent_context)
-        if attributes is None:
-            return
-        existing = span.attributes
-        if existing and existing.get(conv.SESSION_ID):
-            return  # an explicit session.id on the span wins over baggage
-        span.set_attributes(attributes)
-    except Exception:  # on_start runs on the application's thread: never raise there
-        _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
+        return _compile_filter(raw, env.MAXIM_SESSION_ID_PATTERN)
+    except ValueError as exc:
+        # A broken allow-list must not open the door: refuse every baggage session until it is fixed.
+        _logger.warning("%s; refusing every session.id from baggage.", exc)
+        return lambda session_id: False
+
+
+class _Stamper:
+    """Copies the session from baggage onto spans, within the trust limits."""
+
+    __slots__ = ("_filter",)
+
+    def __init__(self, session_filter: SessionFilter | None) -> None:
+        self._filter = (
+            _compile_filter(session_filter, "session_filter") if session_filter is not None else _env_filter()
+        )
+
+    def attributes(self, parent_context: Context | None) -> dict[str, Any] | None:
+        """The session attributes to stamp on a span started in ``parent_context``, from its baggage."""
+        entries = baggage.get_all(parent_context)
+        if not entries:
+            return None
+        session_id = entries.get(conv.SESSION_ID)
+        if not isinstance(session_id, str) or not session_id:
+            return None
+        if len(session_id) > MAX_BAGGAGE_SESSION_ID_LENGTH or not session_id.isprintable():
+            _limited.warning(
+                "baggage-refused",
+                "Ignoring a session.id from baggage: %d characters, or not printable (%.40r...).",
+                len(session_id),
+                session_id,
+            )
+            return None
+        check = self._filter
+        if check is not None:
+            try:
+                accepted = check(session_id)
+            except Exception:  # a user callback: its failure refuses the id, never reaches the application
+                _limited.error("session-filter", "The session filter failed; session.id refused.", exc_info=True)
+                return None
+            if not accepted:
+                _limited.warning(
+                    "session-filtered", "The session filter refused a session.id from baggage (%.40r).", session_id
+                )
+                return None
+        attributes: dict[str, Any] = {conv.SESSION_ID: session_id}
+        tags = 0
+        for key, value in entries.items():
+            if key == conv.SESSION_NAME:
+                attributes[key] = str(value)[:MAX_BAGGAGE_TAG_LENGTH]
+            elif key.startswith(conv.SESSION_TAGS_PREFIX) and tags < MAX_BAGGAGE_TAGS:
+                if len(key) - len(conv.SESSION_TAGS_PREFIX) <= MAX_BAGGAGE_TAG_LENGTH:
+                    attributes[key] = str(value)[:MAX_BAGGAGE_TAG_LENGTH]
+                    tags += 1
+        return attributes
+
+    def stamp(self, span: Span, parent_context: Context | None) -> None:
+        try:
+            existing = span.attributes
+            if existing and existing.get(conv.SESSION_ID):
+                return  # an explicit session.id on the span wins over baggage
+            attributes = self.attributes(parent_context)
+            if attributes is not None:
+                span.set_attributes(attributes)
+        except Exception:  # on_start runs on the application's thread: never raise there
+            _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
 
 
 class SessionBaggageProcessor(SpanProcessor):
-    """Only the stamping half of :class:`MaximSpanProcessor`: copies the session baggage onto spans."""
+    """Only the stamping half of :class:`MaximSpanProcessor`: copies the session baggage onto spans.
+
+    ``session_filter`` (default: ``MAXIM_SESSION_ID_PATTERN``) decides which session ids from
+    baggage are accepted; see :class:`MaximSpanProcessor`.
+    """
+
+    def __init__(self, *, session_filter: SessionFilter | None = None) -> None:
+        self._stamper = _Stamper(session_filter)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        _stamp(span, parent_context)
+        self._stamper.stamp(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
@@ -79,6 +162,13 @@ class MaximSpanProcessor(BatchSpanProcessor):
     SDK's batching (``OTEL_BSP_*`` settings apply), which feeds ``exporter``,
     by default a :class:`~otel_maxim.MaximSpanExporter` configured from the
     environment.
+
+    Baggage comes from the outside world (any HTTP client can send a ``baggage``
+    header), so what is read from it is limited: a ``session.id`` longer than
+    256 characters or with control characters is refused, at most 16 session
+    tags are read, and ``session_filter`` (a regular expression the whole id must
+    match, or a callable returning ``True`` to accept; default: the
+    ``MAXIM_SESSION_ID_PATTERN`` variable) decides which ids are accepted.
     """
 
     def __init__(
@@ -89,7 +179,9 @@ class MaximSpanProcessor(BatchSpanProcessor):
         schedule_delay_millis: float | None = None,
         max_export_batch_size: int | None = None,
         export_timeout_millis: float | None = None,
+        session_filter: SessionFilter | None = None,
     ) -> None:
+        self._stamper = _Stamper(session_filter)
         if exporter is None:
             from otel_maxim.exporter import MaximSpanExporter  # noqa: PLC0415 - only when defaulted
 
@@ -108,7 +200,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
         return self._exporter
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        _stamp(span, parent_context)
+        self._stamper.stamp(span, parent_context)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink)."""

@@ -19,7 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["ENTITIES", "ID_PATTERN", "Record", "parse", "serialize"]
+__all__ = ["ENTITIES", "ID_PATTERN", "Record", "fit_record", "parse", "serialize"]
+
+#: What replaces the end of a truncated text field; the numbers say how much was kept.
+TRUNCATION_MARKER = "...[truncated by otel_maxim: kept {kept} of {total} characters]"
 
 #: The entities a record may be addressed to (``storage`` is the large-log pseudo-entity).
 ENTITIES = frozenset({"session", "trace", "span", "generation", "retrieval", "tool_call", "storage"})
@@ -128,3 +131,55 @@ def _drop_lone_surrogates(body: str, data: Mapping[str, Any]) -> str:
     fixed = _fix_surrogates(_strict(data))
     body = _encode(fixed)
     return body
+
+
+def fit_record(record: Record, max_bytes: int) -> Record:
+    """``record`` with its longest text fields cut (and marked) so that its wire line fits ``max_bytes``.
+
+    Ids, actions and keys are never touched; only string values shrink, longest
+    first (down to a common length), each ending in :data:`TRUNCATION_MARKER` so
+    the cut is visible in Maxim.  Structure that alone exceeds the limit
+    (thousands of keys) is left as it is.
+    """
+    data = _strict(record.data)
+
+    def size() -> int:
+        return len(serialize(Record(record.entity, record.id, record.action, data)))
+
+    excess = size() - max_bytes
+    if excess <= 0:
+        return Record(record.entity, record.id, record.action, data)
+    leaves: list[tuple[int, Any, Any]] = []
+    _collect_strings(data, leaves)
+    originals = [(container, key, container[key], length) for length, container, key in leaves]
+    if not originals:
+        return Record(record.entity, record.id, record.action, data)
+    # The largest cap (in encoded bytes per field) that removes enough, counting each marker's own bytes.
+    marker_cost = len(TRUNCATION_MARKER) + 20
+    low, high = 0, max(length for *_, length in originals)
+    while low < high:
+        cap = (low + high + 1) // 2
+        saved = sum(length - cap - marker_cost for *_, length in originals if length > cap)
+        low, high = (cap, high) if saved >= excess else (low, cap - 1)
+    cap = low
+    for _ in range(8):
+        for container, key, original, length in originals:
+            if length > cap:
+                keep = len(original) * cap // length  # proportional: escaped characters cost more bytes
+                container[key] = original[:keep] + TRUNCATION_MARKER.format(kept=keep, total=len(original))
+            else:
+                container[key] = original
+        if size() <= max_bytes:
+            break
+        cap = cap * 4 // 5
+    return Record(record.entity, record.id, record.action, data)
+
+
+def _collect_strings(value: Any, out: list[tuple[int, Any, Any]]) -> None:
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(item, str):
+            if len(item) > 64:
+                out.append((len(_encode(item)) - 2, value, key))
+        elif isinstance(item, (dict, list)):
+            _collect_strings(item, out)

@@ -158,11 +158,13 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
         if not isinstance(id, str) or not id:
             _logger.warning("end_session() needs a non-empty session id; got %r; nothing ended.", type(id).__name__)
             return
+        attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
+        current = trace.get_current_span().get_span_context()
+        if current.is_valid:  # ended inside a trace (a "goodbye" request): end after that trace
+            attributes[conv.SESSION_END_AFTER_TRACE] = format(current.trace_id, "032x")
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = _tracer(tracer_provider).start_span(
-            conv.SESSION_END_SPAN_NAME,
-            context=context.Context(),
-            attributes={conv.SESSION_ID: id, conv.SESSION_END: True},
+            conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes
         )
         span.end()
     except Exception:  # never raise into the application (a broken provider is not its problem)

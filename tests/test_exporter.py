@@ -120,7 +120,7 @@ def test_held_spans_are_capped(caplog: pytest.LogCaptureFixture) -> None:
         exporter.export(spans)
     # 12 spans held at most 5: the two oldest traces went early, the newest (4 spans) is held.
     assert exporter._assembler.held_spans == 4
-    assert "too many spans held" in caplog.text
+    assert "too many spans or traces held" in caplog.text
     exporter.shutdown()
     records = sink.records()
     assert_parent_first(records)
@@ -279,3 +279,44 @@ def test_setting_precedence(
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MaximSpanExporter(sink=ListSink(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_session_ended_inside_a_request_ends_after_that_request() -> None:
+    """The "goodbye" pattern: end_session() inside a request, whose trace ends after the marker."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # each span exported as it ends
+    tracer = provider.get_tracer("t")
+    with otel_maxim.session("bye"), tracer.start_as_current_span("goodbye-request"):
+        otel_maxim.end_session("bye", tracer_provider=provider)  # the marker is exported first
+        assert not [r for r in sink.records() if r.entity == "session" and r.action == "end"]
+    provider.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records] == [
+        ("session", "create"),
+        ("trace", "create"),
+        ("trace", "end"),
+        ("session", "end"),
+    ]
+
+
+def test_a_marker_waiting_for_a_trace_that_never_comes_ends_the_session_after_the_timeout() -> None:
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elsewhere = TracerProvider()  # the request's trace goes to another pipeline, never to this exporter
+    with elsewhere.get_tracer("t").start_as_current_span("request-exported-elsewhere"):
+        otel_maxim.end_session("lonely", tracer_provider=provider)
+    assert sink.lines == []  # waiting for that trace
+    deadline = time.monotonic() + 5
+    while not [r for r in sink.records() if r.entity == "session"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [(r.entity, r.action) for r in sink.records() if r.entity == "session"] == [
+        ("session", "create"),
+        ("session", "end"),
+    ]
+    provider.shutdown()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -50,21 +49,14 @@ def text(value: AttributeValue | None) -> str | None:
 
 
 def json_text(value: Any) -> str:
-    """``value`` as JSON text (sequences become lists); non-finite floats as strings."""
+    """``value`` as JSON text, as maxim-py encodes metadata and parameters (``0.2`` -> ``"0.2"``).
+
+    Sequences become lists; NaN and infinities read ``NaN``/``Infinity`` (this is text inside
+    a record, not JSON of the record, which stays strict); unknown objects use ``str()``.
+    """
     if isinstance(value, tuple):
         value = list(value)
-    try:
-        return json.dumps(value, allow_nan=False)
-    except (ValueError, TypeError):
-        return json.dumps(_finite(value), default=str)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return json.dumps(value, default=str)
 
 
 def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:

@@ -40,6 +40,8 @@ _CONTENT = frozenset(
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
 _OI_TAGS = "tag.tags"
 _OI_METADATA = "metadata"
+#: Metadata entry that counts the attributes left out past ``Options.max_attributes``.
+_DROPPED_ATTRIBUTES = "otel_maxim.dropped_attributes"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Options:
 
     #: ``False`` keeps message contents, inputs and outputs out of every record.
     capture_content: bool = True
+    #: Most attributes of one span sent as metadata (the rest are counted, not sent).
+    max_attributes: int = 128
 
 
 def tags_of(attributes: Attributes) -> dict[str, str]:
@@ -116,7 +120,7 @@ def own_records(
     records: list[Record] = []
     attributes = span.attributes or {}
     kind = described.kind
-    metadata = _metadata(attributes, kind)
+    metadata = _metadata(attributes, kind, options.max_attributes)
     if metadata:
         records.append(Record(ref[0], ref[1], "update", {"metadata": metadata}))
     if kind == genai.SPAN and not is_trace and options.capture_content:
@@ -154,7 +158,7 @@ def own_records(
     return records
 
 
-def _metadata(attributes: Attributes, kind: str) -> dict[str, str]:
+def _metadata(attributes: Attributes, kind: str, limit: int) -> dict[str, str]:
     metadata = prefixed(attributes, conv.METADATA_PREFIX)
     oi_metadata = attributes.get(_OI_METADATA)
     if isinstance(oi_metadata, str) and oi_metadata.startswith("{"):
@@ -173,6 +177,10 @@ def _metadata(attributes: Attributes, kind: str) -> dict[str, str]:
         if kind != genai.SPAN and key.startswith(genai.CONVENTION_PREFIXES):
             continue  # read into the generation / tool call / retrieval itself
         metadata.setdefault(key, text(value) or "")
+    if len(metadata) > limit:
+        kept = dict(list(metadata.items())[:limit])
+        kept[_DROPPED_ATTRIBUTES] = str(len(metadata) - limit)
+        return kept
     return metadata
 
 

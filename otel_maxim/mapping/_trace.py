@@ -248,13 +248,16 @@ def _own_ref(span_id: int, described: Mapping[int, genai.Described]) -> Ref:
 
 
 def _first_user_message(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
-    """The first user message of the trace's first generation (the trace's input when its root has none)."""
+    """The newest user message of the trace's first generation (the trace's input when its root has none).
+
+    A chat model gets the whole conversation: the turn's own question is the last user message.
+    """
     generations = sorted(
         (s for s in spans if described[s.context.span_id].kind == genai.GENERATION),  # type: ignore[union-attr]
         key=_sort_key,
     )
     for span in generations:
-        for message in described[span.context.span_id].messages:  # type: ignore[union-attr]
+        for message in reversed(described[span.context.span_id].messages):  # type: ignore[union-attr]
             if message.get("role") == "user" and message.get("content"):
                 return str(message["content"])
     return None

@@ -45,6 +45,7 @@ _GENAI_OPS = {
 }
 _OPENINFERENCE_KINDS = {"LLM": GENERATION, "TOOL": TOOL_CALL, "RETRIEVER": RETRIEVAL}
 _VERCEL_GENERATION = re.compile(r"ai\.\w+\.(doGenerate|doStream)")
+_CLASS_REPR = re.compile(r"<class '([^']+)'>")
 
 #: Maxim's providers; anything else is ``unknown``.
 PROVIDERS = frozenset(
@@ -65,10 +66,13 @@ PROVIDERS = frozenset(
 _PROVIDER_ALIASES = {
     "azure.ai.openai": "azure",
     "az.ai.openai": "azure",
+    "az.ai.inference": "azure",  # azure-ai-inference tracing
     "azure.ai.inference": "azure",
     "azure_openai": "azure",
     "azure-openai": "azure",
     "aws.bedrock": "bedrock",
+    "amazon-bedrock": "bedrock",  # Vercel AI SDK
+    "aws": "bedrock",  # OpenInference llm.provider
     "gcp.gemini": "google",
     "gcp.vertex_ai": "google",
     "gcp.gen_ai": "google",
@@ -118,7 +122,9 @@ _PARAMETERS = {
     "ai.settings.seed": "seed",
 }
 #: Keys of OpenInference's ``llm.invocation_parameters`` that are not parameters.
-_NOT_PARAMETERS = frozenset({"model", "model_name", "messages", "tools", "functions", "stream", "_type"})
+_NOT_PARAMETERS = frozenset(
+    {"model", "model_name", "messages", "tools", "functions", "stream", "stream_options", "_type"}
+)
 
 _USAGE_PROMPT = (
     "gen_ai.usage.input_tokens",
@@ -259,7 +265,21 @@ def _describe_generation(span: ReadableSpan, attributes: Attributes, out: Descri
     out.consumed_events = frozenset(consumed)
     out.usage = _usage(attributes)
     response_id = first(attributes, ("gen_ai.response.id", "ai.response.id"))
+    if response_id is None:
+        response_id = _openinference_response_id(attributes)
     out.response_id = text(response_id) if response_id is not None else None
+
+
+def _openinference_response_id(attributes: Attributes) -> str | None:
+    """OpenInference has no response-id attribute; it is in ``output.value`` (OpenAI's body, LangChain's LLMResult)."""
+    if attributes.get("output.mime_type") != "application/json":
+        return None
+    body = _json_object(attributes.get("output.value"))
+    if body is None:
+        return None
+    llm_output = body.get("llm_output")
+    candidate = llm_output.get("id") if isinstance(llm_output, dict) else body.get("id")
+    return candidate if isinstance(candidate, str) and candidate else None
 
 
 def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> dict[str, str]:
@@ -437,10 +457,24 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
             ]
             if calls:
                 message["tool_calls"] = calls
+            results = [p for p in content if isinstance(p, dict) and p.get("type") == "tool-result"]
+            if results:  # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}
+                message["content"] = "\n".join(_as_text(_vercel_tool_output(p)) for p in results)
+                if results[0].get("toolCallId") is not None:
+                    message["tool_call_id"] = str(results[0]["toolCallId"])
             messages.append(message)
         else:
             messages.append({"role": str(item.get("role") or "user"), "content": _as_text(content)})
     return messages
+
+
+def _vercel_tool_output(part: dict[str, Any]) -> object:
+    if "result" in part:
+        return part["result"]
+    output = part.get("output")
+    if isinstance(output, dict) and "value" in output:
+        return output["value"]
+    return output
 
 
 def _vercel_choices(attributes: Attributes) -> list[dict[str, Any]]:
@@ -473,7 +507,7 @@ def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[st
         if role is None:
             continue
         consumed.add(index)
-        attributes = event.attributes or {}
+        attributes = _event_body(event)
         message: dict[str, Any] = {
             "role": str(attributes.get("role") or role),
             "content": _as_text(attributes.get("content")),
@@ -487,13 +521,22 @@ def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[st
     return messages
 
 
+def _event_body(event: Event) -> dict[str, Any]:
+    """An event's attributes, with the JSON of ``gen_ai.event.content`` (Azure AI Inference's form) merged in."""
+    attributes: dict[str, Any] = dict(event.attributes or {})
+    content = _json_object(attributes.pop("gen_ai.event.content", None))
+    if content is not None:
+        attributes.update(content)
+    return attributes
+
+
 def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
     choices: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         if event.name != _CHOICE_EVENT:
             continue
         consumed.add(index)
-        attributes = event.attributes or {}
+        attributes = _event_body(event)
         body = _json_object(attributes.get("message")) or {}
         message: dict[str, Any] = {
             "role": "assistant",
@@ -502,6 +545,8 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
         calls = body.get("tool_calls") or _json_list(attributes.get("tool_calls"))
         if calls:
             message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
+            if not message["content"]:
+                message["content"] = None  # as OpenAI (and maxim-py) write a tool-call answer
         choice: dict[str, Any] = {"index": int(attributes.get("index", len(choices)) or 0), "message": message}  # type: ignore[arg-type]
         if attributes.get("finish_reason") is not None:
             choice["finish_reason"] = _finish_reason(attributes["finish_reason"])
@@ -558,11 +603,46 @@ def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Describ
     arguments = first(
         attributes, ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
     )
-    out.arguments = _as_text(arguments) if arguments is not None else None
+    out.arguments = _as_text(_unwrap_tool_arguments(arguments)) if arguments is not None else None
     result = first(
-        attributes, ("gen_ai.tool.call.result", "ai.toolCall.result", "output.value", "traceloop.entity.output")
+        attributes,
+        (
+            "gen_ai.tool.call.result",
+            "ai.toolCall.result",
+            "ai.toolCall.output",
+            "output.value",
+            "traceloop.entity.output",
+        ),
     )
-    out.result = _as_text(result) if result is not None else None
+    out.result = _as_text(_unwrap_tool_result(result)) if result is not None else None
+
+
+def _unwrap_tool_arguments(value: object) -> object:
+    """Traceloop's LangChain envelope ``{"input_str", "inputs", "kwargs", ...}`` -> the tool's ``inputs``."""
+    wrapped = _json_object(value)
+    if wrapped is not None and "inputs" in wrapped and ("input_str" in wrapped or "kwargs" in wrapped):
+        return wrapped["inputs"]
+    return value
+
+
+def _unwrap_tool_result(value: object) -> object:
+    """A LangChain ``ToolMessage`` as instrumentations dump it -> its content.
+
+    Traceloop: ``{"output": <lc-serialised ToolMessage or value>, "kwargs": {...}}``;
+    OpenInference: ``{"type": "tool", "data": {"content": ..., "tool_call_id": ...}}``.
+    """
+    wrapped = _json_object(value)
+    if wrapped is None:
+        return value
+    if "output" in wrapped and "kwargs" in wrapped and len(wrapped) == 2:
+        inner = wrapped["output"]
+        if isinstance(inner, dict) and inner.get("lc") == 1 and isinstance(inner.get("kwargs"), dict):
+            return inner["kwargs"].get("content", inner)
+        return inner
+    data = wrapped.get("data")
+    if wrapped.get("type") == "tool" and isinstance(data, dict) and "content" in data and "tool_call_id" in data:
+        return data["content"]
+    return value
 
 
 def _describe_retrieval(attributes: Attributes, out: Described) -> None:
@@ -594,6 +674,8 @@ def _error_of(span: ReadableSpan, attributes: Attributes) -> dict[str, str] | No
     event_attributes = exception.attributes or {} if exception is not None else {}
     message = event_attributes.get("exception.message") or span.status.description or "error"
     error_type = event_attributes.get("exception.type") or attributes.get("error.type") or ""
+    if isinstance(error_type, str) and (match := _CLASS_REPR.fullmatch(error_type)):
+        error_type = match.group(1)  # openai-v2 2.4b0 writes str(type(exc)): "<class 'openai.InternalServerError'>"
     code = attributes.get("http.response.status_code") or attributes.get("error.code") or ""
     return {"message": _as_text(message), "code": _as_text(code), "type": _as_text(error_type)}
 

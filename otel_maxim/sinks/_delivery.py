@@ -1,0 +1,167 @@
+"""Deliver record lines with retries inside one deadline.
+
+Lines go out in order, in bodies of at most 5 MB (the newline after each line
+counted, like maxim-py).  A line over about 900 KB is uploaded to a signed URL
+and replaced, in place, by a ``storage{...process-large-log...}`` record.
+Retryable failures are retried with exponential backoff and jitter, honouring
+``Retry-After``, for as long as the deadline allows; every sleep is on an
+``Event`` so closing the sink cuts it short.  The caller learns how many lines
+were acknowledged, so an acknowledged body is never sent again.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.sinks._http import ApiClient, Kind, Reply
+
+__all__ = ["Backoff", "Deliverer", "Outcome", "Result", "line_size"]
+
+#: Largest request body, in bytes.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+#: A line whose size (with its newline) is over this goes through the large-log upload.
+LARGE_RECORD_BYTES = 900 * 1024
+#: Room kept in a body for the ``storage`` line that replaces a large record.
+_STORAGE_LINE_ROOM = 512
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # not done by the deadline (or closing): try again later
+    REJECTED = "rejected"  # Maxim answered no; the same lines will likely be refused again
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    reply: Reply | None = None
+    retry_at: float = 0.0  # time.monotonic() before which the next attempt should not start
+    honour: bool = False  # retry_at comes from the server's Retry-After
+
+
+def line_size(line: str) -> int:
+    """Bytes ``line`` takes in a body, with its newline."""
+    return (len(line) if line.isascii() else len(line.encode("utf-8", "replace"))) + 1
+
+
+class Backoff:
+    """Exponential backoff with +-20 % jitter.  Failures count on across deadlines; a success resets them."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.initial * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Deliverer:
+    """Sends lines through an :class:`ApiClient`; one instance per sink, used by one thread at a time."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        backoff: Backoff,
+        stop: threading.Event,
+        log: RateLimitedLog,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        large_record_bytes: int = LARGE_RECORD_BYTES,
+    ) -> None:
+        self._client = client
+        self._backoff = backoff
+        self._stop = stop
+        self._log = log
+        self._max_body = max_body_bytes
+        self._large = large_record_bytes
+
+    def deliver(self, lines: Sequence[str], deadline: float, on_ack: Callable[[int], None]) -> Result:
+        """Send ``lines`` in order by ``deadline``; ``on_ack(n)`` after each body: the first ``n`` are in."""
+        start = 0
+        while start < len(lines):
+            end, body, failed = self._next_body(lines, start, deadline)
+            if failed is not None:
+                return failed
+            data = "\n".join(body).encode("utf-8", "replace")
+            got = self._retrying(lambda t: self._client.post_log(data, t), deadline, f"{len(body)} records")
+            if isinstance(got, Result):
+                return got
+            start = end
+            on_ack(start)
+        return Result(Outcome.DELIVERED)
+
+    def _next_body(self, lines: Sequence[str], start: int, deadline: float) -> tuple[int, list[str], Result | None]:
+        body: list[str] = []
+        size = 0
+        i = start
+        while i < len(lines):
+            line = lines[i]
+            n = line_size(line)
+            if n > self._large:
+                if body and size + _STORAGE_LINE_ROOM > self._max_body:
+                    break
+                got = self._upload(line, n - 1, deadline)
+                if isinstance(got, Result):
+                    if body:
+                        break  # send what comes before it; the upload is tried again for the next body
+                    return i, body, got
+                line, n = got, line_size(got)
+            if body and size + n > self._max_body:
+                break
+            body.append(line)
+            size += n
+            i += 1
+        return i, body, None
+
+    def _upload(self, line: str, nbytes: int, deadline: float) -> str | Result:
+        """Upload one large record; the ``storage`` line to send in its place."""
+        file_id = str(uuid.uuid4())
+        key = f"{self._client.repo_id}/large-logs/{file_id}"
+        got = self._retrying(lambda t: self._client.upload_url(key, nbytes, t), deadline, "a large record's upload URL")
+        if isinstance(got, Result):
+            return got
+        url: str = got.data
+        payload = line.encode("utf-8", "replace")
+        put = self._retrying(lambda t: self._client.put(url, payload, t), deadline, "a large record's upload")
+        if isinstance(put, Result):
+            return put
+        data_json = json.dumps({"key": key}, separators=(",", ":"))  # compact, as maxim-py writes it
+        return f"storage{{id={file_id},action=process-large-log,data={data_json}}}"
+
+    def _retrying(self, call: Callable[[float], Reply], deadline: float, what: str) -> Reply | Result:
+        """Make ``call(timeout)`` until it succeeds, fails for good, or the deadline comes."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Result(Outcome.RETRY, None, time.monotonic())
+            reply = call(remaining)
+            if reply.kind is Kind.OK:
+                self._backoff.reset()
+                return reply
+            if reply.kind is Kind.FAIL:
+                self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
+                return Result(Outcome.REJECTED, reply)
+            honour = reply.retry_after is not None
+            delay = self._backoff.next_delay()
+            if reply.retry_after is not None:
+                delay = reply.retry_after
+            retry_at = time.monotonic() + delay
+            self._log.warning(
+                "retry", "Maxim's log API did not take %s (%s); next try in %.2f s.", what, reply.describe(), delay
+            )
+            if retry_at >= deadline or self._stop.wait(delay):
+                return Result(Outcome.RETRY, reply, retry_at, honour)

@@ -1,0 +1,274 @@
+"""HTTP calls to Maxim's log API: one ``requests.Session``, Maxim's headers, no redirects, no tracing.
+
+Every call returns a :class:`Reply` instead of raising, classified the way the
+OTLP specification classifies export failures: connection errors, timeouts,
+429, 502, 503 and 504 may be retried; anything else is final.  The API key is
+held here only: it is sent in the ``x-maxim-api-key`` header of calls to the
+base URL (never to the signed storage URL of a large record) and is scrubbed
+from every message this module produces.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import ipaddress
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from opentelemetry import context
+
+from otel_maxim._version import __version__
+
+__all__ = ["ApiClient", "Kind", "Reply", "base_url_problem", "header_value_problem", "untraced"]
+
+#: The maxim-py release whose wire format we write; sent as ``x-maxim-sdk-version`` like maxim-py does.
+#: (``User-Agent`` says who we really are.)
+MAXIM_SDK_WIRE_VERSION = "3.14.20"
+LOG_PATH = "/api/sdk/v3/log"
+REPOSITORY_PATH = "/api/sdk/v3/log-repositories"
+UPLOAD_URL_PATH = "/api/sdk/v1/log-repositories/attachments/upload-url"
+#: Statuses worth another try (OTLP/HTTP's list).
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: The connect phase never needs long; the rest of the time budget is for the answer.
+_CONNECT_TIMEOUT = 10.0
+#: Longest ``Retry-After`` we accept (a bigger one is clamped: records wait on disk meanwhile).
+_MAX_RETRY_AFTER = 600.0
+_MESSAGE_LIMIT = 300
+_UNSAFE_HEADER = re.compile(r"[\x00-\x20\x7f]")
+
+
+class Kind(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"  # nothing was settled: the same request may be sent again
+    FAIL = "fail"  # the server said no; sending the same bytes again will most likely fail again
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The outcome of one HTTP call."""
+
+    kind: Kind
+    status: int | None  # None: no HTTP answer (connection error, timeout)
+    message: str = ""  # for logs: Maxim's error message or the transport error, key scrubbed
+    retry_after: float | None = None  # seconds, from ``Retry-After``
+    data: Any = None  # the JSON answer of a successful API call
+
+    def describe(self) -> str:
+        if self.status is None:
+            return self.message
+        return f"HTTP {self.status}: {self.message}" if self.message else f"HTTP {self.status}"
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Suppress instrumentation (the SDK's key), so an instrumented HTTP client makes no span of our calls."""
+    token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str, allow_insecure: bool) -> str | None:
+    """What is wrong with ``url`` as the base URL of the API, or ``None``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an https:// URL"
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
+        return "is plain http:// to a host that is not loopback; use https:// (or allow_insecure, MAXIM_ALLOW_INSECURE)"
+    return None
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be sent as a header value, without quoting it (it is a secret)."""
+    if not value.isascii() or _UNSAFE_HEADER.search(value):
+        return "contains whitespace, control or non-ASCII characters"
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: innermost cause`` (urllib3 wraps a refused connection three levels deep), shortened."""
+    cause: BaseException = exc
+    for _ in range(5):
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException) and cause.args and isinstance(cause.args[0], BaseException):
+            inner = cause.args[0]
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    return f"{type(exc).__name__}: {cause}"[:_MESSAGE_LIMIT]
+
+
+def _error_message(payload: Any) -> str | None:
+    """Maxim's error message out of a JSON answer: ``{"error": {"message": ...}}`` and the usual variants."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        return str(message) if message is not None else json.dumps(error)[:_MESSAGE_LIMIT]
+    if error is not None and error is not False:
+        return str(error)
+    message = payload.get("message")
+    return str(message) if message is not None else None
+
+
+class ApiClient:
+    """The calls to Maxim's log API for one repository."""
+
+    def __init__(self, base_url: str, api_key: str, repo_id: str, *, allow_insecure: bool = False) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.repo_id = repo_id
+        self._allow_insecure = allow_insecure
+        self._key = api_key
+        self._headers = {
+            "x-maxim-api-key": api_key,
+            "x-maxim-sdk-version": MAXIM_SDK_WIRE_VERSION,
+            "User-Agent": f"otel-maxim/{__version__} {requests.utils.default_user_agent()}",
+        }
+        self._session = requests.Session()
+        self._session.verify = True
+        self._log_url = f"{self.base_url}{LOG_PATH}?id={quote(repo_id, safe='')}"
+
+    def __repr__(self) -> str:
+        return f"ApiClient(base_url={self.base_url!r}, repo_id={self.repo_id!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key blotted out (belt and braces: messages come from servers and libraries)."""
+        return text.replace(self._key, "[api key]") if self._key and self._key in text else text
+
+    # --- the calls ---------------------------------------------------------------
+
+    def post_log(self, body: bytes, timeout: float) -> Reply:
+        """POST record lines (joined by newlines) to the repository."""
+        return self._call("POST", self._log_url, timeout, data=body, api=True)
+
+    def check_repository(self, timeout: float) -> Reply:
+        url = f"{self.base_url}{REPOSITORY_PATH}?loggerId={quote(self.repo_id, safe='')}"
+        return self._call("GET", url, timeout, api=True)
+
+    def upload_url(self, key: str, size: int, timeout: float) -> Reply:
+        """Ask for a signed URL to PUT a large record at; on success ``data`` is the URL."""
+        url = f"{self.base_url}{UPLOAD_URL_PATH}?key={quote(key, safe='/')}&mimeType=text/plain&size={size}"
+        reply = self._call("GET", url, timeout, api=True)
+        if reply.kind is not Kind.OK:
+            return reply
+        data = reply.data.get("data") if isinstance(reply.data, dict) else None
+        signed = data.get("url") if isinstance(data, dict) else None
+        if not isinstance(signed, str) or not signed:
+            return Reply(Kind.FAIL, reply.status, "the upload-url answer has no data.url")
+        problem = base_url_problem(signed, self._allow_insecure)
+        if problem is not None:
+            return Reply(Kind.FAIL, reply.status, f"the signed upload URL {problem}")
+        return Reply(Kind.OK, reply.status, data=signed)
+
+    def put(self, url: str, body: bytes, timeout: float) -> Reply:
+        """PUT a large record at a signed URL: no API key goes there."""
+        return self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
+
+    # --- one call, classified ------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        timeout: float,
+        *,
+        api: bool,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        timeout = max(timeout, 0.001)
+        sent = dict(self._headers) if api else {"User-Agent": self._headers["User-Agent"]}
+        if headers:
+            sent.update(headers)
+        try:
+            with untraced():
+                response = self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=sent,
+                    timeout=(min(timeout, _CONNECT_TIMEOUT), timeout),
+                    allow_redirects=False,  # a redirect elsewhere would carry the key along
+                )
+                try:
+                    status = response.status_code
+                    text = response.text
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
+                    location = response.headers.get("Location", "")
+                finally:
+                    response.close()
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            return Reply(Kind.RETRY, None, self.scrub(_describe(exc)))
+        except requests.RequestException as exc:
+            return Reply(Kind.FAIL, None, self.scrub(_describe(exc)))
+        return self._classify(status, text, retry_after, location, api)
+
+    def _classify(self, status: int, text: str, retry_after: float | None, location: str, api: bool) -> Reply:
+        payload: Any = None
+        try:
+            payload = json.loads(text) if text else None
+        except ValueError:
+            payload = None
+        if 200 <= status < 300:
+            if not api:
+                return Reply(Kind.OK, status)
+            if payload is None:
+                # maxim-py counts this as a failure too; it is most likely a proxy's page, not Maxim: try again.
+                return Reply(Kind.RETRY, status, self.scrub(f"the answer is not JSON: {text[:80]!r}"))
+            message = _error_message(payload) if isinstance(payload, dict) and "error" in payload else None
+            if message is not None:
+                return Reply(Kind.FAIL, status, self.scrub(message[:_MESSAGE_LIMIT]))
+            return Reply(Kind.OK, status, data=payload)
+        message = _error_message(payload) or " ".join(text.split())[:_MESSAGE_LIMIT]
+        if 300 <= status < 400:
+            message = f"redirected to {urlsplit(location).netloc or location[:80]!r}; not followed"
+        kind = Kind.RETRY if status in RETRYABLE_STATUSES else Kind.FAIL
+        return Reply(kind, status, self.scrub(message[:_MESSAGE_LIMIT]), retry_after)

@@ -1,0 +1,659 @@
+"""``MaximApiSink``: records to Maxim's log API, with retries and a disk spool, losing nothing.
+
+How records flow
+----------------
+:meth:`MaximApiSink.write` (called on the exporter's worker thread) only
+queues: the batch becomes the last item of one ordered queue.  An item is
+kept in memory while the API answers and written to the disk spool
+(:mod:`otel_maxim.sinks.spool`) when it does not, or when memory already
+holds ``max_memory_bytes``.  A sender thread sends the queue from its head:
+consecutive items make bodies of at most 5 MB, and each send has one deadline
+(``export_timeout``) inside which retryable failures are retried with backoff
+(:mod:`otel_maxim.sinks._delivery`).  What is not delivered by then goes to
+the spool, with everything queued behind it, and the sender tries again after
+the backoff; meanwhile new batches go straight to disk.  An item leaves the
+queue (and its file the disk) only once Maxim acknowledged it: order is kept,
+delivery is at least once, and an acknowledged body is never sent again.
+
+A batch Maxim rejects (a status other than 429/502/503/504, or a 200 whose
+JSON carries ``error``) is sent again alone, after a backoff; after
+``max_rejections`` rejections it is moved to ``<spool dir>/quarantine`` and
+logged, and the batches behind it go on.
+
+The spool outlives the process: a batch left on disk at shutdown (or by a
+crash) is sent by the next process that uses the same spool directory, before
+that process's own records.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+from otel_maxim import environment_variables as env
+from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, line_size
+from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem
+from otel_maxim.sinks.spool import Segment, Spool, SpoolFull, default_spool_dir
+
+__all__ = ["DEFAULT_BASE_URL", "MaximApiSink", "build_sink"]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://app.getmaxim.ai"
+DEFAULT_EXPORT_TIMEOUT = 10.0
+DEFAULT_MAX_SPOOL_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_MEMORY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_REJECTIONS = 3
+#: How often an idle sender looks for batches left by processes that ended meanwhile.
+_ADOPT_INTERVAL = 60.0
+#: The most a repository check waits for its answer.
+_CHECK_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class _Item:
+    """One written batch, in memory (``lines``) or on disk (``segment``), never both."""
+
+    size: int
+    lines: list[str] | None = None
+    segment: Segment | None = None
+    seq: int = 0  # order of writing in this process (names the spool file)
+    label: str = ""  # for the quarantine's file name
+    rejections: int = 0
+    isolate: bool = False  # part of a rejected body: send it alone to find the culprit
+
+
+@dataclass(eq=False)
+class _Unit:
+    """What one send covers: the head items of the queue and their lines."""
+
+    items: list[_Item]
+    parts: list[list[str]]
+    deadline: float
+    lines: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    done: int = 0  # items fully acknowledged
+
+
+class MaximApiSink:
+    """Deliver record lines to ``POST {base_url}/api/sdk/v3/log?id={repo_id}``.
+
+    ``write`` never touches the network; see the module docstring for the
+    flow.  ``flush(timeout)`` waits, at most ``timeout`` seconds, until all is
+    delivered; ``close(timeout)`` does the same without backing off, spools
+    what is left and releases the spool for the next process.  The keyword
+    arguments after ``allow_insecure`` are tuning knobs (tests use small ones).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        repo_id: str,
+        base_url: str = DEFAULT_BASE_URL,
+        spool_dir: str | os.PathLike[str] | None = None,
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
+        allow_insecure: bool = False,
+        max_memory_bytes: int = DEFAULT_MAX_MEMORY_BYTES,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 32.0,
+        max_rejections: int = DEFAULT_MAX_REJECTIONS,
+        check_repository: bool = True,
+        durable: bool = True,
+    ) -> None:
+        if not isinstance(api_key, str) or not api_key:
+            raise ValueError("api_key must be a non-empty string")
+        problem = header_value_problem(api_key)
+        if problem is not None:
+            raise ValueError(f"api_key {problem}")
+        if not isinstance(repo_id, str) or not repo_id:
+            raise ValueError("repo_id must be a non-empty string")
+        problem = base_url_problem(base_url, allow_insecure)
+        if problem is not None:
+            raise ValueError(f"base_url {base_url!r} {problem}")
+        for name, value in (
+            ("export_timeout", export_timeout),
+            ("backoff_initial", backoff_initial),
+            ("backoff_max", backoff_max),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a number above 0, not {value!r}")
+        for name, count in (
+            ("max_spool_bytes", max_spool_bytes),
+            ("max_memory_bytes", max_memory_bytes),
+            ("max_rejections", max_rejections),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < (1 if name == "max_rejections" else 0):
+                raise ValueError(f"{name} must be a non-negative integer (max_rejections at least 1), not {count!r}")
+
+        self._settings = (base_url, api_key, repo_id, allow_insecure)
+        self.base_url = base_url.rstrip("/")
+        self.repo_id = repo_id
+        self.export_timeout = float(export_timeout)
+        self._max_memory = max_memory_bytes
+        self._max_rejections = max_rejections
+        self._backoff_settings = (float(backoff_initial), float(backoff_max))
+        self._spool = Spool(
+            spool_dir if spool_dir is not None else default_spool_dir(), max_spool_bytes, durable=durable
+        )
+        self._closed = False
+        self._delivered = 0
+        self._refused = 0
+        self._quarantined = 0
+        self._start()
+        _SINKS.add(self)
+        if check_repository:
+            threading.Thread(target=self._check_repository, name="OtelMaximRepositoryCheck", daemon=True).start()
+
+    def _start(self) -> None:
+        """The per-process state (again in a forked child)."""
+        base_url, api_key, repo_id, allow_insecure = self._settings
+        self._pid = os.getpid()
+        self._log = RateLimitedLog(_logger)  # new locks: a parent's thread may have held the old ones at fork
+        self._cond = threading.Condition()
+        self._items: deque[_Item] = deque()
+        self._mem_bytes = 0
+        self._seq = 0
+        self._in_flight: _Unit | None = None
+        self._failing = False
+        self._retry_at = 0.0
+        self._honour = False  # _retry_at comes from Retry-After
+        self._kicked = False  # a flush or close wants an attempt now, not after the backoff
+        self._flush_deadlines: list[float] = []
+        self._closing = False
+        self._close_deadline = 0.0
+        self._gave_up = False
+        self._sender: threading.Thread | None = None
+        self._next_adopt = time.monotonic() + _ADOPT_INTERVAL
+        self._stop = threading.Event()
+        self._client = ApiClient(base_url, api_key, repo_id, allow_insecure=allow_insecure)
+        self._backoff = Backoff(*self._backoff_settings)
+        self._deliverer = Deliverer(self._client, self._backoff, self._stop, self._log)
+        with self._cond:
+            self._adopt()
+
+    def _spill_at_exit(self) -> None:
+        if self._cond.acquire(timeout=1.0):
+            try:
+                if not self._closed and self._pid == os.getpid():
+                    self._spill_memory()
+            finally:
+                self._cond.release()
+
+    def _after_fork(self) -> None:
+        # The parent owns what is queued and spooled; the child starts empty, with its own locks and sockets.
+        self._spool.after_fork()
+        self._start()
+
+    def __repr__(self) -> str:
+        return f"MaximApiSink(base_url={self.base_url!r}, repo_id={self.repo_id!r}, spool_dir={self.spool_dir!r})"
+
+    @property
+    def spool_dir(self) -> str:
+        return self._spool.directory
+
+    def stats(self) -> dict[str, int]:
+        """Counters for tests, benchmarks and debugging."""
+        with self._cond:
+            return {
+                "delivered_records": self._delivered,
+                "queued_batches": len(self._items),
+                "memory_bytes": self._mem_bytes,
+                "spool_bytes": self._spool.used_bytes,
+                "refused_records": self._refused,
+                "quarantined_batches": self._quarantined,
+            }
+
+    # --- Sink --------------------------------------------------------------------------
+
+    def write(self, lines: Sequence[str]) -> bool:
+        if not lines:
+            return True
+        batch = list(lines)
+        size = sum(line_size(line) for line in batch)
+        with self._cond:
+            if self._closed:
+                self._log.warning("closed", "The Maxim sink is closed; %d records were not sent.", len(batch))
+                return False
+            self._seq += 1
+            item = _Item(size, batch, seq=self._seq, label=str(self._seq))
+            over = self._mem_bytes + size > self._max_memory
+            failing = self._failing or self._backoff.failures > 0  # the sender is retrying right now
+            if (failing or over) and not self._to_disk(item) and over:
+                self._refuse(len(batch))
+                return False
+            if item.lines is not None:
+                self._mem_bytes += size
+            self._items.append(item)
+            self._ensure_sender()
+            self._cond.notify_all()
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            if not self._items or self._closed:
+                return not self._items
+            self._flush_deadlines.append(deadline)
+            self._kicked = True
+            if not self._closed:
+                self._ensure_sender()
+            self._cond.notify_all()
+            try:
+                while self._items:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._hopeless(deadline):
+                        break
+                    self._cond.wait(remaining)
+                if self._items:
+                    self._spill_memory()
+                    return False
+                return True
+            finally:
+                self._flush_deadlines.remove(deadline)
+
+    def close(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._closing = True
+            self._close_deadline = deadline
+            self._kicked = True
+            self._stop.set()  # cuts every backoff short
+            if self._items:
+                self._ensure_sender()
+            sender = self._sender
+            self._cond.notify_all()
+        if sender is not None and sender is not threading.current_thread():
+            sender.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._spill_memory()
+            if self._items:
+                left = sum(item.size for item in self._items)
+                on_disk = sum(item.size for item in self._items if item.segment is not None)
+                _logger.warning(
+                    "Maxim's log API did not take everything before shutdown: %d bytes of records wait in %s"
+                    " for the next process that uses this spool directory%s.",
+                    on_disk,
+                    self.spool_dir,
+                    "" if on_disk == left else f" ({left - on_disk} bytes could not be written there and are lost)",
+                )
+            if self._refused:
+                _logger.error("%d records were refused because the spool %s was full.", self._refused, self.spool_dir)
+            self._spool.release()
+            sender_done = sender is None or not sender.is_alive()
+        if sender_done:
+            self._client.close()
+
+    # --- queueing ----------------------------------------------------------------------
+
+    def _to_disk(self, item: _Item) -> bool:
+        """Move ``item`` to the spool; ``False`` (logged) if it stays where it is."""
+        if item.lines is None:
+            return True
+        try:
+            item.segment = self._spool.append(item.seq, item.lines)
+        except SpoolFull:
+            self._log.error(
+                "spool-full",
+                "The spool %s is full (cap %d bytes) while Maxim's log API does not take records.",
+                self.spool_dir,
+                self._spool.max_bytes,
+            )
+            return False
+        except OSError as exc:
+            self._log.error("spool-os", "Could not write records to the spool %s: %s", self.spool_dir, exc)
+            return False
+        item.lines = None
+        return True
+
+    def _spill_memory(self) -> None:
+        """Write every batch held in memory to the spool, in order (some may stay if the spool is full)."""
+        for item in self._items:
+            if item.lines is not None and self._to_disk(item):
+                self._mem_bytes -= item.size
+
+    def _refuse(self, count: int) -> None:
+        self._refused += count
+        self._log.error(
+            "refused",
+            "Refused %d records: Maxim's log API is not taking records and the spool %s is full (cap %d bytes);"
+            " %d records refused so far.",
+            count,
+            self.spool_dir,
+            self._spool.max_bytes,
+            self._refused,
+        )
+
+    def _adopt(self) -> None:
+        try:
+            segments = self._spool.adopt()
+        except OSError as exc:
+            self._log.error("adopt", "Could not read the spool %s: %s", self.spool_dir, exc)
+            return
+        if not segments:
+            return
+        for segment in segments:
+            self._items.append(_Item(segment.size, segment=segment, label=os.path.basename(segment.path)[:-4]))
+        _logger.info(
+            "Found %d batches (%d bytes) of records left in %s by an earlier process; sending them.",
+            len(segments),
+            sum(s.size for s in segments),
+            self.spool_dir,
+        )
+        self._ensure_sender()
+
+    def _hopeless(self, deadline: float) -> bool:
+        """Nothing more can happen before ``deadline``: all waits on disk for an attempt after it."""
+        return (
+            self._failing
+            and self._in_flight is None
+            and not self._kicked
+            and self._mem_bytes == 0
+            and self._retry_at >= deadline
+        )
+
+    def _ensure_sender(self) -> None:
+        if self._sender is None or not self._sender.is_alive():
+            self._sender = threading.Thread(target=self._run, name="OtelMaximSender", daemon=True)
+            self._sender.start()
+
+    # --- the sender thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        try:
+            while True:
+                with self._cond:
+                    unit = self._next_unit(pid)
+                    if unit is None:
+                        return
+                    self._in_flight = unit
+                result = self._send(unit)
+                with self._cond:
+                    self._in_flight = None
+                    self._settle(unit, result)
+                    self._cond.notify_all()
+        except Exception:  # a daemon thread must not die silently; the next write starts another
+            _logger.exception("The Maxim sender stopped unexpectedly.")
+        finally:
+            with self._cond:
+                self._in_flight = None
+                self._cond.notify_all()
+            if self._closing:
+                self._client.close()
+
+    def _next_unit(self, pid: int) -> _Unit | None:
+        """Wait until the head of the queue may be sent, then take it (``None``: the thread ends)."""
+        while True:
+            if pid != os.getpid() or (self._closing and (self._gave_up or not self._items)):
+                return None
+            now = time.monotonic()
+            if not self._items:
+                if now >= self._next_adopt:
+                    self._next_adopt = now + _ADOPT_INTERVAL
+                    self._adopt()
+                    continue
+                self._cond.wait(self._next_adopt - now)
+                continue
+            wait = self._retry_at - now
+            if wait > 0 and (self._kicked or self._closing) and not self._honour:
+                wait = 0  # a flush or close asks for an attempt now; a Retry-After is still obeyed
+            if wait > 0:
+                if self._closing and self._retry_at >= self._close_deadline:
+                    self._gave_up = True
+                    continue
+                self._cond.wait(wait)
+                continue
+            break
+        self._kicked = False
+        deadline = now + self.export_timeout
+        if self._flush_deadlines:
+            deadline = min(deadline, *self._flush_deadlines)
+        if self._closing:
+            deadline = min(deadline, self._close_deadline)
+        head = self._items[0]
+        items, size = [head], head.size
+        if not head.isolate:
+            for item in islice(self._items, 1, None):
+                if item.isolate or size + item.size > MAX_BODY_BYTES:
+                    break
+                items.append(item)
+                size += item.size
+        return _Unit(items, [item.lines or [] for item in items], deadline)
+
+    def _send(self, unit: _Unit) -> Result:
+        for i, item in enumerate(unit.items):
+            if item.segment is not None:
+                try:
+                    unit.parts[i] = self._spool.read(item.segment)
+                except OSError as exc:
+                    self._log.error("read", "Could not read spooled records %s: %s", item.segment.path, exc)
+                    unit.parts[i] = []
+        for part in unit.parts:
+            unit.starts.append(len(unit.lines))
+            unit.lines.extend(part)
+        if not unit.lines:
+            self._on_ack(unit, 0)
+            return Result(Outcome.DELIVERED)
+        return self._deliverer.deliver(unit.lines, unit.deadline, lambda n: self._on_ack(unit, n))
+
+    def _on_ack(self, unit: _Unit, acked: int) -> None:
+        """Maxim took the first ``acked`` lines of ``unit``: drop the items they cover, trim a partial one."""
+        with self._cond:
+            self._failing = False
+            while unit.done < len(unit.items):
+                i = unit.done
+                item, start, part = unit.items[i], unit.starts[i], unit.parts[i]
+                if acked >= start + len(part):
+                    self._forget(item)
+                    self._delivered += len(part)
+                    unit.done += 1
+                    continue
+                if acked > start:
+                    self._trim(item, part[acked - start :])
+                break
+            self._cond.notify_all()
+
+    def _forget(self, item: _Item) -> None:
+        if self._items and self._items[0] is item:
+            self._items.popleft()
+        else:
+            try:
+                self._items.remove(item)
+            except ValueError:
+                return
+        if item.lines is not None:
+            self._mem_bytes -= item.size
+        if item.segment is not None:
+            try:
+                self._spool.remove(item.segment)
+            except OSError as exc:
+                self._log.error("remove", "Could not remove delivered records %s: %s", item.segment.path, exc)
+
+    def _trim(self, item: _Item, rest: list[str]) -> None:
+        size = sum(line_size(line) for line in rest)
+        if item.lines is not None:
+            self._mem_bytes += size - item.size
+            item.lines = rest
+        if item.segment is not None:
+            try:
+                self._spool.rewrite(item.segment, rest)
+            except OSError as exc:
+                self._log.error("rewrite", "Could not update spooled records %s: %s", item.segment.path, exc)
+        item.size = size
+
+    def _settle(self, unit: _Unit, result: Result) -> None:
+        if result.outcome is Outcome.DELIVERED:
+            self._failing = False
+            self._retry_at, self._honour = 0.0, False
+            return
+        self._failing = True
+        if result.outcome is Outcome.RETRY:
+            self._retry_at, self._honour = result.retry_at, result.honour
+            if self._closing:
+                self._gave_up = True
+            self._spill_memory()
+            return
+        # Rejected: find the batch Maxim refuses, then set it aside so the ones behind it can go.
+        self._retry_at, self._honour = time.monotonic() + self._backoff.next_delay(), False
+        left = unit.items[unit.done :]
+        if len(left) > 1:
+            for item in left:
+                item.isolate = True
+            return
+        if not left:
+            return
+        item = left[0]
+        item.rejections += 1
+        if item.rejections >= self._max_rejections:
+            self._quarantine(item, len(unit.parts[unit.done]), result)
+
+    def _quarantine(self, item: _Item, count: int, result: Result) -> None:
+        why = result.reply.describe() if result.reply is not None else "rejected"
+        try:
+            where = self._spool.quarantine(item.label, segment=item.segment, lines=item.lines)
+        except (SpoolFull, OSError) as exc:
+            where = ""
+            _logger.error(
+                "Maxim's log API rejected a batch of %d records %d times (last: %s); it could not be set aside"
+                " (%s) and is lost.",
+                count,
+                item.rejections,
+                why,
+                exc,
+            )
+        item.segment = None  # moved: the file is the quarantine's now
+        self._forget(item)
+        self._quarantined += 1
+        if where:
+            _logger.error(
+                "Maxim's log API rejected a batch of %d records %d times (last: %s); it is set aside in %s"
+                " and will not be sent again automatically.",
+                count,
+                item.rejections,
+                why,
+                where,
+            )
+
+    # --- the repository check -------------------------------------------------------------
+
+    def _check_repository(self) -> None:
+        base_url, api_key, repo_id, allow_insecure = self._settings
+        client = ApiClient(base_url, api_key, repo_id, allow_insecure=allow_insecure)
+        try:
+            reply = client.check_repository(min(self.export_timeout, _CHECK_TIMEOUT))
+        except Exception:  # a daemon thread: log, never die silently
+            _logger.exception("Could not check the Maxim log repository %r.", repo_id)
+            return
+        finally:
+            client.close()
+        if reply.kind is Kind.OK:
+            _logger.debug("Maxim log repository %r found.", repo_id)
+        elif reply.status in (401, 403):
+            _logger.warning(
+                "Maxim refused the API key while checking log repository %r (%s): check api_key / %s.",
+                repo_id,
+                reply.describe(),
+                env.MAXIM_API_KEY,
+            )
+        elif reply.kind is Kind.FAIL:
+            _logger.warning(
+                "Maxim log repository %r was not found at %s (%s): check repo_id / %s; Maxim may drop what is sent.",
+                repo_id,
+                self.base_url,
+                reply.describe(),
+                env.MAXIM_LOG_REPO_ID,
+            )
+        else:
+            _logger.info(
+                "Could not check Maxim log repository %r (%s); records are spooled until the API answers.",
+                repo_id,
+                reply.describe(),
+            )
+
+
+_SINKS: weakref.WeakSet[MaximApiSink] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sink in list(_SINKS):
+        sink._after_fork()
+
+
+def _at_exit() -> None:
+    """A process that ends without shutting its tracer provider down keeps what was queued: on disk."""
+    for sink in list(_SINKS):
+        sink._spill_at_exit()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
+
+
+def build_sink(
+    *,
+    api_key: str,
+    key_from_env: bool,
+    repo_id: str,
+    base_url: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    max_spool_bytes: int | None = None,
+    export_timeout: float | None = None,
+    allow_insecure: bool | None = None,
+) -> MaximApiSink | None:
+    """The API sink for the exporter's settings (argument > environment variable > default).
+
+    A bad argument raises ``ValueError`` naming it; a bad environment value
+    logs a warning naming the variable and returns ``None`` (the exporter
+    then writes to a local file) when delivery cannot be set up safely.
+    """
+    problem = header_value_problem(api_key)
+    if problem is not None:
+        if not key_from_env:
+            raise ValueError(f"api_key {problem}")
+        _logger.warning("%s %s; writing records to a local file instead.", env.MAXIM_API_KEY, problem)
+        return None
+    insecure = resolve_bool(allow_insecure, "allow_insecure", env.MAXIM_ALLOW_INSECURE, False)
+    url = base_url if base_url is not None else (env_str(env.MAXIM_BASE_URL) or DEFAULT_BASE_URL)
+    problem = base_url_problem(url, insecure)
+    if problem is not None:
+        if base_url is not None:
+            raise ValueError(f"base_url {url!r} {problem}")
+        _logger.warning("%s=%r %s; writing records to a local file instead.", env.MAXIM_BASE_URL, url, problem)
+        return None
+    directory = spool_dir if spool_dir is not None else (env_str(env.MAXIM_SPOOL_DIR) or default_spool_dir())
+    cap = resolve_number(
+        max_spool_bytes,
+        "max_spool_bytes",
+        env.MAXIM_MAX_SPOOL_BYTES,
+        DEFAULT_MAX_SPOOL_BYTES,
+        minimum=0,
+        integer=True,
+    )
+    timeout = resolve_number(
+        export_timeout, "export_timeout", env.MAXIM_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT, minimum=0.001
+    )
+    return MaximApiSink(
+        api_key=api_key,
+        repo_id=repo_id,
+        base_url=url,
+        spool_dir=directory,
+        max_spool_bytes=int(cap),
+        export_timeout=timeout,
+        allow_insecure=insecure,
+    )

@@ -1,0 +1,314 @@
+"""The disk spool: batches of record lines waiting on disk for Maxim's log API.
+
+Layout (directories we create are ``0700``, files ``0600``)::
+
+    <spool dir>/
+      <producer>/          one per process that spooled: "<time_ns>-<pid>-<random>"
+        lock               locked (flock) by that process for as long as it uses the directory
+        <seq>.seg          one batch: its lines, each followed by "\\n"; the names sort in sending order
+      quarantine/          batches that Maxim kept rejecting, set aside: "<time_ns>-<pid>-<seq>.seg"
+
+A process writes only into its own producer directory.  A producer directory
+whose lock nobody holds was left by a process that ended or crashed: another
+process using the same spool directory adopts it (takes its lock), sends its
+batches in order and removes it.  A batch is written under a temporary name,
+flushed to disk and renamed, so a crash leaves the whole batch or nothing.
+
+Not thread-safe: :class:`~otel_maxim.sinks.maxim_api.MaximApiSink` calls it
+under its own lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["QUARANTINE", "Segment", "Spool", "SpoolFull", "default_spool_dir", "user_cache_dir"]
+
+QUARANTINE = "quarantine"
+_LOCK = "lock"
+_SUFFIX = ".seg"
+
+
+class SpoolFull(Exception):
+    """The batch would take the spool past its size cap."""
+
+
+@dataclass(eq=False)
+class Segment:
+    """One batch on disk."""
+
+    path: str
+    size: int
+
+
+def user_cache_dir() -> str:
+    """The platform's per-user cache directory (``XDG_CACHE_HOME``, ``~/Library/Caches``, ``%LOCALAPPDATA%``)."""
+    if sys.platform == "win32":
+        return os.environ.get("LOCALAPPDATA") or os.path.expanduser(os.path.join("~", "AppData", "Local"))
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return xdg if xdg and os.path.isabs(xdg) else os.path.expanduser("~/.cache")
+
+
+def default_spool_dir() -> str:
+    return os.path.join(user_cache_dir(), "otel-maxim", "spool")
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; released when the process ends."""
+    if sys.platform == "win32":
+        import msvcrt  # noqa: PLC0415 - platform specific
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl  # noqa: PLC0415 - platform specific
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class Spool:
+    """Batches on disk, this process's own and those adopted from ended processes, under a size cap."""
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, *, durable: bool = True) -> None:
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.max_bytes = max_bytes
+        self._durable = durable
+        self._own: str | None = None
+        self._own_fd: int | None = None
+        self._held: dict[str, list[int]] = {}  # adopted directory -> [lock fd, segments left]
+        self._used = 0
+        self._quarantine_counted = False
+
+    def __repr__(self) -> str:
+        return f"Spool({self.directory!r}, max_bytes={self.max_bytes})"
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes this process holds on disk: its batches, adopted batches, and the quarantine."""
+        return self._used
+
+    # --- adopting what ended processes left ------------------------------------------
+
+    def adopt(self) -> list[Segment]:
+        """Take over the batches of every producer directory nobody holds; in sending order."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return []
+        self._count_quarantine()
+        found: list[Segment] = []
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name == QUARANTINE or path == self._own or path in self._held or not os.path.isdir(path):
+                continue
+            hidden = name.startswith(".")  # a producer being created, or one that crashed then: nothing in it
+            fd = self._lock_dir(path, create=not hidden)
+            if fd is None:
+                continue  # a live process holds it (or is creating it)
+            if hidden:
+                self._drop_dir(path, fd)
+                continue
+            segments = self._segments_in(path)
+            if not segments:
+                self._drop_dir(path, fd)
+                continue
+            self._held[path] = [fd, len(segments)]
+            self._used += sum(s.size for s in segments)
+            found.extend(segments)
+        return found
+
+    def _lock_dir(self, path: str, *, create: bool) -> int | None:
+        try:
+            fd = os.open(os.path.join(path, _LOCK), os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        except OSError:
+            return None
+        if not _try_lock(fd):
+            _close(fd)
+            return None
+        return fd
+
+    def _segments_in(self, path: str) -> list[Segment]:
+        segments: list[Segment] = []
+        try:
+            names = sorted(os.listdir(path))
+        except OSError:
+            return segments
+        for name in names:
+            full = os.path.join(path, name)
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(full)  # a write cut short by a crash
+            elif name.endswith(_SUFFIX):
+                with contextlib.suppress(OSError):
+                    segments.append(Segment(full, os.path.getsize(full)))
+        return segments
+
+    def _drop_dir(self, path: str, fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(path, _LOCK))
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        _close(fd)
+
+    def _count_quarantine(self) -> None:
+        if self._quarantine_counted:
+            return
+        self._quarantine_counted = True
+        try:
+            with os.scandir(os.path.join(self.directory, QUARANTINE)) as entries:
+                self._used += sum(e.stat().st_size for e in entries if e.is_file())
+        except OSError:
+            pass
+
+    # --- this process's batches ------------------------------------------------------
+
+    def _own_dir(self) -> str:
+        if self._own is not None:
+            return self._own
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._count_quarantine()
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        final = os.path.join(self.directory, name)
+        # Created under a hidden name and renamed once locked, so no other process can adopt it in between.
+        building = final if sys.platform == "win32" else os.path.join(self.directory, "." + name)
+        os.mkdir(building, 0o700)
+        fd = os.open(os.path.join(building, _LOCK), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        if not _try_lock(fd):
+            _close(fd)
+            raise OSError(f"could not lock the new spool directory {building}")
+        if building != final:
+            os.rename(building, final)
+        self._own, self._own_fd = final, fd
+        return final
+
+    def append(self, seq: int, lines: Sequence[str]) -> Segment:
+        """Write a batch; raises :class:`SpoolFull` past the cap, ``OSError`` if the disk refuses."""
+        data = _encode(lines)
+        if self._used + len(data) > self.max_bytes:
+            raise SpoolFull(f"{self._used} + {len(data)} bytes > {self.max_bytes}")
+        path = os.path.join(self._own_dir(), f"{seq:020d}{_SUFFIX}")
+        self._write(path, data)
+        self._used += len(data)
+        return Segment(path, len(data))
+
+    def read(self, segment: Segment) -> list[str]:
+        with open(segment.path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        return [line for line in text.split("\n") if line]
+
+    def rewrite(self, segment: Segment, lines: Sequence[str]) -> None:
+        """Replace a batch by what is left of it (its first lines were delivered)."""
+        data = _encode(lines)
+        self._write(segment.path, data)
+        self._used += len(data) - segment.size
+        segment.size = len(data)
+
+    def remove(self, segment: Segment) -> None:
+        """Forget a delivered batch."""
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            pass
+        self._used -= segment.size
+        self._settle(segment)
+
+    def quarantine(self, label: str, segment: Segment | None = None, lines: Sequence[str] | None = None) -> str:
+        """Set a batch aside (a segment is moved, lines are written); returns where it went."""
+        directory = os.path.join(self.directory, QUARANTINE)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._count_quarantine()
+        path = os.path.join(directory, f"{time.time_ns():020d}-{os.getpid()}-{label}{_SUFFIX}")
+        if segment is not None:
+            os.replace(segment.path, path)  # still counted in used_bytes: the quarantine is under the cap too
+            self._settle(segment)
+        else:
+            data = _encode(lines or ())
+            if self._used + len(data) > self.max_bytes:
+                raise SpoolFull(f"{self._used} + {len(data)} bytes > {self.max_bytes}")
+            self._write(path, data)
+            self._used += len(data)
+        return path
+
+    def _settle(self, segment: Segment) -> None:
+        """Count a batch of an adopted directory as done; the directory goes when it is empty."""
+        directory = os.path.dirname(segment.path)
+        held = self._held.get(directory)
+        if held is not None:
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._held[directory]
+                self._drop_dir(directory, held[0])
+
+    def _write(self, path: str, data: bytes) -> None:
+        temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._durable:
+                os.fsync(fd)
+        except BaseException:
+            _close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        os.close(fd)
+        os.replace(temporary, path)
+
+    # --- the end ---------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Let other processes adopt what is left; remove this process's directory if it is empty."""
+        if self._own is not None:
+            if not any(name.endswith(_SUFFIX) for name in _listdir(self._own)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._own, _LOCK))
+                with contextlib.suppress(OSError):
+                    os.rmdir(self._own)
+            _close(self._own_fd)
+        for fd, _ in self._held.values():
+            _close(fd)
+        self._own, self._own_fd = None, None
+        self._held.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's locks and batches are not ours (closing our copies keeps its locks)."""
+        _close(self._own_fd)
+        for fd, _ in self._held.values():
+            _close(fd)
+        self._own, self._own_fd = None, None
+        self._held.clear()
+        self._used = 0
+        self._quarantine_counted = False
+
+
+def _encode(lines: Sequence[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode("utf-8", "replace")
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

@@ -1,0 +1,656 @@
+"""Delivery to Maxim's log API: retries, the disk spool, quarantine, large records, lifecycle, configuration.
+
+Every scenario runs the real pipeline (TracerProvider -> MaximSpanProcessor ->
+MaximSpanExporter -> MaximApiSink) against ``tests/fake_maxim.py``, a real HTTP
+server on 127.0.0.1, and checks the one property that matters: the distinct
+records Maxim acknowledged are exactly the records the exporter produced, in
+the order it produced them (so each trace's order is kept).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim import environment_variables as env
+from otel_maxim.records import Record, serialize
+from otel_maxim.sinks import FileSink
+from otel_maxim.sinks._http import base_url_problem
+from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
+from otel_maxim.sinks.spool import QUARANTINE, default_spool_dir, user_cache_dir
+from tests.fake_maxim import STORAGE_PREFIX, UPLOAD_URL_PATH, FakeMaxim, Fault
+
+KEY = "sk-maxim-TEST-5f1c2a9e77d04b1b"  # distinctive, so a leak anywhere is found
+REPO = "test-repo"
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _key_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
+    """Whatever a test does, the API key appears in no log line and no file it leaves."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert KEY not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeMaxim]:
+    with FakeMaxim(api_key=KEY, repositories=(REPO,)) as server:
+        yield server
+
+
+class Tee:
+    """A sink in front of the real one that remembers every line the exporter produced, in order."""
+
+    def __init__(self, inner: MaximApiSink) -> None:
+        self.inner = inner
+        self.lines: list[str] = []
+
+    def write(self, lines: Sequence[str]) -> bool:
+        self.lines.extend(lines)
+        return self.inner.write(lines)
+
+    def flush(self, timeout: float) -> bool:
+        return self.inner.flush(timeout)
+
+    def close(self, timeout: float) -> None:
+        self.inner.close(timeout)
+
+
+@dataclass
+class Pipeline:
+    provider: TracerProvider
+    processor: MaximSpanProcessor
+    exporter: MaximSpanExporter
+    sink: MaximApiSink
+    tee: Tee
+    spool: Path
+
+    def produce(self, traces: int, prefix: str = "t", *, spans: int = 3, **root_attributes: Any) -> None:
+        """``traces`` traces of a root and ``spans`` children, in three sessions."""
+        tracer = self.provider.get_tracer("tests")
+        for i in range(traces):
+            attributes = {"session.id": f"s-{i % 3}", **root_attributes}
+            with tracer.start_as_current_span(f"{prefix}-{i}", attributes=attributes):
+                for j in range(spans):
+                    with tracer.start_as_current_span(f"{prefix}-{i}-step-{j}"):
+                        pass
+
+    def flush(self, seconds: float = 15) -> bool:
+        return self.processor.force_flush(int(seconds * 1000))
+
+
+@pytest.fixture
+def make(fake: FakeMaxim, tmp_path: Path) -> Iterator[Callable[..., Pipeline]]:
+    made: list[Pipeline] = []
+
+    def build(*, schedule_delay_millis: float = 20, **options: Any) -> Pipeline:
+        spool = tmp_path / "spool"
+        settings: dict[str, Any] = {
+            "api_key": KEY,
+            "repo_id": REPO,
+            "base_url": fake.base_url,
+            "spool_dir": spool,
+            "export_timeout": 2.0,
+            "backoff_initial": 0.02,
+            "backoff_max": 0.2,
+        }
+        settings.update(options)
+        sink = MaximApiSink(**settings)
+        tee = Tee(sink)
+        exporter = MaximSpanExporter(sink=tee)
+        processor = MaximSpanProcessor(exporter, schedule_delay_millis=schedule_delay_millis, max_export_batch_size=64)
+        provider = TracerProvider()
+        provider.add_span_processor(processor)
+        made.append(Pipeline(provider, processor, exporter, sink, tee, spool))
+        return made[-1]
+
+    yield build
+    for pipeline in made:
+        pipeline.provider.shutdown()
+
+
+def assert_all_delivered(fake: FakeMaxim, produced: list[str], excluded: Sequence[str] = ()) -> None:
+    """Maxim acknowledged every produced record but ``excluded``, once or more, first in production order."""
+    skip = set(excluded)
+    expected = [line for line in produced if line not in skip]
+    assert expected, "the scenario produced nothing"
+    assert len(set(expected)) == len(expected)
+    acknowledged = fake.distinct()
+    missing = set(expected) - set(acknowledged)
+    assert not missing, f"{len(missing)} of {len(expected)} records never acknowledged"
+    assert set(acknowledged) == set(expected), "acknowledged records that were not produced"
+    assert acknowledged == expected, "records acknowledged out of order"
+
+
+def spool_files(spool: Path, *, quarantine: bool = False) -> list[Path]:
+    files = sorted(p for p in spool.rglob("*.seg") if (QUARANTINE in p.parts) == quarantine)
+    return files
+
+
+def assert_private(spool: Path) -> None:
+    """Spool files are the owner's only (0600), and the directories we create 0700."""
+    for path in spool.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def line(i: int, **data: Any) -> str:
+    return serialize(Record("trace", f"t{i}", "create", {"name": f"trace {i}", **data}))
+
+
+# --- delivery under faults: everything arrives, in order ----------------------------------
+
+
+def test_bursts_of_503_and_other_retryable_statuses(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make()
+    fake.plan(*[Fault.of(503)] * 4, Fault.of(502), Fault.of(504), Fault.of(503))
+    p.produce(10)
+    time.sleep(0.05)
+    p.produce(10, "u")
+    assert p.flush()
+    assert fake.plan_left == 0
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_429_with_retry_after(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make()
+    fake.plan(Fault.of(429, retry_after=1), Fault.of(429, retry_after=0))
+    p.produce(12)
+    assert p.flush()
+    assert [r.status for r in fake.log_posts()][:3] == [429, 429, 200]
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_connection_refused_for_a_stretch(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(export_timeout=0.3)
+    p.produce(5)
+    assert p.flush()
+    fake.go_down()
+    p.produce(10, "down")
+    wait_for(lambda: bool(spool_files(p.spool)))  # not taken by the deadline: on disk, not in memory
+    p.produce(5, "later")  # while failing, new batches go straight to disk behind the older ones
+    time.sleep(0.1)
+    assert p.sink.stats()["memory_bytes"] == 0  # nothing waits in memory while Maxim is unreachable
+    assert_private(p.spool)
+    fake.go_up()
+    assert p.flush()
+    assert_all_delivered(fake, p.tee.lines)
+    assert spool_files(p.spool) == []  # acknowledged batches leave the disk
+
+
+def test_responses_slower_than_the_timeout(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(export_timeout=0.4)
+    fake.plan(Fault.slow(1.0), Fault.slow(1.0))
+    p.produce(10)
+    assert p.flush()
+    assert_all_delivered(fake, p.tee.lines)
+    assert len(fake.accepted()) > len(fake.distinct())  # at least once: what timed out was sent again
+
+
+def test_one_batch_answered_400_is_quarantined_and_the_rest_delivered(
+    fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make(max_rejections=2)
+    fake.reject_when = lambda lines: "poisoned record" if any("poison" in line for line in lines) else None
+    p.produce(5)
+    assert p.flush()
+    p.produce(1, "poison")  # a batch of its own
+    assert p.flush()
+    p.produce(5, "after")
+    assert p.flush()
+    quarantined = [line for path in spool_files(p.spool, quarantine=True) for line in path.read_text().splitlines()]
+    poison = [line for line in p.tee.lines if "poison" in line]
+    assert poison and set(poison) <= set(quarantined)
+    assert_all_delivered(fake, p.tee.lines, excluded=quarantined)
+    assert any("after" in line for line in fake.distinct())  # what came behind it went on
+    assert "HTTP 400: poisoned record" in caplog.text
+    assert "set aside in" in caplog.text
+    assert p.sink.stats()["quarantined_batches"] == 1
+    assert_private(p.spool)
+
+
+def test_server_down_at_shutdown_then_a_new_process_delivers_everything(
+    fake: FakeMaxim, make: Callable[..., Pipeline]
+) -> None:
+    p = make()
+    p.produce(5)
+    assert p.flush()
+    fake.go_down()
+    p.produce(12, "late")
+    p.provider.shutdown()
+    assert spool_files(p.spool), "shutdown must leave what Maxim did not take on disk"
+    assert_private(p.spool)
+    fake.go_up()
+    script = textwrap.dedent(
+        """
+        from otel_maxim import MaximSpanExporter
+        exporter = MaximSpanExporter()  # everything from the environment, as under opentelemetry-instrument
+        flushed = exporter.force_flush(20_000)
+        exporter.shutdown()
+        print("FLUSHED" if flushed else "NOT FLUSHED")
+        """
+    )
+    environment = {
+        **os.environ,
+        env.MAXIM_API_KEY: KEY,
+        env.MAXIM_LOG_REPO_ID: REPO,
+        env.MAXIM_BASE_URL: fake.base_url,
+        env.MAXIM_SPOOL_DIR: str(p.spool),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "FLUSHED" in done.stdout, done.stderr
+    assert KEY not in done.stdout + done.stderr
+    assert_all_delivered(fake, p.tee.lines)
+    assert spool_files(p.spool) == []
+    assert [p.name for p in p.spool.iterdir()] == []  # the adopted producer directory is gone too
+
+
+def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> None:
+    """A process killed after spooling: its lock dies with it, and the next process sends its batches."""
+    spool = tmp_path / "spool"
+    produced = [line(i) for i in range(40)]
+    fake.go_down()
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        from otel_maxim.sinks.maxim_api import MaximApiSink
+        sink = MaximApiSink(api_key=os.environ["KEY"], repo_id={REPO!r}, base_url={fake.base_url!r},
+                            spool_dir={str(spool)!r}, export_timeout=0.2, check_repository=False)
+        lines = json.loads(sys.stdin.read())
+        for start in range(0, len(lines), 10):
+            assert sink.write(lines[start:start + 10])
+        assert not sink.flush(0.5)  # the API is down: what is queued goes to disk
+        os._exit(9)  # no close(): a crash
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(produced),
+        env={**os.environ, "KEY": KEY},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 9, done.stderr
+    assert KEY not in done.stderr
+    assert len(spool_files(spool)) == 4
+    fake.go_up()
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    assert_all_delivered(fake, produced)
+
+
+# --- bodies and large records ----------------------------------------------------------------
+
+
+def test_a_batch_over_5_mb_is_split_into_bodies_in_order(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(schedule_delay_millis=60_000, export_timeout=10.0)  # one export of everything
+    for i in range(12):
+        p.produce(1, f"big{i}", spans=0, **{"maxim.input": f"{i}:" + "x" * 600_000})
+    assert p.flush()
+    bodies = [len(r.body) for r in fake.log_posts()]
+    assert sum(bodies) > 7_000_000
+    assert len(bodies) >= 2
+    assert max(bodies) <= 5 * MiB
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_a_record_over_900_kb_goes_through_the_large_log_upload(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(export_timeout=10.0)
+    p.produce(1, "huge", **{"maxim.input": "y" * 1_000_000})
+    assert p.flush()
+    big = [line for line in p.tee.lines if len(line) > 900 * 1024]
+    assert len(big) == 1
+    (ask,) = fake.requests_to(UPLOAD_URL_PATH)
+    assert ask.query["key"].startswith(f"{REPO}/large-logs/")
+    assert ask.query["mimeType"] == "text/plain"
+    assert ask.query["size"] == str(len(big[0].encode()))
+    assert ask.headers["x-maxim-api-key"] == KEY
+    (put,) = fake.requests_to(STORAGE_PREFIX)
+    assert put.method == "PUT"
+    assert put.body == big[0].encode()
+    assert "x-maxim-api-key" not in put.headers  # the key never goes to the storage host
+    (post,) = [r for r in fake.log_posts() if any(x.startswith("storage{") for x in r.lines)]
+    file_id = ask.query["key"].rsplit("/", 1)[1]
+    storage = f'storage{{id={file_id},action=process-large-log,data={{"key":"{ask.query["key"]}"}}}}'
+    assert post.lines[p.tee.lines.index(big[0])] == storage  # in place of the record, order kept
+    assert len(post.body) < 100_000
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_requests_carry_maxims_headers_and_no_redirect_is_followed(fake: FakeMaxim, tmp_path: Path) -> None:
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool")
+    try:
+        assert sink.write([line(1)])
+        assert sink.flush(5)
+    finally:
+        sink.close(5)
+    (post,) = fake.log_posts()
+    assert post.query == {"id": REPO}
+    assert post.headers["x-maxim-api-key"] == KEY
+    assert post.headers["x-maxim-sdk-version"]
+    assert post.headers["user-agent"].startswith("otel-maxim/")
+    assert post.body == line(1).encode()  # lines joined by newlines, no trailing one
+    wait_for(lambda: bool(fake.requests_to("/api/sdk/v3/log-repositories")))
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+def test_export_after_shutdown_fails_with_a_warning(
+    make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make()
+    p.produce(1)
+    p.provider.shutdown()
+    assert p.exporter.export([]) is SpanExportResult.FAILURE
+    assert "already shut down" in caplog.text
+    caplog.clear()
+    assert p.sink.write([line(1)]) is False
+    assert "closed" in caplog.text
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+def test_double_shutdown(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make()
+    p.produce(3)
+    assert p.flush()
+    p.exporter.shutdown()
+    p.exporter.shutdown()
+    p.sink.close(1)
+    p.provider.shutdown()
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_shutdown_during_backoff_returns_promptly(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(backoff_initial=30.0, backoff_max=30.0, export_timeout=120.0)
+    fake.plan(*[Fault.of(503)] * 50)
+    p.produce(4)
+    assert fake.wait_until(lambda: len(fake.log_posts()) >= 1)
+    time.sleep(0.1)  # the sender now sleeps in a 30 s backoff
+    started = time.monotonic()
+    p.provider.shutdown()
+    assert time.monotonic() - started < 10  # the backoff was cut short, far from 30 s
+    assert spool_files(p.spool)  # and the records wait on disk
+
+
+def test_a_non_retryable_status_fails_at_once(
+    fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make(max_rejections=1)
+    fake.plan(Fault.of(403, message="this key may not write to the repository"))
+    p.produce(2)
+    assert p.flush()
+    assert [r.status for r in fake.log_posts()] == [403]  # no retry of the same body
+    assert "HTTP 403: this key may not write to the repository" in caplog.text
+    assert len(spool_files(p.spool, quarantine=True)) == 1
+
+
+def test_retry_after_is_honoured(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make()
+    fake.plan(Fault.of(429, retry_after=1))
+    p.produce(1)
+    assert p.flush()
+    first, second = fake.log_posts()[:2]
+    assert (first.status, second.status) == (429, 200)
+    assert second.at - first.at >= 0.9  # backoff alone would have been about 20 ms
+
+
+def test_a_200_with_an_error_in_its_json_is_a_failure(
+    fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make()
+    fake.plan(Fault.error("records could not be processed"))
+    p.produce(3)
+    assert p.flush()
+    assert [r.status for r in fake.log_posts()][:2] == [200, 200]
+    assert "HTTP 200: records could not be processed" in caplog.text
+    assert_all_delivered(fake, p.tee.lines)
+
+
+def test_flush_keeps_its_deadline_and_spools_what_is_left(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
+    p = make(export_timeout=30.0)
+    fake.go_down()
+    p.produce(5)
+    assert not p.flush(1.0)
+    assert spool_files(p.spool)
+    assert p.sink.stats()["memory_bytes"] == 0
+
+
+def test_the_spool_cap_refuses_counts_and_says_so(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.go_down()
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=tmp_path / "spool",
+        max_spool_bytes=3000,
+        max_memory_bytes=0,
+        check_repository=False,
+    )
+    try:
+        results = [sink.write([line(10 * b + i) for i in range(10)]) for b in range(6)]
+        assert results[0] is True
+        assert results[-1] is False
+        refused = sink.stats()["refused_records"]
+        assert refused == 10 * results.count(False)
+        assert sum(p.stat().st_size for p in spool_files(tmp_path / "spool")) <= 3000
+    finally:
+        sink.close(0.5)
+    assert "Refused 10 records" in caplog.text
+    assert f"{refused} records were refused" in caplog.text
+
+
+def test_our_http_calls_are_not_traced(fake: FakeMaxim, tmp_path: Path) -> None:
+    sink = MaximApiSink(
+        api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool", check_repository=False
+    )
+    seen: list[object] = []
+
+    def hook(response: object, *args: object, **kwargs: object) -> None:
+        seen.append(context.get_value(context._SUPPRESS_INSTRUMENTATION_KEY))
+
+    sink._client._session.hooks["response"].append(hook)
+    try:
+        assert sink.write([line(1)])
+        assert sink.flush(5)
+    finally:
+        sink.close(5)
+    assert seen == [True]
+
+
+def test_the_key_is_in_no_repr_message_or_exception(fake: FakeMaxim, tmp_path: Path) -> None:
+    exporter = MaximSpanExporter(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=str(tmp_path / "s"))
+    try:
+        assert isinstance(exporter.sink, MaximApiSink)
+        assert KEY not in repr(exporter) and KEY not in repr(exporter.sink)
+        assert KEY not in repr(exporter.sink._client)
+    finally:
+        exporter.shutdown()
+    with pytest.raises(ValueError) as bad:
+        MaximSpanExporter(api_key=KEY + "\n", repo_id=REPO, base_url=fake.base_url)
+    assert KEY not in str(bad.value) and "api_key" in str(bad.value)
+    wrong = MaximApiSink(
+        api_key="sk-wrong", repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "w", max_rejections=1
+    )
+    try:
+        wrong.write([line(1)])
+        wrong.flush(2)
+    finally:
+        wrong.close(1)
+    assert fake.log_posts()[-1].status == 401
+
+
+def test_a_missing_repository_is_a_clear_warning(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = MaximApiSink(api_key=KEY, repo_id="no-such-repo", base_url=fake.base_url, spool_dir=tmp_path / "spool")
+    try:
+        wait_for(lambda: "no-such-repo" in caplog.text)
+    finally:
+        sink.close(1)
+    (warning,) = [r for r in caplog.records if r.name.startswith("otel_maxim") and "no-such-repo" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "was not found" in warning.getMessage() and "MAXIM_LOG_REPO_ID" in warning.getMessage()
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_api_key_argument_without_repo_id_names_repo_id() -> None:
+    with pytest.raises(ValueError, match="repo_id"):
+        MaximSpanExporter(api_key=KEY)
+
+
+def test_environment_key_without_repo_id_warns_once_and_writes_a_file(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(env.MAXIM_API_KEY, KEY)
+    exporter = MaximSpanExporter(output=str(tmp_path / "records.log"))
+    exporter.shutdown()
+    assert isinstance(exporter.sink, FileSink)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and env.MAXIM_LOG_REPO_ID in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("url", "allow", "refused"),
+    [
+        ("http://example.com", False, True),
+        ("http://10.0.0.7:8080", False, True),
+        ("ftp://example.com", True, True),
+        ("https://", False, True),
+        ("https://app.getmaxim.ai", False, False),
+        ("http://127.0.0.1:9", False, False),
+        ("http://localhost:9", False, False),
+        ("http://[::1]:9", False, False),
+        ("http://example.com", True, False),
+    ],
+)
+def test_plain_http_is_refused_unless_loopback_or_allowed(url: str, allow: bool, refused: bool) -> None:
+    assert (base_url_problem(url, allow) is not None) is refused
+
+
+def test_a_plain_http_base_url_argument_is_a_value_error_and_from_the_environment_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        MaximSpanExporter(api_key=KEY, repo_id=REPO, base_url="http://example.com")
+    monkeypatch.setenv(env.MAXIM_API_KEY, KEY)
+    monkeypatch.setenv(env.MAXIM_LOG_REPO_ID, REPO)
+    monkeypatch.setenv(env.MAXIM_BASE_URL, "http://example.com")
+    exporter = MaximSpanExporter(output=str(tmp_path / "records.log"))
+    exporter.shutdown()
+    assert isinstance(exporter.sink, FileSink)
+    assert env.MAXIM_BASE_URL in caplog.text and "http://" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argument", "variable", "expected"),
+    [
+        (None, None, "default"),
+        (None, "env", "env"),
+        ("arg", "env", "arg"),
+    ],
+)
+def test_settings_precedence(
+    argument: str | None,
+    variable: str | None,
+    expected: str,
+    fake: FakeMaxim,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Argument > environment variable > default, for the spool directory, its cap and the export timeout."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    values = {
+        "default": (default_spool_dir(), 256 * MiB, 10.0),
+        "env": (str(tmp_path / "env-spool"), 1234, 3.5),
+        "arg": (str(tmp_path / "arg-spool"), 4321, 7.25),
+    }
+    if variable is not None:
+        directory, cap, timeout = values[variable]
+        monkeypatch.setenv(env.MAXIM_SPOOL_DIR, directory)
+        monkeypatch.setenv(env.MAXIM_MAX_SPOOL_BYTES, str(cap))
+        monkeypatch.setenv(env.MAXIM_EXPORT_TIMEOUT, str(timeout))
+    arguments: dict[str, Any] = {}
+    if argument is not None:
+        directory, cap, timeout = values[argument]
+        arguments = {"spool_dir": directory, "max_spool_bytes": cap, "export_timeout": timeout}
+    sink = build_sink(api_key=KEY, key_from_env=False, repo_id=REPO, base_url=fake.base_url, **arguments)
+    assert sink is not None
+    try:
+        assert (sink.spool_dir, sink._spool.max_bytes, sink.export_timeout) == values[expected]
+    finally:
+        sink.close(1)
+    assert default_spool_dir() == os.path.join(user_cache_dir(), "otel-maxim", "spool")
+    assert user_cache_dir() == str(tmp_path / "cache")
+
+
+def test_bad_environment_values_warn_and_use_the_default(
+    fake: FakeMaxim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(env.MAXIM_MAX_SPOOL_BYTES, "lots")
+    monkeypatch.setenv(env.MAXIM_EXPORT_TIMEOUT, "-1")
+    sink = build_sink(api_key=KEY, key_from_env=True, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path)
+    assert sink is not None
+    sink.close(1)
+    assert (sink._spool.max_bytes, sink.export_timeout) == (256 * MiB, 10.0)
+    assert env.MAXIM_MAX_SPOOL_BYTES in caplog.text and env.MAXIM_EXPORT_TIMEOUT in caplog.text
+    with pytest.raises(ValueError, match="max_spool_bytes"):
+        build_sink(api_key=KEY, key_from_env=False, repo_id=REPO, base_url=fake.base_url, max_spool_bytes=-1)
+
+
+# --- the benchmark still runs ----------------------------------------------------------------
+
+
+def test_the_benchmark_runs_quick() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_delivery.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "spans/s" in done.stdout

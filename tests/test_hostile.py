@@ -1,0 +1,289 @@
+"""Never break the host: hostile attributes, baggage and trace shapes; limits; baggage trust."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+import otel_maxim
+from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim.records import TRUNCATION_MARKER, Record, parse
+from tests.record_checks import ListSink, assert_parent_first
+
+# Every OTel attribute value type, with the awkward values included.
+_scalars = (
+    st.text()
+    | st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3)  # lone surrogates
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+)
+_nested_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=30,
+).map(json.dumps)
+_values = (
+    _scalars
+    | _nested_json
+    | st.lists(st.text(max_size=20), max_size=5)
+    | st.lists(st.integers(), max_size=5)
+    | st.lists(st.floats(allow_nan=True), max_size=5)
+    | st.just("x" * 200_000)
+)
+# Attribute keys, including the ones the mapping reads, so hostile values reach every reader.
+_keys = st.sampled_from(
+    [
+        "session.id",
+        "session.name",
+        "maxim.trace.id",
+        "maxim.tags.t",
+        "maxim.metadata.m",
+        "maxim.input",
+        "maxim.output",
+        "gen_ai.operation.name",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.request.temperature",
+        "openinference.span.kind",
+        "llm.input_messages.0.message.content",
+        "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments",
+        "llm.invocation_parameters",
+        "input.value",
+        "ai.operationId",
+        "ai.prompt.messages",
+        "ai.response.toolCalls",
+        "gen_ai.prompt.0.role",
+        "tag.tags",
+        "metadata",
+        "retrieval.documents.0.document.content",
+        "maxim.session.end",
+    ]
+) | st.text(max_size=30)
+_attributes = st.dictionaries(_keys, _values, max_size=8)
+_baggage = st.dictionaries(
+    st.sampled_from(["session.id", "session.name", "maxim.session.tags.a", "other"]) | st.text(min_size=1, max_size=8),
+    st.text(max_size=300) | st.text(alphabet=st.characters(max_codepoint=0x1F), max_size=5) | st.just("y" * 5000),
+    max_size=6,
+)
+
+
+@st.composite
+def _traces(draw: st.DrawFn) -> list[tuple[int, dict[str, object], list[tuple[str, dict[str, object]]]]]:
+    """(parent index, attributes, events) per span; node 0 is the root."""
+    size = draw(st.integers(1, 6))
+    return [
+        (
+            -1 if i == 0 else draw(st.integers(0, i - 1)),
+            draw(_attributes),
+            draw(
+                st.lists(st.tuples(st.sampled_from(["exception", "gen_ai.user.message", "x"]), _attributes), max_size=2)
+            ),
+        )
+        for i in range(size)
+    ]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(shape=_traces(), bag=_baggage, status_error=st.booleans(), end_session=st.booleans())
+def test_nothing_hostile_raises_and_every_line_parses(
+    shape: list[tuple[int, dict[str, object], list[tuple[str, dict[str, object]]]]],
+    bag: dict[str, str],
+    status_error: bool,
+    end_session: bool,
+) -> None:
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, max_record_bytes=50_000)
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("fuzz")
+
+    ctx = context.Context()
+    for key, value in bag.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = context.attach(ctx)
+    try:
+        spans: list[trace.Span] = []
+        for parent, attributes, events in shape:
+            parent_ctx = None if parent < 0 else trace.set_span_in_context(spans[parent])
+            span = tracer.start_span("s", context=parent_ctx)
+            for key, value in attributes.items():
+                span.set_attribute(key, value)  # type: ignore[arg-type]
+            for name, event_attributes in events:
+                span.add_event(name, event_attributes)  # type: ignore[arg-type]
+            if status_error:
+                span.set_status(trace.StatusCode.ERROR, "boom\n}{")
+            spans.append(span)
+        for span in reversed(spans):
+            span.end()
+        if end_session and isinstance(bag.get("session.id"), str) and bag["session.id"]:
+            otel_maxim.end_session(bag["session.id"], tracer_provider=provider)
+    finally:
+        context.detach(token)
+    provider.shutdown()
+
+    records = [parse(line) for line in sink.lines]  # every line parses, as strict JSON (no NaN/Infinity)
+    assert all(len(line) <= 50_000 and line.isascii() for line in sink.lines)
+    assert_parent_first(records)
+    assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == 1
+
+
+def test_a_hostile_baggage_header_cannot_forge_records() -> None:
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    header = "session.id=a%7D%20session%7Bid%3Dx%2Caction%3Dend%2Cdata%3D%7B%7D%7D,session.name=%7D%7B%22"
+    token = context.attach(propagate.extract({"baggage": header}))
+    try:
+        with provider.get_tracer("t").start_as_current_span("request"):
+            pass
+    finally:
+        context.detach(token)
+    provider.shutdown()
+    records = sink.records()
+    assert len(sink.lines) == len(records) == 3  # session create, trace create, trace end: nothing forged
+    assert records[0].entity == "session" and records[0].id.startswith("mx-")
+    assert records[0].data["tags"]["original_id"] == "a} session{id=x,action=end,data={}}"
+    assert records[0].data["name"] == '}{"'
+    assert not [r for r in records if r.action == "end" and r.entity == "session"]
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+def _one_span(exporter: MaximSpanExporter, attributes: dict[str, object], name: str = "span") -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root"), tracer.start_as_current_span(name, attributes=attributes):  # type: ignore[arg-type]
+        pass
+    provider.shutdown()
+
+
+def test_an_oversized_record_is_truncated_with_a_marker_never_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ListSink()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        _one_span(MaximSpanExporter(sink=sink, max_record_bytes=10_000), {"maxim.metadata.big": "z" * 50_000})
+    update = next(r for r in sink.records() if r.action == "update" and "metadata" in r.data)
+    value = update.data["metadata"]["big"]
+    assert value.startswith("zzz") and "truncated by otel_maxim" in value and "of 50000 characters" in value
+    assert max(len(line) for line in sink.lines) <= 10_000
+    assert TRUNCATION_MARKER.split("{")[0] in value
+    assert "longest text fields were truncated" in caplog.text
+
+
+def test_attributes_taken_are_capped_and_counted() -> None:
+    sink = ListSink()
+    _one_span(MaximSpanExporter(sink=sink, max_attributes=5), {f"a{i}": i for i in range(20)})
+    update = next(r for r in sink.records() if r.action == "update" and "metadata" in r.data)
+    assert len(update.data["metadata"]) == 6
+    assert update.data["metadata"]["otel_maxim.dropped_attributes"] == "15"
+
+
+def test_traces_held_open_are_capped(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, max_held_traces=2)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    roots = [tracer.start_span(f"open-{i}") for i in range(5)]
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for root in roots:
+            with trace.use_span(root), tracer.start_as_current_span("child"):
+                pass
+    assert exporter._assembler.held_spans == 2  # the two newest traces; the three oldest went early
+    assert "too many spans or traces held" in caplog.text
+    for root in roots:
+        root.end()
+    provider.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert sum(1 for r in records if r.entity == "trace" and r.action == "end") == 5
+
+
+# --- baggage trust ------------------------------------------------------------------------------
+
+
+def _stamped(processor: otel_maxim.SessionBaggageProcessor | MaximSpanProcessor, session_id: str) -> object:
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    token = context.attach(baggage.set_baggage("session.id", session_id, context.Context()))
+    try:
+        span = provider.get_tracer("t").start_span("s")
+    finally:
+        context.detach(token)
+    span.end()
+    provider.shutdown()
+    return (span.attributes or {}).get("session.id")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("session_filter", "session_id", "accepted"),
+    [
+        (None, "anything:goes", True),
+        (None, "x" * 257, False),  # longer than what is read from baggage
+        (None, "tab\there", False),  # control characters
+        (r"[A-Za-z0-9_-]{8,64}", "conv-12345678", True),
+        (r"[A-Za-z0-9_-]{8,64}", "conv-1", False),
+        (lambda s: s.startswith("signed."), "signed.abc", True),
+        (lambda s: s.startswith("signed."), "forged", False),
+        (lambda s: 1 / 0, "conv-12345678", False),  # a failing callback refuses, never raises
+    ],
+)
+def test_session_filter(session_filter: object, session_id: str, accepted: bool) -> None:
+    processor = otel_maxim.SessionBaggageProcessor(session_filter=session_filter)  # type: ignore[arg-type]
+    assert (_stamped(processor, session_id) == session_id) is accepted
+
+
+def test_session_filter_from_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("MAXIM_SESSION_ID_PATTERN", r"conv-\d+")
+    assert _stamped(otel_maxim.SessionBaggageProcessor(), "conv-42") == "conv-42"
+    assert _stamped(otel_maxim.SessionBaggageProcessor(), "evil") is None
+    monkeypatch.setenv("MAXIM_SESSION_ID_PATTERN", "([unclosed")
+    with caplog.at_level(logging.WARNING):
+        processor = otel_maxim.SessionBaggageProcessor()
+    assert _stamped(processor, "conv-42") is None  # a broken allow-list refuses everything
+    assert "MAXIM_SESSION_ID_PATTERN" in caplog.text
+
+
+def test_a_bad_session_filter_argument_raises_naming_it() -> None:
+    with pytest.raises(ValueError, match="session_filter"):
+        otel_maxim.SessionBaggageProcessor(session_filter="([unclosed")
+    with pytest.raises(ValueError, match="session_filter"):
+        otel_maxim.SessionBaggageProcessor(session_filter=42)  # type: ignore[arg-type]
+
+
+def test_many_baggage_tags_are_capped() -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    ctx = baggage.set_baggage("session.id", "s", context.Context())
+    for i in range(100):
+        ctx = baggage.set_baggage(f"maxim.session.tags.t{i}", "v" * 1000, ctx)
+    span = provider.get_tracer("t").start_span("s", context=ctx)
+    span.end()
+    tags = {k: v for k, v in (span.attributes or {}).items() if k.startswith("maxim.session.tags.")}
+    assert len(tags) == 16 and all(len(str(v)) == 256 for v in tags.values())
+
+
+def test_non_finite_model_parameters_stay_strict_json() -> None:
+    sink = ListSink()
+    _one_span(
+        MaximSpanExporter(sink=sink),
+        {"gen_ai.operation.name": "chat", "gen_ai.request.temperature": math.nan, "gen_ai.usage.input_tokens": 3},
+        name="chat",
+    )
+    generation = next(r for r in sink.records() if r.action == "add-generation")
+    assert generation.data["modelParameters"] == {"temperature": "NaN"}
+    assert isinstance(generation, Record)
