@@ -1,12 +1,23 @@
-"""The ``otel-maxim`` command."""
+"""The ``otel-maxim`` command: ``show`` a records file, or run the OTLP ``bridge``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
+from otel_maxim import environment_variables as env
 from otel_maxim.tree import render_tree
+
+_BRIDGE_EPILOG = f"""\
+Every flag falls back to an environment variable, then to its default:
+{env.MAXIM_BRIDGE_HOST}, {env.MAXIM_BRIDGE_PORT}, {env.MAXIM_BRIDGE_TOKEN}, {env.MAXIM_BRIDGE_MAX_BODY_BYTES},
+{env.MAXIM_BRIDGE_QUEUE_SIZE}, {env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE}, {env.MAXIM_BRIDGE_RETRY_AFTER}.
+Where records go is the exporter's own configuration: {env.MAXIM_API_KEY} and {env.MAXIM_LOG_REPO_ID}
+(Maxim's log API), else {env.MAXIM_RECORDS_FILE} (a local file).  Prefer {env.MAXIM_BRIDGE_TOKEN} to --token:
+a flag is visible to every user of the machine in the process list.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,19 +25,87 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("show", help="print a records file as a tree (session -> traces -> spans)")
     show.add_argument("file", help="a records file, or - for standard input")
+    bridge = commands.add_parser(
+        "bridge",
+        help="receive OTLP/HTTP traces (e.g. from a Collector) and send them to Maxim as sessions",
+        description="An OTLP/HTTP receiver at POST /v1/traces (protobuf or JSON, gzip or not) that feeds\n"
+        "the Maxim exporter; GET /healthz for probes.  Stops gracefully on SIGTERM or SIGINT.\n"
+        "Needs the 'bridge' extra: pip install 'otel-maxim[bridge]'.",
+        epilog=_BRIDGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bridge.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    bridge.add_argument("--port", type=int, help="port to listen on, 0 for any free port (default 4318)")
+    bridge.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every request")
+    bridge.add_argument("--max-body-bytes", type=int, help="largest request body, before or after gzip")
+    bridge.add_argument("--queue-size", type=int, help="spans queued for the exporter before answering 503")
+    bridge.add_argument(
+        "--cross-service-grace",
+        type=float,
+        help="seconds a trace waits for the spans of a calling service (default 10)",
+    )
+    bridge.add_argument("--retry-after", type=int, help="Retry-After seconds sent with 503 (default 2)")
+    bridge.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
     args = parser.parse_args(argv)
 
-    if args.command == "show":
-        if args.file == "-":
-            print(render_tree(sys.stdin))
-        else:
-            try:
-                with open(args.file, encoding="utf-8") as f:
-                    print(render_tree(f))
-            except OSError as exc:
-                print(f"otel-maxim: {exc}", file=sys.stderr)
-                return 1
+    if args.command == "bridge":
+        return _bridge(args)
+    if args.file == "-":
+        print(render_tree(sys.stdin))
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                print(render_tree(f))
+        except OSError as exc:
+            print(f"otel-maxim: {exc}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from otel_maxim.bridge import Bridge, serve  # noqa: PLC0415 - the server is an optional extra
+    except ImportError as exc:
+        print(
+            f"otel-maxim: the bridge needs the 'bridge' extra ({exc.name} is missing): "
+            "pip install 'otel-maxim[bridge]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        bridge = Bridge(
+            token=args.token,
+            max_body_bytes=args.max_body_bytes,
+            queue_size=args.queue_size,
+            cross_service_grace=args.cross_service_grace,
+            retry_after=args.retry_after,
+        )
+    except ValueError as exc:
+        print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
+        return 2
+    try:
+        serve(bridge, args.host, args.port)
+    except ValueError as exc:
+        print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"otel-maxim bridge: cannot listen on the address: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown, which has flushed
+        return 130
+    return 0
+
+
+_FLAGS = frozenset({"max_body_bytes", "queue_size", "cross_service_grace", "retry_after", "port", "token"})
+
+
+def _flag_names(message: str) -> str:
+    """A ``ValueError`` message that starts with an argument name, with the flag the user typed instead."""
+    name, space, rest = message.partition(" ")
+    return f"--{name.replace('_', '-')}{space}{rest}" if name in _FLAGS else message
 
 
 if __name__ == "__main__":

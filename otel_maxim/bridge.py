@@ -1,0 +1,471 @@
+"""``otel-maxim bridge``: an OTLP/HTTP trace receiver that feeds :class:`~otel_maxim.MaximSpanExporter`.
+
+Services in any language, and Collector pipelines, send OTLP here; the bridge
+turns each request into SDK ``ReadableSpan`` objects (:mod:`otel_maxim.otlp`)
+and hands them, through a bounded queue and one worker thread, to the same
+exporter the in-process path uses (same assembly, mapping and delivery).  The
+exporter is built with ``cross_service_grace``, so a trace whose spans come
+from several services is assembled across them.
+
+The server is Starlette on uvicorn (the ``bridge`` extra): a small, typed,
+widely deployed ASGI stack (FastAPI's own foundation) with HTTP/1.1 keep-alive,
+graceful shutdown on SIGTERM/SIGINT and an asyncio event loop, so slow clients
+cost no threads; decoding runs in a thread pool, off the loop.
+
+Behaviour, in OTLP/HTTP's terms:
+
+* ``POST /v1/traces``: protobuf (``application/x-protobuf``) or OTLP JSON
+  (``application/json``), plain, gzip or deflate.  200 with an
+  ``ExportTraceServiceResponse``; spans with invalid ids are rejected through
+  ``partial_success`` and the rest is accepted.
+* A malformed body: 400 with a ``google.rpc.Status`` that says what is wrong;
+  nothing else is affected.  Too large (``Content-Length``, the body read so
+  far, or the body once decompressed): 413.  An unsupported media type or
+  encoding: 415.  No valid bearer token when one is configured: 401.
+* Back-pressure: when the queue cannot take a request's spans, 503 with
+  ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
+* ``GET /healthz``: 200 while serving, 503 while shutting down.
+* Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight,
+  drain the queue into the exporter, then shut the exporter down, which sends
+  the traces it still holds and spools what it cannot deliver.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import uvicorn
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from otel_maxim import environment_variables as env
+from otel_maxim import otlp
+from otel_maxim._config import env_str, resolve_number
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.exporter import MaximSpanExporter
+
+__all__ = ["Bridge", "BridgeServer", "serve"]
+
+_logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(_logger)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4318
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+DEFAULT_QUEUE_SIZE = 16_384
+DEFAULT_CROSS_SERVICE_GRACE = 10.0
+DEFAULT_RETRY_AFTER = 2
+#: Spans handed to the exporter in one ``export`` call (requests are not split).
+_EXPORT_BATCH = 512
+#: Seconds uvicorn waits for requests in flight after a shutdown signal.
+_GRACEFUL_SECONDS = 10
+#: Seconds the queue drain and the exporter's shutdown may take together.
+_SHUTDOWN_SECONDS = 30.0
+_TRACES_PATH = "/v1/traces"
+
+
+class _SpanQueue:
+    """A bounded queue of spans (counted in spans, not requests) and the worker that exports them."""
+
+    def __init__(self, exporter: SpanExporter, capacity: int) -> None:
+        self._exporter = exporter
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._batches: collections.deque[list[ReadableSpan]] = collections.deque()
+        self._size = 0
+        self._closing = False
+        self._worker: threading.Thread | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def full(self) -> bool:
+        return self._size >= self._capacity
+
+    def offer(self, spans: list[ReadableSpan]) -> bool:
+        """Queue ``spans`` whole, or return ``False`` when they do not fit.
+
+        A request larger than the whole queue is taken when the queue is empty, so
+        that it can ever be taken (its client would otherwise retry forever).
+        """
+        if not spans:
+            return True
+        with self._cond:
+            if self._closing:
+                return False
+            if self._size and self._size + len(spans) > self._capacity:
+                return False
+            self._batches.append(spans)
+            self._size += len(spans)
+            self._cond.notify()
+            return True
+
+    def start(self) -> None:
+        with self._cond:
+            if self._worker is None and not self._closing:
+                self._worker = threading.Thread(target=self._run, name="OtelMaximBridgeWorker", daemon=True)
+                self._worker.start()
+
+    def close(self, timeout: float) -> bool:
+        """Take nothing more, export what is queued within ``timeout`` seconds; ``False`` if some is left."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is None:  # never started: export on this thread
+            self._run()
+        else:
+            worker.join(timeout)
+        with self._cond:
+            left = self._size
+        if left:
+            _logger.error("Shutting down with %d spans still queued for the exporter; they are lost.", left)
+        return left == 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._batches and not self._closing:
+                    self._cond.wait()
+                if not self._batches:
+                    return
+                batch: list[ReadableSpan] = []
+                while self._batches and len(batch) < _EXPORT_BATCH:
+                    spans = self._batches.popleft()
+                    batch.extend(spans)
+                    self._size -= len(spans)
+            try:
+                result = self._exporter.export(batch)
+            except Exception:  # the worker must outlive a broken exporter
+                _limited.error("export-raised", "The exporter raised on %d spans.", len(batch), exc_info=True)
+                continue
+            if result is not SpanExportResult.SUCCESS:
+                _limited.warning("export-failed", "The exporter could not export %d spans (it logged why).", len(batch))
+
+
+class Bridge:
+    """The OTLP/HTTP receiver as an ASGI application (:attr:`app`) and the queue behind it.
+
+    Every argument defaults to ``None``: then the environment decides
+    (``MAXIM_BRIDGE_*``, see :mod:`otel_maxim.environment_variables`), then the
+    default.  ``exporter`` defaults to a :class:`~otel_maxim.MaximSpanExporter`
+    configured from the environment (``MAXIM_*``) with ``cross_service_grace``;
+    the bridge owns it and shuts it down.
+
+    The application's lifespan starts the worker and, at shutdown, drains the
+    queue into the exporter and shuts the exporter down; :meth:`close` does the
+    same for a bridge used without a server.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter | None = None,
+        *,
+        token: str | None = None,
+        max_body_bytes: int | None = None,
+        queue_size: int | None = None,
+        cross_service_grace: float | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self._max_body = int(
+            resolve_number(
+                max_body_bytes,
+                "max_body_bytes",
+                env.MAXIM_BRIDGE_MAX_BODY_BYTES,
+                DEFAULT_MAX_BODY_BYTES,
+                minimum=1,
+                integer=True,
+            )
+        )
+        capacity = int(
+            resolve_number(
+                queue_size, "queue_size", env.MAXIM_BRIDGE_QUEUE_SIZE, DEFAULT_QUEUE_SIZE, minimum=1, integer=True
+            )
+        )
+        self._retry_after = int(
+            resolve_number(
+                retry_after, "retry_after", env.MAXIM_BRIDGE_RETRY_AFTER, DEFAULT_RETRY_AFTER, minimum=0, integer=True
+            )
+        )
+        if token is not None and not isinstance(token, str):
+            raise ValueError("token must be a string")
+        secret = token if token is not None else env_str(env.MAXIM_BRIDGE_TOKEN)
+        self._token = secret.encode("utf-8") if secret else None
+        if exporter is None:
+            grace = resolve_number(
+                cross_service_grace,
+                "cross_service_grace",
+                env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE,
+                DEFAULT_CROSS_SERVICE_GRACE,
+                minimum=0,
+            )
+            exporter = MaximSpanExporter(cross_service_grace=grace)
+        elif cross_service_grace is not None:
+            raise ValueError("cross_service_grace configures the default exporter; pass it to your exporter instead")
+        self._exporter = exporter
+        self._queue = _SpanQueue(exporter, capacity)
+        self._closed = threading.Event()
+        self._close_lock = threading.Lock()
+        self._busy_responses = 0  # only touched on the event loop
+        self.app = Starlette(
+            routes=[
+                Route(_TRACES_PATH, self._traces, methods=["POST"]),
+                Route("/healthz", self._healthz, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"Bridge(exporter={self._exporter!r}, auth={'on' if self._token else 'off'})"
+
+    @property
+    def exporter(self) -> SpanExporter:
+        return self._exporter
+
+    def start(self) -> None:
+        """Start the worker that feeds the exporter (the lifespan does it; idempotent)."""
+        self._queue.start()
+
+    def close(self, timeout: float = _SHUTDOWN_SECONDS) -> None:
+        """Take no more spans, export what is queued, shut the exporter down; idempotent, never raises."""
+        with self._close_lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.close(timeout)
+            remaining = max(0.0, deadline - time.monotonic())
+            if isinstance(self._exporter, MaximSpanExporter):
+                self._exporter.shutdown(remaining * 1000)
+            else:
+                self._exporter.shutdown()
+        except Exception:  # shutdown must finish whatever the exporter does
+            _logger.exception("Could not shut the bridge's exporter down cleanly.")
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.start()
+        try:
+            yield
+        finally:
+            # Off the event loop: the exporter's shutdown may wait on the network.
+            await run_in_threadpool(self.close)
+
+    # --- endpoints ------------------------------------------------------------
+
+    async def _healthz(self, request: Request) -> Response:
+        if self._closed.is_set():
+            return _json_response(503, {"status": "stopping"})
+        return _json_response(
+            200,
+            {
+                "status": "ok",
+                "queued_spans": self._queue.size,
+                "queue_capacity": self._queue.capacity,
+                "busy_responses": self._busy_responses,
+            },
+        )
+
+    async def _traces(self, request: Request) -> Response:
+        peer = request.client.host if request.client else "?"
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        answer_as = media if media in (otlp.CONTENT_TYPE_PROTOBUF, otlp.CONTENT_TYPE_JSON) else otlp.CONTENT_TYPE_JSON
+
+        if self._token is not None and not self._authorized(request):
+            _limited.warning("unauthorized", "Refused an OTLP request from %s: no valid bearer token.", peer)
+            return _status(401, otlp.CODE_UNAUTHENTICATED, "a valid bearer token is required", answer_as, auth=True)
+        if media != answer_as:
+            return _status(
+                415,
+                otlp.CODE_INVALID_ARGUMENT,
+                f"unsupported Content-Type {media!r}: use {otlp.CONTENT_TYPE_PROTOBUF} or {otlp.CONTENT_TYPE_JSON}",
+                answer_as,
+            )
+        encoding = request.headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            return _status(
+                415,
+                otlp.CODE_INVALID_ARGUMENT,
+                f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none",
+                answer_as,
+            )
+        if self._closed.is_set():
+            return self._unavailable("the bridge is shutting down; retry later", answer_as)
+        if self._queue.full():
+            return self._busy(answer_as)
+
+        try:
+            body = await self._read_body(request)
+        except otlp.BodyTooLarge as exc:
+            _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
+            return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
+
+        try:
+            decoded = await run_in_threadpool(self._decode, body, encoding, media)
+        except otlp.BodyTooLarge as exc:
+            _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
+            return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
+        except otlp.OtlpDecodeError as exc:
+            _limited.warning("malformed", "Refused a malformed OTLP request from %s: %s", peer, exc)
+            return _status(400, otlp.CODE_INVALID_ARGUMENT, str(exc), answer_as)
+        except Exception:  # a bug of ours: say so, and keep serving
+            _limited.error("decode-bug", "Could not decode an OTLP request from %s.", peer, exc_info=True)
+            return _status(500, otlp.CODE_INTERNAL, "the bridge failed to decode the request", answer_as)
+
+        if not self._queue.offer(decoded.spans):
+            if self._closed.is_set():
+                return self._unavailable("the bridge is shutting down; retry later", answer_as)
+            return self._busy(answer_as)
+        if decoded.rejected:
+            _limited.warning("partial", "Accepted an OTLP request from %s in part: %s.", peer, decoded.error_message)
+        return Response(
+            otlp.encode_response(decoded.rejected, decoded.error_message, answer_as),
+            status_code=200,
+            media_type=answer_as,
+        )
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or self._token is None:
+            return False
+        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+
+    def _busy(self, answer_as: str) -> Response:
+        self._busy_responses += 1
+        _limited.warning(
+            "busy", "The span queue is full (%d spans); answering 503 so that clients retry.", self._queue.size
+        )
+        return self._unavailable("the bridge is busy; retry later", answer_as)
+
+    def _unavailable(self, message: str, answer_as: str) -> Response:
+        response = _status(503, otlp.CODE_UNAVAILABLE, message, answer_as)
+        response.headers["Retry-After"] = str(self._retry_after)
+        return response
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self._max_body:
+            raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
+        raw = otlp.decompress(body, encoding, self._max_body)
+        return otlp.spans_from_request(otlp.parse_request(raw, media))
+
+
+def _status(code: int, rpc_code: int, message: str, answer_as: str, *, auth: bool = False) -> Response:
+    response = Response(otlp.encode_status(rpc_code, message, answer_as), status_code=code, media_type=answer_as)
+    if auth:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _json_response(code: int, body: dict[str, object]) -> Response:
+    return Response(json.dumps(body), status_code=code, media_type="application/json")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = addresses[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class BridgeServer:
+    """``bridge`` served by uvicorn on a socket bound at once (so ``port=0`` gives a known free :attr:`port`).
+
+    :meth:`run` blocks until :meth:`stop`, SIGTERM or SIGINT (signals only when run
+    on the main thread), then shuts down gracefully: requests in flight finish,
+    and the bridge's lifespan drains the queue and shuts the exporter down.
+    ``host`` and ``port`` default to ``MAXIM_BRIDGE_HOST`` / ``MAXIM_BRIDGE_PORT``,
+    else 127.0.0.1:4318.  Raises ``OSError`` when the address cannot be bound and
+    ``ValueError`` for a bad ``port``.
+    """
+
+    def __init__(self, bridge: Bridge, host: str | None = None, port: int | None = None) -> None:
+        host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
+        port = int(resolve_number(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, integer=True))
+        if port > 65535:
+            raise ValueError(f"port must be at most 65535, not {port}")
+        self.bridge = bridge
+        self._socket = _listen(host, port)
+        bound = self._socket.getsockname()
+        self.host: str = bound[0]
+        self.port: int = bound[1]
+        config = uvicorn.Config(
+            bridge.app,
+            lifespan="on",
+            ws="none",  # OTLP/HTTP only: no websocket stack to import
+            log_config=None,  # the application configures logging, not the server
+            access_log=False,
+            timeout_graceful_shutdown=_GRACEFUL_SECONDS,
+            server_header=False,
+        )
+        self._server = uvicorn.Server(config)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if self._socket.family == socket.AF_INET6 else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        return self._server.started
+
+    def run(self) -> None:
+        _logger.info("otel-maxim bridge listening on %s%s", self.url, _TRACES_PATH)
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._socket.close()
+            self.bridge.close()  # done by the lifespan already, unless the server failed to start
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to shut down gracefully (from any thread)."""
+        self._server.should_exit = True
+
+
+def serve(bridge: Bridge, host: str | None = None, port: int | None = None) -> None:
+    """Serve ``bridge`` until SIGTERM or SIGINT, then shut down gracefully (blocking); see :class:`BridgeServer`."""
+    try:
+        server = BridgeServer(bridge, host, port)
+    except BaseException:
+        bridge.close()
+        raise
+    server.run()

@@ -1,0 +1,409 @@
+"""OTLP/HTTP trace requests in, SDK ``ReadableSpan`` objects out: pure functions, no I/O.
+
+The bridge (:mod:`otel_maxim.bridge`) decodes a request body in three steps:
+
+1. :func:`decompress`: undo ``Content-Encoding`` (gzip, deflate or none),
+   bounded so that a small compressed body cannot expand without limit;
+2. :func:`parse_request`: protobuf or OTLP JSON into an
+   ``ExportTraceServiceRequest`` (the ``opentelemetry-proto`` type).  OTLP JSON
+   differs from proto3 JSON in one place: trace and span ids are hex strings,
+   not base64;
+3. :func:`spans_from_request`: every valid span becomes a
+   :class:`~opentelemetry.sdk.trace.ReadableSpan` with the real SDK types
+   (``SpanContext``, ``Resource``, ``InstrumentationScope``, ``Event``,
+   ``Link``, ``Status``); a span with an invalid trace or span id is counted as
+   rejected, for OTLP's partial-success answer.
+
+Whether a span's parent is remote decides how the exporter assembles a trace
+across services (see :mod:`otel_maxim.assembly`): OTLP carries it in the span's
+``flags`` (bits 8 and 9).  When the producer says nothing (older SDKs), the
+parent is taken as remote, so a trace waits at most the cross-service grace for
+it instead of the whole trace timeout; a parent that does arrive still makes
+the span its child, never a root.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import zlib
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, NamedTuple
+
+from google.protobuf import json_format  # type: ignore[import-untyped]  # typed by types-protobuf when installed
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.rpc import status_pb2  # type: ignore[import-untyped]  # googleapis-common-protos ships no py.typed
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.status import Status as SdkStatus
+from opentelemetry.util.types import AttributeValue
+
+__all__ = [
+    "CONTENT_TYPE_JSON",
+    "CONTENT_TYPE_PROTOBUF",
+    "BodyTooLarge",
+    "DecodedSpans",
+    "OtlpDecodeError",
+    "decompress",
+    "encode_response",
+    "encode_status",
+    "parse_request",
+    "spans_from_request",
+]
+
+CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
+CONTENT_TYPE_JSON = "application/json"
+
+#: ``google.rpc.Code`` values used in error bodies.
+CODE_INVALID_ARGUMENT = 3
+CODE_RESOURCE_EXHAUSTED = 8
+CODE_INTERNAL = 13
+CODE_UNAVAILABLE = 14
+CODE_UNAUTHENTICATED = 16
+
+_HAS_IS_REMOTE = 0x100  # SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+_IS_REMOTE = 0x200  # SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+
+#: OTLP ``Span.SpanKind`` (1-based, 0 = unspecified) -> the SDK's ``SpanKind``.
+_KINDS: Mapping[int, SpanKind] = {
+    Span.SPAN_KIND_UNSPECIFIED: SpanKind.INTERNAL,
+    Span.SPAN_KIND_INTERNAL: SpanKind.INTERNAL,
+    Span.SPAN_KIND_SERVER: SpanKind.SERVER,
+    Span.SPAN_KIND_CLIENT: SpanKind.CLIENT,
+    Span.SPAN_KIND_PRODUCER: SpanKind.PRODUCER,
+    Span.SPAN_KIND_CONSUMER: SpanKind.CONSUMER,
+}
+_STATUS_CODES: Mapping[int, StatusCode] = {
+    Status.STATUS_CODE_UNSET: StatusCode.UNSET,
+    Status.STATUS_CODE_OK: StatusCode.OK,
+    Status.STATUS_CODE_ERROR: StatusCode.ERROR,
+}
+
+#: OTLP JSON keys holding hex ids, in both spellings a receiver must accept.
+_SPAN_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
+_LINK_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id")
+#: What a malformed hex id becomes: one byte, a length no id has, so the span is rejected, not the request.
+_BAD_ID = base64.b64encode(b"\xff").decode("ascii")
+_DECOMPRESS_CHUNK = 1 << 16
+
+
+class OtlpDecodeError(ValueError):
+    """The request body is not an OTLP trace request; the message says why (it is sent to the client)."""
+
+
+class BodyTooLarge(OtlpDecodeError):
+    """The body, once decompressed, is larger than allowed."""
+
+
+class DecodedSpans(NamedTuple):
+    """What a request held: the spans to export, and how many were rejected and why."""
+
+    spans: list[ReadableSpan]
+    rejected: int
+    #: Empty when nothing was rejected.
+    error_message: str
+
+
+# --- 1. Content-Encoding ----------------------------------------------------
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``encoding`` (``gzip``, ``deflate``, ``identity`` or none); at most ``limit`` bytes out.
+
+    Raises :class:`BodyTooLarge` past ``limit`` and :class:`OtlpDecodeError`
+    for a corrupt stream or an unsupported encoding.
+    """
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        if len(body) > limit:
+            raise BodyTooLarge(f"the body is larger than {limit} bytes")
+        return body
+    if coding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif coding == "deflate":
+        wbits = 32 + zlib.MAX_WBITS  # zlib stream (RFC 9110's "deflate"); raw deflate is tried below
+    else:
+        raise OtlpDecodeError(f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none")
+    try:
+        return _inflate(body, wbits, limit)
+    except zlib.error as exc:
+        if coding == "deflate":
+            try:
+                return _inflate(body, -zlib.MAX_WBITS, limit)
+            except zlib.error:
+                pass
+        raise OtlpDecodeError(f"the body is not valid {coding} data: {exc}") from None
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    out = bytearray()
+    while True:  # gzip allows several members one after another
+        inflater = zlib.decompressobj(wbits)
+        chunk = inflater.decompress(data, limit + 1 - len(out))
+        out += chunk
+        while inflater.unconsumed_tail and len(out) <= limit:
+            out += inflater.decompress(inflater.unconsumed_tail, min(_DECOMPRESS_CHUNK, limit + 1 - len(out)))
+        if len(out) > limit:
+            raise BodyTooLarge(f"the decompressed body is larger than {limit} bytes")
+        if not inflater.eof:
+            raise zlib.error("the compressed stream is truncated")
+        data = inflater.unused_data
+        if not data or wbits < 0:
+            return bytes(out)
+
+
+# --- 2. protobuf or OTLP JSON -------------------------------------------------
+
+
+def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """Parse a (decompressed) body as ``content_type``; :class:`OtlpDecodeError` if it is not a trace request."""
+    request = ExportTraceServiceRequest()
+    if content_type == CONTENT_TYPE_PROTOBUF:
+        try:
+            request.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            raise OtlpDecodeError(f"the body is not a protobuf ExportTraceServiceRequest: {exc}") from None
+        return request
+    if content_type == CONTENT_TYPE_JSON:
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise OtlpDecodeError(f"the body is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise OtlpDecodeError("the body is not a JSON object (an OTLP ExportTraceServiceRequest)")
+        _hex_ids_to_base64(document)
+        try:
+            json_format.ParseDict(document, request, ignore_unknown_fields=True)
+        except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+            raise OtlpDecodeError(f"the body is not an OTLP JSON ExportTraceServiceRequest: {exc}") from None
+        return request
+    raise OtlpDecodeError(f"unsupported Content-Type {content_type!r}")
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """Rewrite OTLP JSON's hex ids as the base64 that proto3 JSON expects, in place."""
+    for resource_spans in _dicts(document.get("resourceSpans", document.get("resource_spans"))):
+        for scope_spans in _dicts(resource_spans.get("scopeSpans", resource_spans.get("scope_spans"))):
+            for span in _dicts(scope_spans.get("spans")):
+                _rewrite_ids(span, _SPAN_ID_KEYS)
+                for link in _dicts(span.get("links")):
+                    _rewrite_ids(link, _LINK_ID_KEYS)
+
+
+def _dicts(value: object) -> Iterable[dict[str, Any]]:
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, dict)]
+    return ()
+
+
+def _rewrite_ids(node: MutableMapping[str, Any], keys: Iterable[str]) -> None:
+    for key in keys:
+        value = node.get(key)
+        if not isinstance(value, str):
+            continue  # absent, or not a string: ParseDict reports the latter
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            node[key] = _BAD_ID
+            continue
+        node[key] = base64.b64encode(raw).decode("ascii")
+
+
+# --- 3. spans ------------------------------------------------------------------
+
+
+def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
+    """Every span of ``request`` as a ``ReadableSpan``; spans with invalid ids are counted, not returned."""
+    spans: list[ReadableSpan] = []
+    rejected = 0
+    reasons: dict[str, None] = {}
+    for resource_spans in request.resource_spans:
+        resource = Resource(
+            _attributes(resource_spans.resource.attributes),
+            resource_spans.schema_url or None,
+        )
+        for scope_spans in resource_spans.scope_spans:
+            scope = _scope(scope_spans.scope, scope_spans.schema_url)
+            for span in scope_spans.spans:
+                reason = _invalid(span)
+                if reason is not None:
+                    rejected += 1
+                    reasons[reason] = None
+                    continue
+                spans.append(_readable(span, resource, scope))
+    message = ""
+    if rejected:
+        message = f"{rejected} span{'s' if rejected != 1 else ''} rejected: {'; '.join(reasons)}"
+    return DecodedSpans(spans, rejected, message)
+
+
+def _invalid(span: Span) -> str | None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return "invalid trace id (must be 16 bytes, 32 hex digits, not all zero)"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return "invalid span id (must be 8 bytes, 16 hex digits, not all zero)"
+    if len(span.parent_span_id) not in (0, 8):
+        return "invalid parent span id (must be empty or 8 bytes, 16 hex digits)"
+    return None
+
+
+def _readable(span: Span, resource: Resource, scope: SdkScope) -> ReadableSpan:
+    trace_id = int.from_bytes(span.trace_id, "big")
+    # A span reached an exporter, so it was sampled; Python's encoder leaves the trace-flag bits at 0.
+    flags = TraceFlags((span.flags & 0xFF) | TraceFlags.SAMPLED)
+    context = SpanContext(
+        trace_id,
+        int.from_bytes(span.span_id, "big"),
+        is_remote=False,
+        trace_flags=flags,
+        trace_state=_trace_state(span.trace_state),
+    )
+    parent: SpanContext | None = None
+    parent_id = int.from_bytes(span.parent_span_id, "big") if span.parent_span_id else 0
+    if parent_id:
+        parent = SpanContext(trace_id, parent_id, is_remote=_parent_is_remote(span.flags), trace_flags=flags)
+    status = _STATUS_CODES.get(span.status.code, StatusCode.UNSET)
+    return ReadableSpan(
+        name=span.name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=_attributes(span.attributes),
+        events=[Event(e.name, _attributes(e.attributes), e.time_unix_nano) for e in span.events],
+        links=[link for link in (_link(link) for link in span.links) if link is not None],
+        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
+        # The SDK keeps a description only with ERROR (and warns otherwise).
+        status=SdkStatus(status, (span.status.message or None) if status is StatusCode.ERROR else None),
+        start_time=span.start_time_unix_nano,
+        end_time=span.end_time_unix_nano,
+        instrumentation_scope=scope,
+    )
+
+
+def _parent_is_remote(flags: int) -> bool:
+    """Bits 8 and 9 of OTLP span flags; unknown (bit 8 clear) counts as remote, see the module docstring."""
+    if flags & _HAS_IS_REMOTE:
+        return bool(flags & _IS_REMOTE)
+    return True
+
+
+def _link(link: Span.Link) -> Link | None:
+    if len(link.trace_id) != 16 or len(link.span_id) != 8 or not any(link.trace_id) or not any(link.span_id):
+        return None  # a link to nothing is dropped; the span itself is fine
+    context = SpanContext(
+        int.from_bytes(link.trace_id, "big"),
+        int.from_bytes(link.span_id, "big"),
+        is_remote=_parent_is_remote(link.flags),
+        trace_flags=TraceFlags(link.flags & 0xFF),
+        trace_state=_trace_state(link.trace_state),
+    )
+    return Link(context, _attributes(link.attributes))
+
+
+def _trace_state(header: str) -> TraceState | None:
+    if not header:
+        return None
+    return TraceState.from_header([header])
+
+
+def _scope(scope: InstrumentationScope, schema_url: str) -> SdkScope:
+    return SdkScope(
+        scope.name,
+        scope.version or None,
+        schema_url or None,
+        _attributes(scope.attributes) or None,
+    )
+
+
+# --- attribute values ---------------------------------------------------------
+
+_Primitive = (str, bool, int, float)
+
+
+def _attributes(pairs: Iterable[KeyValue]) -> dict[str, AttributeValue]:
+    """OTLP key-values as SDK attributes: primitives as they are, homogeneous arrays as tuples,
+    anything else (mixed or nested arrays, key-value lists) as JSON text, bytes as base64 text;
+    empty values are left out."""
+    attributes: dict[str, AttributeValue] = {}
+    for pair in pairs:
+        value = _attribute(pair.value)
+        if value is not None:
+            attributes[pair.key] = value
+    return attributes
+
+
+def _attribute(value: AnyValue) -> AttributeValue | None:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    if kind == "array_value":
+        items = [_plain(v) for v in value.array_value.values]
+        kinds = {type(item) for item in items}
+        if not items:
+            return ()
+        if len(kinds) == 1 and isinstance(items[0], _Primitive):
+            return tuple(items)  # type: ignore[return-value]  # one primitive type: a valid SDK sequence
+        return _json_text(items)
+    if kind == "kvlist_value":
+        return _json_text({kv.key: _plain(kv.value) for kv in value.kvlist_value.values})
+    return None  # unset (an empty value), or a profiling-only string index
+
+
+def _plain(value: AnyValue) -> Any:
+    """An ``AnyValue`` as plain JSON-able Python (for nested values)."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_plain(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
+    if kind == "double_value" and not math.isfinite(value.double_value):
+        return str(value.double_value)
+    return _attribute(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+# --- responses ------------------------------------------------------------------
+
+
+def encode_response(rejected: int, error_message: str, content_type: str) -> bytes:
+    """An ``ExportTraceServiceResponse``, with ``partial_success`` when spans were rejected."""
+    response = ExportTraceServiceResponse()
+    if rejected or error_message:
+        response.partial_success.CopyFrom(
+            ExportTracePartialSuccess(rejected_spans=rejected, error_message=error_message)
+        )
+    return _encode(response, content_type)
+
+
+def encode_status(code: int, message: str, content_type: str) -> bytes:
+    """A ``google.rpc.Status`` error body, as OTLP/HTTP prescribes for failed requests."""
+    return _encode(status_pb2.Status(code=code, message=message), content_type)
+
+
+def _encode(message: Any, content_type: str) -> bytes:
+    if content_type == CONTENT_TYPE_PROTOBUF:
+        data: bytes = message.SerializeToString()
+        return data
+    text: str = json_format.MessageToJson(message, indent=None)
+    return text.encode("utf-8")

@@ -1,0 +1,715 @@
+"""``otel-maxim bridge``: real OTLP clients (the SDK's exporters, rotel) into a real server, out as records."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from google.rpc import status_pb2
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter as JsonSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as ProtobufSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import otel_maxim
+from otel_maxim import MaximSpanExporter, SessionBaggageProcessor
+from otel_maxim import environment_variables as env
+from otel_maxim.bridge import Bridge
+from otel_maxim.cli import main
+from otel_maxim.otlp import decompress, parse_request, spans_from_request
+from otel_maxim.records import Record, parse
+from tests.conftest import read_records
+from tests.fake_maxim import FakeMaxim
+from tests.otlp_helpers import (
+    RecordingExporter,
+    free_port,
+    rotel_binary,
+    running_bridge,
+    stop_process,
+    wait_for,
+    wait_for_port,
+)
+from tests.record_checks import assert_parent_first
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+JSON = {"Content-Type": "application/json"}
+TRACE_HEX = "5b8efff798038103d269b633813fc60c"
+SPAN_HEX = "eee19b7ec3c1b174"
+PARENT_HEX = "00f067aa0ba902b7"
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+# --- the scenario: two services share a session through W3C headers, then the session ends ----------------
+
+
+class Scenario:
+    """Service ``frontend`` calls service ``backend`` over a real ``traceparent`` + ``baggage`` header."""
+
+    session_id = "conv-42"
+
+    def __init__(self, make_exporter: Callable[[], SpanExporter]) -> None:
+        self.providers = []
+        for service in ("frontend", "backend"):
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            provider.add_span_processor(SessionBaggageProcessor())  # session.id from baggage onto every span
+            provider.add_span_processor(BatchSpanProcessor(make_exporter()))
+            self.providers.append(provider)
+        self.frontend, self.backend = self.providers
+        self.headers: dict[str, str] = {}
+        self.ids: dict[str, int] = {}
+
+    def run(self) -> None:
+        tracer_a = self.frontend.get_tracer("frontend")
+        tracer_b = self.backend.get_tracer("backend")
+        with otel_maxim.session(self.session_id, name="Support chat", tracer_provider=self.frontend) as session:
+            with session.trace("turn-1") as root:
+                self.ids["turn-1"] = root.get_span_context().span_id
+                with tracer_a.start_as_current_span("call backend", kind=SpanKind.CLIENT) as call:
+                    self.ids["call backend"] = call.get_span_context().span_id
+                    propagate.inject(self.headers)
+                    # The backend service: only the headers cross the process boundary.
+                    incoming = propagate.extract(dict(self.headers), context=Context())
+                    with tracer_b.start_as_current_span("handle", context=incoming, kind=SpanKind.SERVER) as handle:
+                        self.ids["handle"] = handle.get_span_context().span_id
+                        with tracer_b.start_as_current_span(
+                            "chat gpt-4o",
+                            attributes={
+                                "gen_ai.operation.name": "chat",
+                                "gen_ai.system": "openai",
+                                "gen_ai.request.model": "gpt-4o",
+                            },
+                        ) as chat:
+                            self.ids["chat gpt-4o"] = chat.get_span_context().span_id
+            with session.trace("turn-2") as root:
+                self.ids["turn-2"] = root.get_span_context().span_id
+            # The backend's spans reach the bridge first: the trace waits for its frontend half.
+            self.backend.force_flush()
+            self.frontend.force_flush()
+            session.end()
+        self.frontend.force_flush()
+        for provider in self.providers:
+            provider.shutdown()
+
+    def check(self, records: list[Record]) -> None:
+        assert "traceparent" in self.headers and "session.id=conv-42" in self.headers.get("baggage", "")
+        assert records, "no records"
+        assert_parent_first(records)
+        assert (records[0].entity, records[0].id, records[0].action) == ("session", "conv-42", "create")
+        assert records[0].data["name"] == "Support chat"
+        assert (records[-1].entity, records[-1].id, records[-1].action) == ("session", "conv-42", "end")
+        sessions = [(r.id, r.action) for r in records if r.entity == "session"]
+        assert sessions == [("conv-42", "create"), ("conv-42", "end")]
+        traces = [r for r in records if r.entity == "trace" and r.action == "create"]
+        assert [t.data["name"] for t in traces] == ["turn-1", "turn-2"]
+        assert all(t.data["sessionId"] == "conv-42" for t in traces)
+        announced = {str(r.data["id"]): r for r in records if r.action.startswith("add-") and "id" in r.data}
+        # Every span of both services is in Maxim, under the span that called it, across the service boundary.
+        for name in ("call backend", "handle", "chat gpt-4o"):
+            assert _hex(self.ids[name], 16) in announced, f"{name} missing"
+        handle = announced[_hex(self.ids["handle"], 16)]
+        assert (handle.entity, handle.id) == ("span", _hex(self.ids["call backend"], 16))
+        chat = announced[_hex(self.ids["chat gpt-4o"], 16)]
+        assert (chat.entity, chat.id, chat.action) == ("span", _hex(self.ids["handle"], 16), "add-generation")
+        assert (chat.data["model"], chat.data["provider"]) == ("gpt-4o", "openai")  # attributes survived OTLP
+        ended = {r.id for r in records if r.action == "end"}
+        assert {t.id for t in traces} <= ended
+
+
+@pytest.fixture
+def fake_maxim() -> Iterator[FakeMaxim]:
+    with FakeMaxim() as fake:
+        yield fake
+
+
+@pytest.fixture
+def maxim_bridge(fake_maxim: FakeMaxim, tmp_path: Path) -> Iterator[tuple[str, FakeMaxim]]:
+    """A bridge in-process whose exporter delivers to a local server that speaks Maxim's log API."""
+    exporter = MaximSpanExporter(
+        api_key=fake_maxim.api_key,
+        repo_id="test-repo",
+        base_url=fake_maxim.base_url,
+        spool_dir=str(tmp_path / "spool"),
+        cross_service_grace=5.0,
+    )
+    with running_bridge(Bridge(exporter)) as server:
+        yield server.url, fake_maxim
+
+
+def _delivered(fake: FakeMaxim) -> list[Record]:
+    return [parse(line) for line in fake.distinct()]
+
+
+def _session_ended(fake: FakeMaxim) -> bool:
+    return any(r.entity == "session" and r.action == "end" for r in _delivered(fake))
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "protobuf+gzip", "json"])
+def test_two_services_share_a_session_through_the_bridge(maxim_bridge: tuple[str, FakeMaxim], encoding: str) -> None:
+    url, fake = maxim_bridge
+    endpoint = url + "/v1/traces"
+
+    def make_exporter() -> SpanExporter:
+        if encoding == "json":
+            return JsonSpanExporter(endpoint=endpoint)
+        compression = Compression.Gzip if encoding.endswith("gzip") else Compression.NoCompression
+        return ProtobufSpanExporter(endpoint=endpoint, compression=compression)
+
+    scenario = Scenario(make_exporter)
+    scenario.run()
+    wait_for(lambda: _session_ended(fake), what="the records at the fake Maxim")
+    scenario.check(_delivered(fake))
+    assert len(fake.accepted()) == len(fake.distinct()), "a record was delivered twice"
+
+
+def test_through_rotel_a_collector_style_relay(maxim_bridge: tuple[str, FakeMaxim], tmp_path: Path) -> None:
+    url, fake = maxim_bridge
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        str(rotel_binary()),
+        "start",
+        "--otlp-http-endpoint",
+        f"127.0.0.1:{http_port}",
+        "--otlp-grpc-endpoint",
+        f"127.0.0.1:{grpc_port}",
+        "--exporter",
+        "otlp",
+        "--otlp-exporter-protocol",
+        "http",  # rotel appends /v1/traces to the endpoint
+        "--otlp-exporter-endpoint",
+        url,
+        "--otlp-exporter-compression",
+        "gzip",
+        "--batch-timeout",
+        "100ms",
+        "--pid-file",
+        str(tmp_path / "rotel.pid"),
+        "--log-file",
+        str(tmp_path / "rotel.log"),
+    ]
+    relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(http_port, relay)
+        scenario = Scenario(lambda: ProtobufSpanExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces"))
+        scenario.run()
+        wait_for(lambda: _session_ended(fake), what="the records at the fake Maxim")
+    finally:
+        stop_process(relay)
+    scenario.check(_delivered(fake))
+
+
+# --- decoding: every OTLP value kind, ids, flags, through a real JSON post ---------------------------------
+
+
+def _otlp_json() -> dict[str, object]:
+    """A hand-written OTLP JSON request (the encoding's own rules: hex ids, camelCase, int64 as strings)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "shop.instrumentation", "version": "1.2.3"},
+                        "spans": [
+                            {
+                                "traceId": TRACE_HEX.upper(),  # hex is case-insensitive
+                                "spanId": SPAN_HEX,
+                                "parentSpanId": PARENT_HEX,
+                                "flags": 0x301,  # sampled; the parent is known to be remote
+                                "traceState": "vendor=value",
+                                "name": "checkout",
+                                "kind": 2,
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": "1700000001500000000",
+                                "attributes": [
+                                    {"key": "session.id", "value": {"stringValue": "conv-7"}},
+                                    {"key": "retries", "value": {"intValue": "3"}},
+                                    {"key": "ratio", "value": {"doubleValue": 0.25}},
+                                    {"key": "cached", "value": {"boolValue": True}},
+                                    {"key": "blob", "value": {"bytesValue": base64.b64encode(b"\x00\xff").decode()}},
+                                    {
+                                        "key": "tags",
+                                        "value": {
+                                            "arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}
+                                        },
+                                    },
+                                    {
+                                        "key": "mixed",
+                                        "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "1"}]}},
+                                    },
+                                    {
+                                        "key": "user",
+                                        "value": {
+                                            "kvlistValue": {
+                                                "values": [
+                                                    {"key": "id", "value": {"intValue": "42"}},
+                                                    {
+                                                        "key": "roles",
+                                                        "value": {"arrayValue": {"values": [{"stringValue": "x"}]}},
+                                                    },
+                                                ]
+                                            }
+                                        },
+                                    },
+                                    {"key": "nothing", "value": {}},
+                                ],
+                                "events": [
+                                    {
+                                        "timeUnixNano": "1700000000500000000",
+                                        "name": "cache miss",
+                                        "attributes": [{"key": "key", "value": {"stringValue": "cart"}}],
+                                    }
+                                ],
+                                "links": [
+                                    {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331"}
+                                ],
+                                "status": {"code": 2, "message": "card declined"},
+                                "unknownFieldFromTheFuture": True,
+                            },
+                            {"traceId": "not hex", "spanId": SPAN_HEX, "name": "bad trace id"},
+                            {"traceId": TRACE_HEX, "spanId": "0000000000000000", "name": "zero span id"},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def test_otlp_json_every_value_kind_becomes_real_sdk_spans() -> None:
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder)) as server:
+        response = requests.post(server.url + "/v1/traces", data=json.dumps(_otlp_json()), headers=JSON, timeout=10)
+        assert response.status_code == 200, response.text
+        # Partial success: two spans rejected, with the reasons; the valid one is accepted.
+        partial = response.json()["partialSuccess"]
+        assert partial["rejectedSpans"] == "2"
+        assert "invalid trace id" in partial["errorMessage"] and "invalid span id" in partial["errorMessage"]
+        wait_for(lambda: recorder.spans, what="the span")
+    assert recorder.shut_down
+    span = recorder.by_name("checkout")
+    assert span.context is not None and span.parent is not None
+    assert (span.context.trace_id, span.context.span_id) == (int(TRACE_HEX, 16), int(SPAN_HEX, 16))
+    assert not span.context.is_remote and span.context.trace_flags.sampled
+    assert span.context.trace_state.get("vendor") == "value"
+    assert (span.parent.span_id, span.parent.is_remote) == (int(PARENT_HEX, 16), True)
+    assert span.kind is SpanKind.SERVER
+    assert (span.start_time, span.end_time) == (1_700_000_000_000_000_000, 1_700_000_001_500_000_000)
+    assert span.resource.attributes["service.name"] == "checkout"
+    assert span.instrumentation_scope is not None
+    assert (span.instrumentation_scope.name, span.instrumentation_scope.version) == ("shop.instrumentation", "1.2.3")
+    attributes = dict(span.attributes or {})
+    assert attributes == {
+        "session.id": "conv-7",
+        "retries": 3,
+        "ratio": 0.25,
+        "cached": True,
+        "blob": "AP8=",
+        "tags": ("a", "b"),
+        "mixed": '["a",1]',
+        "user": '{"id":42,"roles":["x"]}',
+    }
+    assert [(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events] == [
+        ("cache miss", 1_700_000_000_500_000_000, {"key": "cart"})
+    ]
+    assert [(link.context.trace_id, link.context.span_id) for link in span.links] == [
+        (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331)
+    ]
+    assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, "card declined")
+
+
+def _span(name: str, span_id: int, parent_id: int | None = None, flags: int = 0) -> Span:
+    return Span(
+        trace_id=bytes.fromhex(TRACE_HEX),
+        span_id=span_id.to_bytes(8, "big"),
+        parent_span_id=b"" if parent_id is None else parent_id.to_bytes(8, "big"),
+        flags=flags,
+        name=name,
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+    )
+
+
+def _request(*spans: Span) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=list(spans))])])
+
+
+@pytest.mark.parametrize(
+    ("flags", "parent_id", "remote"),
+    [
+        (0x100, 7, False),  # the producer says: a local parent
+        (0x300, 7, True),  # the producer says: a remote parent
+        (0x000, 7, True),  # the producer does not say: wait for it as for a remote parent (bounded by the grace)
+        (0x300, 0, None),  # an all-zero parent id is no parent: a root
+        (0x300, None, None),
+    ],
+)
+def test_parent_remoteness_comes_from_the_otlp_span_flags(flags: int, parent_id: int | None, remote: bool) -> None:
+    decoded = spans_from_request(_request(_span("s", 1, parent_id, flags)))
+    parent = decoded.spans[0].parent
+    assert (None if parent is None else parent.is_remote) == remote
+
+
+def test_a_span_whose_parent_also_arrives_is_not_a_root_across_services(tmp_path: Path) -> None:
+    """Two services' halves of one trace, in one request: one trace in Maxim, the server span under the client."""
+    request = _request(
+        _span("server", 2, parent_id=3, flags=0x300),  # the called service: a remote parent, which also arrives
+        _span("client call", 3, parent_id=1, flags=0x100),
+        _span("client root", 1),
+    )
+    records_path = tmp_path / "records.log"
+    exporter = MaximSpanExporter(output=str(records_path), cross_service_grace=30.0)
+    exporter.export(spans_from_request(request).spans)
+    exporter.shutdown()
+    records = read_records(records_path)
+    assert [r.action for r in records if r.entity == "trace"].count("create") == 1
+    server = next(r for r in records if r.action == "add-span" and r.data["name"] == "server")
+    assert (server.entity, server.id) == ("span", _hex(3, 16))
+    assert_parent_first(records)
+
+
+# --- what a client can get wrong ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorder_bridge() -> Iterator[tuple[str, RecordingExporter]]:
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder, max_body_bytes=64 * 1024)) as server:
+        yield server.url + "/v1/traces", recorder
+
+
+def _good_request(name: str = "good") -> bytes:
+    data: bytes = _request(_span(name, 1)).SerializeToString()
+    return data
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "expected"),
+    [
+        (b"\xff\xff\xff garbage", PROTOBUF, "not a protobuf ExportTraceServiceRequest"),
+        (b'{"resourceSpans": [', JSON, "not JSON"),
+        (b"[1, 2]", JSON, "not a JSON object"),
+        (b'{"resourceSpans": 5}', JSON, "not an OTLP JSON ExportTraceServiceRequest"),
+        (b"", JSON, "not JSON"),
+        (b"\xc3\x28", JSON, "not JSON"),
+        (b"not gzip at all", {**PROTOBUF, "Content-Encoding": "gzip"}, "not valid gzip"),
+        (gzip.compress(_good_request())[:-8], {**PROTOBUF, "Content-Encoding": "gzip"}, "truncated"),
+    ],
+)
+def test_a_malformed_body_is_answered_400_and_nothing_else_is_lost(
+    recorder_bridge: tuple[str, RecordingExporter], body: bytes, headers: dict[str, str], expected: str
+) -> None:
+    url, recorder = recorder_bridge
+    response = requests.post(url, data=body, headers=headers, timeout=10)
+    assert response.status_code == 400
+    if headers["Content-Type"] == PROTOBUF["Content-Type"]:
+        status = status_pb2.Status.FromString(response.content)
+        message = status.message
+    else:
+        message = response.json()["message"]
+    assert expected in message
+    # The next request goes through as if nothing had happened.
+    assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
+    wait_for(lambda: recorder.spans, what="the good span")
+    assert [span.name for span in recorder.spans] == ["good"]
+
+
+def test_an_empty_request_is_accepted_with_nothing_to_export(recorder_bridge: tuple[str, RecordingExporter]) -> None:
+    url, recorder = recorder_bridge
+    for body, headers in ((b"", PROTOBUF), (b"{}", JSON), (b'{"resourceSpans": []}', JSON)):
+        response = requests.post(url, data=body, headers=headers, timeout=10)
+        assert response.status_code == 200, body
+        if headers is PROTOBUF:
+            assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+        else:
+            assert response.json() == {}
+    assert recorder.spans == []
+
+
+def test_oversized_bodies_are_answered_413(recorder_bridge: tuple[str, RecordingExporter]) -> None:
+    url, recorder = recorder_bridge
+    big = _request(*(_span(f"span-{i}" + "x" * 200, i + 1) for i in range(400))).SerializeToString()
+    assert len(big) > 64 * 1024
+    declared = requests.post(url, data=big, headers=PROTOBUF, timeout=10)
+    assert declared.status_code == 413
+    assert "larger than 65536 bytes" in status_pb2.Status.FromString(declared.content).message
+    # No Content-Length (chunked): the body is cut off as it is read.
+    chunked = requests.post(url, data=iter([big[i : i + 8192] for i in range(0, len(big), 8192)]), headers=PROTOBUF)
+    assert chunked.status_code == 413
+    # Small when compressed, too large once decompressed.
+    bomb = requests.post(url, data=gzip.compress(big), headers={**PROTOBUF, "Content-Encoding": "gzip"}, timeout=10)
+    assert len(gzip.compress(big)) < 64 * 1024
+    assert bomb.status_code == 413
+    assert "decompressed" in status_pb2.Status.FromString(bomb.content).message
+    assert recorder.spans == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Content-Type": "text/plain"}, 415),
+        ({**PROTOBUF, "Content-Encoding": "br"}, 415),
+        ({"Content-Type": "application/x-protobuf; charset=binary"}, 200),
+        ({**PROTOBUF, "Content-Encoding": "identity"}, 200),
+    ],
+)
+def test_media_types_and_encodings(
+    recorder_bridge: tuple[str, RecordingExporter], headers: dict[str, str], status: int
+) -> None:
+    url, _ = recorder_bridge
+    assert requests.post(url, data=_good_request(), headers=headers, timeout=10).status_code == status
+
+
+def test_gzip_and_deflate_bodies(recorder_bridge: tuple[str, RecordingExporter]) -> None:
+    url, recorder = recorder_bridge
+    body = _good_request("gzipped")
+    assert requests.post(url, data=gzip.compress(body), headers={**PROTOBUF, "Content-Encoding": "gzip"}).ok
+    deflated = requests.post(
+        url, data=zlib.compress(_good_request("deflated")), headers={**PROTOBUF, "Content-Encoding": "deflate"}
+    )
+    assert deflated.ok
+    wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+    assert sorted(span.name for span in recorder.spans) == ["deflated", "gzipped"]
+    # Several gzip members one after another are one body.
+    two = _request(_span("first", 1)).SerializeToString()
+    assert decompress(gzip.compress(two[:5]) + gzip.compress(two[5:]), "gzip", 1024) == two
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_recovers() -> None:
+    slow = RecordingExporter(block=True)
+    with running_bridge(Bridge(slow, queue_size=2, retry_after=7)) as server:
+        url = server.url + "/v1/traces"
+        two = _request(_span("a", 1), _span("b", 2)).SerializeToString()
+        assert requests.post(url, data=two, headers=PROTOBUF, timeout=10).status_code == 200
+        assert slow.entered.wait(10)  # the worker holds the first request in a slow export
+        assert requests.post(url, data=two, headers=PROTOBUF, timeout=10).status_code == 200  # queued
+        busy = requests.post(url, data=two, headers=PROTOBUF, timeout=10)
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"] == "7"
+        assert "retry later" in status_pb2.Status.FromString(busy.content).message
+        assert _health(server.url) == {"status": "ok", "queued_spans": 2, "queue_capacity": 2, "busy_responses": 1}
+        slow.release.set()
+        wait_for(lambda: len(slow.spans) == 4, what="the queue to drain")
+        assert requests.post(url, data=two, headers=PROTOBUF, timeout=10).status_code == 200
+        wait_for(lambda: len(slow.spans) == 6, what="the retried request")
+
+
+def test_while_shutting_down_requests_are_refused_with_503_and_health_says_so() -> None:
+    recorder = RecordingExporter()
+    bridge = Bridge(recorder, retry_after=3)
+    with running_bridge(bridge) as server:
+        bridge.close()  # what the lifespan does at shutdown (then again, as a no-op)
+        assert recorder.shut_down
+        refused = requests.post(server.url + "/v1/traces", data=_good_request(), headers=PROTOBUF, timeout=10)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "3"
+        assert "shutting down" in status_pb2.Status.FromString(refused.content).message
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 503
+
+
+def test_a_bug_in_decoding_is_a_500_and_the_bridge_keeps_serving(
+    recorder_bridge: tuple[str, RecordingExporter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, recorder = recorder_bridge
+
+    def broken(request: ExportTraceServiceRequest) -> None:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("otel_maxim.otlp.spans_from_request", broken)
+        failed = requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10)
+    assert failed.status_code == 500
+    assert status_pb2.Status.FromString(failed.content).message == "the bridge failed to decode the request"
+    assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
+    wait_for(lambda: recorder.spans, what="the span")
+
+
+def test_the_sdk_exporter_retries_a_503_until_the_bridge_has_room() -> None:
+    slow = RecordingExporter(block=True)
+    with running_bridge(Bridge(slow, queue_size=1, retry_after=1)) as server:
+        url = server.url + "/v1/traces"
+        assert requests.post(url, data=_good_request("first"), headers=PROTOBUF, timeout=10).ok
+        assert slow.entered.wait(10)
+        assert requests.post(url, data=_good_request("second"), headers=PROTOBUF, timeout=10).ok  # the queue is full
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(ProtobufSpanExporter(endpoint=url, timeout=20)))
+        client = threading.Thread(target=lambda: provider.get_tracer("t").start_span("third").end())
+        client.start()  # the SDK exports on end(), and retries a 503 after its Retry-After
+        try:
+            wait_for(lambda: _health(server.url)["busy_responses"] >= 1, what="a 503")
+            slow.release.set()
+        finally:
+            client.join(30)
+            provider.shutdown()
+        wait_for(lambda: len(slow.spans) == 3, what="all three spans")
+    assert sorted(span.name for span in slow.spans) == ["first", "second", "third"]
+
+
+def _health(base: str) -> dict[str, object]:
+    health: dict[str, object] = requests.get(base + "/healthz", timeout=10).json()
+    return health
+
+
+def test_a_bearer_token_is_required_when_configured(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    recorder = RecordingExporter()
+    bridge = Bridge(recorder, token="s3cr3t-token")
+    assert "s3cr3t" not in repr(bridge)
+    with running_bridge(bridge) as server:
+        url = server.url + "/v1/traces"
+        missing = requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10)
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
+        wrong = requests.post(url, data=_good_request(), headers={**PROTOBUF, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        basic = requests.post(url, data=_good_request(), headers={**PROTOBUF, "Authorization": "Basic s3cr3t-token"})
+        assert basic.status_code == 401
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200  # probes need no token
+        exporter = ProtobufSpanExporter(endpoint=url, headers={"Authorization": "Bearer s3cr3t-token"})
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.get_tracer("t").start_span("authorized").end()
+        provider.shutdown()
+        wait_for(lambda: recorder.spans, what="the authorized span")
+    assert [span.name for span in recorder.spans] == ["authorized"]
+    assert "s3cr3t" not in caplog.text
+
+
+def test_unknown_paths_and_methods(recorder_bridge: tuple[str, RecordingExporter]) -> None:
+    url, _ = recorder_bridge
+    base = url.removesuffix("/v1/traces")
+    assert requests.get(url, timeout=10).status_code == 405
+    assert requests.post(base + "/v1/logs", data=b"", headers=PROTOBUF, timeout=10).status_code == 404
+
+
+# --- configuration and the command ---------------------------------------------------------------------
+
+
+def test_configuration_arguments_then_environment_then_defaults(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(env.MAXIM_BRIDGE_QUEUE_SIZE, "5")
+    monkeypatch.setenv(env.MAXIM_BRIDGE_MAX_BODY_BYTES, "lots")
+    monkeypatch.setenv(env.MAXIM_BRIDGE_RETRY_AFTER, "-1")
+    monkeypatch.setenv(env.MAXIM_BRIDGE_TOKEN, "from-env")
+    bridge = Bridge(RecordingExporter())
+    assert bridge._queue.capacity == 5
+    assert bridge._max_body == 20 * 1024 * 1024  # a bad value: warned about, the default used
+    assert bridge._retry_after == 2
+    assert bridge._token == b"from-env"
+    assert env.MAXIM_BRIDGE_MAX_BODY_BYTES in caplog.text and env.MAXIM_BRIDGE_RETRY_AFTER in caplog.text
+    explicit = Bridge(RecordingExporter(), queue_size=0 + 9, max_body_bytes=10, retry_after=0, token="")
+    assert (explicit._queue.capacity, explicit._max_body, explicit._retry_after) == (9, 10, 0)
+    for bad in ({"queue_size": 0}, {"max_body_bytes": 1.5}, {"retry_after": -1}, {"cross_service_grace": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Bridge(RecordingExporter(), **bad)  # type: ignore[arg-type]
+    built: dict[str, object] = {}
+
+    class Spy(MaximSpanExporter):
+        def __init__(self, **kwargs: object) -> None:
+            built.update(kwargs)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("otel_maxim.bridge.MaximSpanExporter", Spy)
+    monkeypatch.setenv(env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE, "3.5")
+    default = Bridge()
+    assert isinstance(default.exporter, Spy) and built == {"cross_service_grace": 3.5}
+    default.close()
+    Bridge(cross_service_grace=0).close()  # the argument wins over the environment, and 0 counts
+    assert built == {"cross_service_grace": 0}
+
+
+def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bridge", "--queue-size", "0"]) == 2
+    assert "--queue-size must be at least 1" in capsys.readouterr().err
+    assert main(["bridge", "--port", "70000"]) == 2
+    assert "--port must be at most 65535" in capsys.readouterr().err
+
+
+def test_the_command_says_which_extra_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delitem(sys.modules, "otel_maxim.bridge")
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the 'bridge' extra were not installed
+    assert main(["bridge"]) == 2
+    assert "pip install 'otel-maxim[bridge]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("maxim", ["up", "down"])
+def test_the_command_serves_until_sigterm_and_flushes_on_the_way_out(
+    fake_maxim: FakeMaxim, tmp_path: Path, maxim: str
+) -> None:
+    """``otel-maxim bridge`` as a process, configured by the environment: a held trace, then SIGTERM.
+
+    The shutdown sends what the exporter holds; what Maxim does not take waits in the spool.
+    """
+    spool = tmp_path / "spool"
+    port = free_port()
+    environment = {
+        **os.environ,
+        env.MAXIM_API_KEY: fake_maxim.api_key,
+        env.MAXIM_LOG_REPO_ID: "test-repo",
+        env.MAXIM_BASE_URL: fake_maxim.base_url,
+        env.MAXIM_SPOOL_DIR: str(spool),
+        env.MAXIM_BRIDGE_TOKEN: "env-token",
+        env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE: "600",  # only the shutdown can let the trace go
+    }
+    command = [sys.executable, "-m", "otel_maxim.cli", "bridge", "--port", str(port), "--log-level", "WARNING"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, process)
+        url = f"http://127.0.0.1:{port}/v1/traces"
+        held = _request(_span("server half", 2, parent_id=1, flags=0x300)).SerializeToString()
+        assert requests.post(url, data=held, headers=PROTOBUF, timeout=10).status_code == 401
+        response = requests.post(url, data=held, headers={**PROTOBUF, "Authorization": "Bearer env-token"})
+        assert response.status_code == 200
+        wait_for(lambda: _exported(port), what="the span to reach the exporter")
+        assert fake_maxim.distinct() == []  # held: waiting for the calling service's spans
+        if maxim == "down":
+            fake_maxim.go_down()
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(45)
+    finally:
+        returncode = stop_process(process)
+        _, stderr = process.communicate()
+    assert returncode in (0, -signal.SIGTERM), stderr.decode()
+    assert b"env-token" not in stderr
+    if maxim == "up":
+        records = _delivered(fake_maxim)
+    else:
+        spooled = b"".join(path.read_bytes() for path in spool.rglob("*") if path.is_file())
+        records = [parse(line) for line in spooled.decode().splitlines() if line.startswith(("trace{", "span{"))]
+    assert [(r.entity, r.action, r.data.get("name")) for r in records][0] == ("trace", "create", "server half")
+    assert records[-1].action == "end"
+
+
+def _exported(port: int) -> bool:
+    return _health(f"http://127.0.0.1:{port}")["queued_spans"] == 0
+
+
+def test_parse_request_rejects_an_unknown_media_type() -> None:
+    with pytest.raises(ValueError, match="unsupported Content-Type"):
+        parse_request(b"", "text/plain")
