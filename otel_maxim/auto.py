@@ -1,0 +1,146 @@
+"""Zero-code setup: Maxim sessions under ``opentelemetry-instrument`` with ``OTEL_TRACES_EXPORTER=maxim``.
+
+``opentelemetry-instrument python app.py`` starts the program through
+opentelemetry-instrumentation's ``auto_instrumentation.initialize()``, which runs, in order:
+
+1. one *distro* (entry point group ``opentelemetry_distro``): the first installed, unless
+   ``OTEL_PYTHON_DISTRO`` names one;
+2. one *configurator* (``opentelemetry_configurator``): the first installed, unless
+   ``OTEL_PYTHON_CONFIGURATOR`` names one.  It builds the SDK's providers from the ``OTEL_*``
+   variables; opentelemetry-distro ships the usual one.  Without a configurator nothing reads
+   ``OTEL_TRACES_EXPORTER`` and no ``TracerProvider`` is built;
+3. every ``opentelemetry_pre_instrument`` hook, then the instrumentors, then every
+   ``opentelemetry_post_instrument`` hook.
+
+Steps 1 and 2 each pick one entry point, in installation order when several are installed.
+A distro or configurator of ours would race opentelemetry-distro's, and which one won would
+depend on the installation.  So we register neither.  We register one
+``opentelemetry_pre_instrument`` hook, :func:`pre_instrument`, which every start-up runs after
+the configurator and before the instrumentors.  When ``OTEL_TRACES_EXPORTER`` names ``maxim``,
+the hook:
+
+- builds the SDK from the environment if no configurator did (opentelemetry-distro is not
+  installed), with the SDK's own configurator class.  That is the class opentelemetry-distro
+  registers, so the environment means the same with or without the distro;
+- adds a :class:`~otel_maxim.SessionBaggageProcessor` to the global ``TracerProvider``, so
+  that ``session.id`` in the baggage (for example an incoming request's ``baggage`` header,
+  which the web framework's instrumentation extracts) reaches every span, and from there
+  Maxim's sessions.  The order of processors does not matter: a span is stamped when it
+  starts, and exporters only see it after it ends.
+
+``MAXIM_SESSION_BAGGAGE=true`` adds the stamping whatever the exporter, for example OTLP to a
+Collector and ``otel-maxim bridge``; ``false`` turns it off.  The hook never raises: an
+exception in a pre-instrument hook would stop every instrumentor from loading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+
+from opentelemetry import trace
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_maxim import environment_variables as env
+from otel_maxim._config import resolve_bool
+from otel_maxim.processor import SessionBaggageProcessor
+
+__all__ = ["EXPORTER_NAME", "pre_instrument"]
+
+_logger = logging.getLogger(__name__)
+
+#: The name of our ``opentelemetry_traces_exporter`` entry point: ``OTEL_TRACES_EXPORTER=maxim``.
+EXPORTER_NAME = "maxim"
+
+#: The providers that already have our stamping processor (the hook may in principle run twice).
+_stamped: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+class _SDKConfigurator(_OTelSDKConfigurator):
+    """The SDK's configurator from the ``OTEL_*`` variables (opentelemetry-distro registers the same class).
+
+    It is used only when no configurator ran.
+    """
+
+
+def pre_instrument() -> None:
+    """The ``opentelemetry_pre_instrument`` hook: make ``OTEL_TRACES_EXPORTER=maxim`` produce Maxim sessions.
+
+    ``opentelemetry-instrument`` calls it with no arguments after the configurator and before
+    the instrumentors.  It never raises.
+    """
+    try:
+        exporter_configured = EXPORTER_NAME in _traces_exporter_names()
+        if exporter_configured and _no_provider_set() and not _configure_sdk():
+            return
+        if _stamping_wanted(exporter_configured):
+            _add_session_stamping(trace.get_tracer_provider(), exporter_configured)
+    except Exception:  # an exception here would stop every instrumentor from loading: log it and go on
+        _logger.exception("Could not set up Maxim sessions under opentelemetry-instrument; the program runs without.")
+
+
+def _traces_exporter_names() -> list[str]:
+    """The names in ``OTEL_TRACES_EXPORTER``, read as the SDK's configurator reads them."""
+    names = os.environ.get(OTEL_TRACES_EXPORTER)
+    if not names or names.strip().lower() == "none":
+        return []
+    return [name.strip() for name in names.split(",")]
+
+
+def _stamping_wanted(exporter_configured: bool) -> bool:
+    """``MAXIM_SESSION_BAGGAGE`` if it is set (a bad value warns), else whether the ``maxim`` exporter is configured."""
+    return resolve_bool(None, "session_baggage", env.MAXIM_SESSION_BAGGAGE, exporter_configured)
+
+
+def _no_provider_set() -> bool:
+    """Whether no configurator set a global tracer provider (only the API's placeholder is there)."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _configure_sdk() -> bool:
+    """Build the SDK's providers from the environment, as opentelemetry-distro's configurator would.
+
+    Returns whether that worked; a failure is logged, never raised.
+    """
+    instrumentation_version: str | None
+    try:
+        from opentelemetry.instrumentation.version import __version__ as instrumentation_version  # noqa: PLC0415
+    except ImportError:  # called outside opentelemetry-instrument: there is no auto-instrumentation version
+        instrumentation_version = None
+    _logger.debug(
+        "No configurator set a tracer provider (opentelemetry-distro is not installed); "
+        "configuring the SDK from the environment (%s=%s).",
+        OTEL_TRACES_EXPORTER,
+        os.environ.get(OTEL_TRACES_EXPORTER),
+    )
+    try:
+        configurator = _SDKConfigurator()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        configurator.configure(auto_instrumentation_version=instrumentation_version)  # type: ignore[no-untyped-call]
+    except Exception:  # e.g. another exporter named in OTEL_*_EXPORTER is not installed; the app still starts
+        _logger.exception(
+            "Could not configure the OpenTelemetry SDK from the environment (%s=%s); no traces are exported.",
+            OTEL_TRACES_EXPORTER,
+            os.environ.get(OTEL_TRACES_EXPORTER),
+        )
+        return False
+    return True
+
+
+def _add_session_stamping(provider: trace.TracerProvider, exporter_configured: bool) -> None:
+    """Add a :class:`SessionBaggageProcessor` to ``provider`` (once), if it is the SDK's."""
+    if not isinstance(provider, TracerProvider):
+        log = _logger.warning if exporter_configured else _logger.debug
+        log(
+            "The global tracer provider is %s, not the SDK's TracerProvider; "
+            "sessions in baggage are not copied onto spans.",
+            type(provider).__name__,
+        )
+        return
+    if provider in _stamped:
+        return
+    provider.add_span_processor(SessionBaggageProcessor())
+    _stamped.add(provider)
+    _logger.debug("Added SessionBaggageProcessor to the global TracerProvider.")
