@@ -35,7 +35,26 @@ _CONTENT = frozenset(
         "gen_ai.system_instructions",
         "gen_ai.tool.call.arguments",
         "gen_ai.tool.call.result",
+        "llm.prompt_template.template",
+        "llm.prompt_template.variables",
+        "ai.prompt",
+        "ai.prompt.messages",
+        "ai.response.text",
+        "ai.response.toolCalls",
+        "ai.response.object",
+        "ai.toolCall.args",
+        "ai.toolCall.result",
+        "ai.toolCall.output",
     }
+)
+#: Flattened content (messages, prompts, documents, embedded texts): never metadata either.
+_CONTENT_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "retrieval.documents.",
+    "embedding.embeddings.",
 )
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
 _OI_TAGS = "tag.tags"
@@ -172,7 +191,7 @@ def _metadata(attributes: Attributes, kind: str, limit: int) -> dict[str, str]:
             for key, value in parsed.items():
                 metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
     for key, value in attributes.items():
-        if is_consumed(key) or key in _CONTENT or key in (_OI_TAGS, _OI_METADATA):
+        if is_consumed(key) or key in _CONTENT or key in (_OI_TAGS, _OI_METADATA) or key.startswith(_CONTENT_PREFIXES):
             continue
         if kind != genai.SPAN and key.startswith(genai.CONVENTION_PREFIXES):
             continue  # read into the generation / tool call / retrieval itself

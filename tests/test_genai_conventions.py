@@ -1,0 +1,993 @@
+"""Hand-built spans for the conventions that no installed instrumentation emits.
+
+Vercel AI SDK ``ai.*`` spans, the older ``gen_ai.*.message`` / ``gen_ai.choice`` span
+events (plain attributes, and Azure AI Inference's ``gen_ai.event.content``), Traceloop
+<= 0.54's flattened ``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` (attribute values
+copied from what 0.54.0 emitted against the fake OpenAI server), OpenInference
+retrievers; then provider names, model parameters, finish reasons, errors, tags and
+the trace's input and output, through the real processor and exporter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from otel_maxim.mapping import genai
+from otel_maxim.records import Record
+from tests.genai_helpers import Maxim, arguments, entities, maxim_pipeline, of, trace_creates, trace_output
+
+Build = Callable[[Tracer], None]
+
+
+def _run(build: Build, **options: Any) -> tuple[Maxim, list[Record]]:
+    maxim = maxim_pipeline(**options)
+    build(maxim.provider.get_tracer("hand-built"))
+    return maxim, maxim.records()
+
+
+def _span(tracer: Tracer, name: str, attributes: dict[str, Any]) -> Any:
+    return tracer.start_as_current_span(name, attributes=attributes, record_exception=False)
+
+
+# --- which entity a span becomes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind"),
+    [
+        ({"gen_ai.operation.name": "chat"}, genai.GENERATION),
+        ({"gen_ai.operation.name": "text_completion"}, genai.GENERATION),
+        ({"gen_ai.operation.name": "generate_content"}, genai.GENERATION),
+        ({"gen_ai.operation.name": "execute_tool"}, genai.TOOL_CALL),
+        ({"gen_ai.operation.name": "vector_db_retrieve"}, genai.RETRIEVAL),
+        ({"gen_ai.operation.name": "embeddings"}, genai.SPAN),
+        ({"gen_ai.operation.name": "invoke_agent"}, genai.SPAN),
+        # The first convention that speaks decides: a GenAI agent span is a span whatever else it says.
+        ({"gen_ai.operation.name": "invoke_agent", "openinference.span.kind": "LLM"}, genai.SPAN),
+        ({"openinference.span.kind": "LLM"}, genai.GENERATION),
+        ({"openinference.span.kind": "TOOL"}, genai.TOOL_CALL),
+        ({"openinference.span.kind": "RETRIEVER"}, genai.RETRIEVAL),
+        ({"openinference.span.kind": "CHAIN"}, genai.SPAN),
+        ({"openinference.span.kind": "AGENT"}, genai.SPAN),
+        ({"openinference.span.kind": "EMBEDDING"}, genai.SPAN),
+        ({"ai.operationId": "ai.generateText.doGenerate"}, genai.GENERATION),
+        ({"ai.operationId": "ai.streamText.doStream"}, genai.GENERATION),
+        ({"ai.operationId": "ai.toolCall"}, genai.TOOL_CALL),
+        ({"ai.operationId": "ai.generateText"}, genai.SPAN),
+        ({"llm.request.type": "chat", "gen_ai.system": "openai"}, genai.GENERATION),
+        ({"gen_ai.operation.name": "llm_request", "gen_ai.prompt.0.role": "user"}, genai.GENERATION),
+        ({"gen_ai.prompt.0.role": "user"}, genai.GENERATION),
+        ({"traceloop.span.kind": "tool"}, genai.TOOL_CALL),
+        ({"traceloop.span.kind": "workflow"}, genai.SPAN),
+        ({"http.request.method": "GET"}, genai.SPAN),
+    ],
+)
+def test_classify(attributes: dict[str, Any], kind: str) -> None:
+    assert genai.classify(attributes) == kind
+
+
+# --- Vercel AI SDK ---------------------------------------------------------------------------------
+
+VERCEL_SYSTEM = "You are a weather bot."
+VERCEL_QUESTION = "Weather in Paris?"
+VERCEL_ANSWER = "It is 18 degrees in Paris."
+VERCEL_FIRST_PROMPT = [
+    {"role": "system", "content": VERCEL_SYSTEM},
+    {"role": "user", "content": [{"type": "text", "text": VERCEL_QUESTION}]},
+]
+VERCEL_SECOND_PROMPT = [
+    *VERCEL_FIRST_PROMPT,
+    {
+        "role": "assistant",
+        "content": [{"type": "tool-call", "toolCallId": "call_1", "toolName": "weather", "args": {"city": "Paris"}}],
+    },
+    {
+        "role": "tool",
+        "content": [{"type": "tool-result", "toolCallId": "call_1", "toolName": "weather", "result": {"celsius": 18}}],
+    },
+]
+
+
+def _vercel_generate_text(tracer: Tracer) -> None:
+    """``generateText`` with one tool round trip, as AI SDK 4 records it (the second step with only ``ai.*``)."""
+    with _span(
+        tracer,
+        "ai.generateText",
+        {
+            "operation.name": "ai.generateText",
+            "ai.operationId": "ai.generateText",
+            "ai.model.id": "gpt-4o-mini",
+            "ai.model.provider": "openai.chat",
+            "ai.prompt": json.dumps({"system": VERCEL_SYSTEM, "prompt": VERCEL_QUESTION}),
+            "ai.settings.maxRetries": 2,
+        },
+    ) as root:
+        with _span(
+            tracer,
+            "ai.generateText.doGenerate",
+            {
+                "operation.name": "ai.generateText.doGenerate",
+                "ai.operationId": "ai.generateText.doGenerate",
+                "ai.model.id": "gpt-4o-mini",
+                "ai.model.provider": "openai.chat",
+                "ai.prompt.format": "messages",
+                "ai.prompt.messages": json.dumps(VERCEL_FIRST_PROMPT),
+                "ai.prompt.tools": [json.dumps({"type": "function", "name": "weather", "parameters": {}})],
+                "ai.prompt.toolChoice": json.dumps({"type": "auto"}),
+                "ai.settings.temperature": 0.2,
+                "ai.settings.maxTokens": 50,
+                "ai.settings.maxRetries": 2,
+                "gen_ai.system": "openai.chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 50,
+                "ai.response.finishReason": "tool-calls",
+                "ai.response.toolCalls": json.dumps(
+                    [
+                        {
+                            "toolCallType": "function",
+                            "toolCallId": "call_1",
+                            "toolName": "weather",
+                            "args": '{"city":"Paris"}',
+                        }
+                    ]
+                ),
+                "ai.response.id": "resp-1",
+                "ai.response.model": "gpt-4o-mini-2024-07-18",
+                "ai.usage.promptTokens": 20,
+                "ai.usage.completionTokens": 5,
+                "gen_ai.response.finish_reasons": ["tool-calls"],
+                "gen_ai.response.id": "resp-1",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.usage.input_tokens": 20,
+                "gen_ai.usage.output_tokens": 5,
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "ai.toolCall",
+            {
+                "operation.name": "ai.toolCall",
+                "ai.operationId": "ai.toolCall",
+                "ai.toolCall.name": "weather",
+                "ai.toolCall.id": "call_1",
+                "ai.toolCall.args": '{"city":"Paris"}',
+                "ai.toolCall.result": '{"celsius":18}',
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "ai.generateText.doGenerate",
+            {
+                "ai.operationId": "ai.generateText.doGenerate",
+                "ai.model.id": "gpt-4o-mini",
+                "ai.model.provider": "openai.chat",
+                "ai.prompt.messages": json.dumps(VERCEL_SECOND_PROMPT),
+                "ai.settings.temperature": 0.2,
+                "ai.settings.maxOutputTokens": 50,
+                "ai.response.finishReason": "stop",
+                "ai.response.text": VERCEL_ANSWER,
+                "ai.response.id": "resp-2",
+                "ai.response.model": "gpt-4o-mini-2024-07-18",
+                "ai.usage.inputTokens": 40,
+                "ai.usage.outputTokens": 10,
+                "ai.usage.totalTokens": 50,
+            },
+        ):
+            pass
+        root.set_attribute("ai.response.text", VERCEL_ANSWER)
+        root.set_attribute("ai.response.finishReason", "stop")
+
+
+def test_vercel_ai_sdk_generation_tool_call_and_generation() -> None:
+    _, records = _run(_vercel_generate_text)
+    (trace_create,) = trace_creates(records)
+    trace_ref = ("trace", trace_create.id)
+    assert trace_create.data["name"] == "ai.generateText"
+    assert trace_create.data["input"] == VERCEL_QUESTION  # the root has no input.value: the first user message
+    assert trace_output(records, trace_create.id) == VERCEL_ANSWER
+
+    asking, answering = entities(records, "generation")
+    for generation in (asking, answering):
+        assert generation.parent == trace_ref
+        assert generation.announced["name"] == "ai.generateText.doGenerate"
+        assert generation.announced["model"] == "gpt-4o-mini-2024-07-18"  # the response model
+        assert generation.announced["provider"] == "openai"  # "openai.chat" normalised
+        assert generation.announced["modelParameters"] == {"temperature": "0.2", "max_tokens": "50"}
+    system_and_user = [{"role": "system", "content": VERCEL_SYSTEM}, {"role": "user", "content": VERCEL_QUESTION}]
+    assert asking.announced["messages"] == system_and_user
+    assert asking.result["id"] == "resp-1"
+    assert asking.result["model"] == "gpt-4o-mini-2024-07-18"
+    assert asking.result["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            "finish_reason": "tool_calls",  # Vercel's "tool-calls"
+        }
+    ]
+    assert asking.result["usage"] == {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.parent == trace_ref
+    assert tool_call.announced["name"] == "weather"
+    assert json.loads(tool_call.announced["args"]) == {"city": "Paris"}
+    assert json.loads(tool_call.result) == {"celsius": 18}
+
+    *_, assistant, tool_answer = answering.announced["messages"]
+    assert answering.announced["messages"][:2] == system_and_user
+    ((call),) = assistant["tool_calls"]
+    assert assistant["role"] == "assistant" and (call["id"], call["function"]["name"]) == ("call_1", "weather")
+    assert arguments(call) == {"city": "Paris"}
+    assert tool_answer["role"] == "tool" and tool_answer["tool_call_id"] == "call_1"
+    assert json.loads(tool_answer["content"]) == {"celsius": 18}
+    assert answering.result["id"] == "resp-2"
+    assert answering.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": VERCEL_ANSWER}, "finish_reason": "stop"}
+    ]
+    assert answering.result["usage"] == {"prompt_tokens": 40, "completion_tokens": 10, "total_tokens": 50}
+
+
+def test_vercel_ai_sdk_5_tool_call_output_and_prompt_forms() -> None:
+    """AI SDK 5 names: tool results as ``output: {type, value}``, tool-call ``input``; ``ai.prompt`` alone."""
+
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer,
+            "ai.streamText.doStream",
+            {
+                "ai.operationId": "ai.streamText.doStream",
+                "ai.model.provider": "anthropic.messages",
+                "ai.model.id": "claude-sonnet-4",
+                "ai.prompt": json.dumps({"system": "Be brief.", "prompt": "Hi there"}),
+                "ai.response.toolCalls": json.dumps(
+                    [{"toolCallId": "t1", "toolName": "lookup", "input": {"order": 42}}]
+                ),
+                "ai.response.finishReason": "tool-calls",
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "ai.streamText.doStream",
+            {
+                "ai.operationId": "ai.streamText.doStream",
+                "ai.model.provider": "anthropic.messages",
+                "ai.model.id": "claude-sonnet-4",
+                "ai.prompt.messages": json.dumps(
+                    [
+                        {"role": "user", "content": [{"type": "text", "text": "Hi there"}]},
+                        {
+                            "role": "tool",
+                            "content": [
+                                {
+                                    "type": "tool-result",
+                                    "toolCallId": "t1",
+                                    "toolName": "lookup",
+                                    "output": {"type": "text", "value": "shipped"},
+                                }
+                            ],
+                        },
+                    ]
+                ),
+                "ai.response.text": "It shipped.",
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "execute_tool lookup",
+            {"ai.operationId": "ai.toolCall", "ai.toolCall.name": "lookup", "ai.toolCall.output": '"shipped"'},
+        ):
+            pass
+
+    _, records = _run(build)
+    first, second = entities(records, "generation")
+    assert first.announced["provider"] == "anthropic" and first.announced["model"] == "claude-sonnet-4"
+    assert first.announced["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there"},
+    ]
+    ((choice),) = first.result["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert [(c["id"], c["function"]["name"], arguments(c)) for c in choice["message"]["tool_calls"]] == [
+        ("t1", "lookup", {"order": 42})
+    ]
+    assert second.announced["messages"][1] == {"role": "tool", "content": "shipped", "tool_call_id": "t1"}
+    assert second.result["choices"][0]["message"] == {"role": "assistant", "content": "It shipped."}
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.announced["name"] == "lookup" and tool_call.result == '"shipped"'
+
+
+# --- the older GenAI span events -------------------------------------------------------------------
+
+
+def _older_events_chat(tracer: Tracer) -> None:
+    """A chat span whose messages are span events (the GenAI conventions before ``gen_ai.input.messages``)."""
+    with _span(
+        tracer,
+        "chat gpt-4o",
+        {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "gen_ai.usage.input_tokens": 25,
+            "gen_ai.usage.output_tokens": 3,
+            "gen_ai.response.finish_reasons": ["tool_calls"],
+        },
+    ) as span:
+        span.add_event("gen_ai.system.message", {"gen_ai.system": "openai", "content": "be nice"})
+        span.add_event("gen_ai.user.message", {"gen_ai.system": "openai", "content": "Where is my order?"})
+        earlier_call = {"id": "call_0", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+        span.add_event("gen_ai.assistant.message", {"tool_calls": json.dumps([earlier_call])})
+        span.add_event("gen_ai.tool.message", {"content": "which order?", "id": "call_0"})
+        span.add_event("retry", {"attempt": 2})
+        call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"order": 42}'}}
+        span.add_event(
+            "gen_ai.choice",
+            {"index": 0, "finish_reason": "tool_calls", "message": json.dumps({"tool_calls": [call]})},
+        )
+
+
+def test_older_genai_message_and_choice_events() -> None:
+    _, records = _run(_older_events_chat)
+    (trace_create,) = trace_creates(records)
+    (generation,) = entities(records, "generation")
+    assert generation.parent == ("trace", trace_create.id)
+    assert generation.announced["model"] == "gpt-4o-2024-08-06" and generation.announced["provider"] == "openai"
+    assert generation.announced["messages"] == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "Where is my order?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call_0", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}],
+        },
+        {"role": "tool", "content": "which order?", "tool_call_id": "call_0"},
+    ]
+    assert generation.result["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"order": 42}'}}
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ]
+    assert generation.result["usage"] == {"prompt_tokens": 25, "completion_tokens": 3, "total_tokens": 28}
+    # The message events are read into the generation; any other event stays an event, on the trace.
+    events = [r for r in records if r.action == "add-event"]
+    assert [(r.entity, r.id, r.data["name"]) for r in events] == [("trace", trace_create.id, "retry")]
+    assert events[0].data["metadata"] == {"attempt": "2", "maxim.entity": f"generation:{generation.id}"}
+    assert trace_create.data["input"] == "Where is my order?"
+
+
+def test_azure_ai_inference_events_with_gen_ai_event_content() -> None:
+    """azure-ai-inference puts each message as JSON in the event attribute ``gen_ai.event.content``."""
+
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer,
+            "chat gpt-4o",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "az.ai.inference",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 25,
+                "gen_ai.usage.output_tokens": 3,
+            },
+        ) as span:
+            for role, content in (("system", "be nice"), ("user", "Where is my order?")):
+                span.add_event(
+                    f"gen_ai.{role}.message",
+                    {
+                        "gen_ai.system": "az.ai.inference",
+                        "gen_ai.event.content": json.dumps({"role": role, "content": content}),
+                    },
+                )
+            span.add_event(
+                "gen_ai.choice",
+                {
+                    "gen_ai.system": "az.ai.inference",
+                    "gen_ai.event.content": json.dumps(
+                        {"finish_reason": "stop", "index": 0, "message": {"content": "It shipped."}}
+                    ),
+                },
+            )
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["provider"] == "azure"
+    assert generation.announced["messages"] == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "Where is my order?"},
+    ]
+    assert generation.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "It shipped."}, "finish_reason": "stop"}
+    ]
+    assert not of(records, "trace", "add-event")
+
+
+# --- Traceloop <= 0.54: gen_ai.prompt.N.* / gen_ai.completion.N.* --------------------------------
+
+_TL054_COMMON = {
+    "traceloop.workflow.name": "weather_agent",
+    "traceloop.entity.path": "",
+    "traceloop.association.properties.ls_provider": "openai",
+    "traceloop.association.properties.ls_model_name": "gpt-4o-mini",
+    "traceloop.association.properties.ls_temperature": 0.2,
+    "gen_ai.system": "openai",
+    "llm.request.type": "chat",
+    "gen_ai.operation.name": "llm_request",
+    "llm.request.functions.0.name": "get_weather",
+    "llm.request.functions.0.description": "Get the current weather for a city.",
+    "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.request.max_tokens": 50,
+    "gen_ai.request.temperature": 0.2,
+    "gen_ai.prompt.0.role": "system",
+    "gen_ai.prompt.0.content": "Use tools when helpful.",
+    "gen_ai.prompt.1.role": "user",
+    "gen_ai.prompt.1.content": "What's the weather in Paris?",
+    "gen_ai.response.model": "gpt-4o-mini-fake-0001",
+    "gen_ai.usage.input_tokens": 11,
+    "gen_ai.usage.output_tokens": 7,
+    "llm.usage.total_tokens": 18,
+    "gen_ai.usage.cache_read_input_tokens": 0,
+}
+_TL054_ARGS = '{"city": "test", "unit": "celsius"}'
+_TL054_WEATHER = "18 degrees celsius and sunny in test"
+
+
+def _traceloop_054_agent(tracer: Tracer) -> None:
+    """The ``tool_agent`` case as Traceloop's opentelemetry-instrumentation-langchain 0.54.0 recorded it."""
+    with _span(
+        tracer,
+        "weather_agent.workflow",
+        {
+            "traceloop.workflow.name": "weather_agent",
+            "traceloop.span.kind": "workflow",
+            "traceloop.entity.name": "weather_agent",
+            "gen_ai.provider.name": "langchain",
+            "gen_ai.operation.name": "invoke_agent",
+            "traceloop.entity.input": json.dumps({"inputs": "What's the weather in Paris?", "tags": []}),
+            "gen_ai.task.input": json.dumps({"inputs": "What's the weather in Paris?", "tags": []}),
+        },
+    ) as workflow:
+        with _span(
+            tracer,
+            "ChatOpenAI.chat",
+            {
+                **_TL054_COMMON,
+                "gen_ai.response.id": "chatcmpl-fake-4",
+                "gen_ai.completion.0.finish_reason": "tool_calls",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.tool_calls.0.id": "call_fake_4",
+                "gen_ai.completion.0.tool_calls.0.name": "get_weather",
+                "gen_ai.completion.0.tool_calls.0.arguments": _TL054_ARGS,
+            },
+        ):
+            pass
+        wrapped_args = json.dumps(
+            {
+                "input_str": "{'city': 'test', 'unit': 'celsius'}",
+                "tags": [],
+                "metadata": {},
+                "inputs": {"city": "test", "unit": "celsius"},
+                "kwargs": {"color": "green", "name": None, "tool_call_id": "call_fake_4"},
+            }
+        )
+        wrapped_result = json.dumps(
+            {
+                "output": {
+                    "lc": 1,
+                    "type": "constructor",
+                    "id": ["langchain", "schema", "messages", "ToolMessage"],
+                    "kwargs": {
+                        "content": _TL054_WEATHER,
+                        "type": "tool",
+                        "name": "get_weather",
+                        "tool_call_id": "call_fake_4",
+                        "status": "success",
+                    },
+                },
+                "kwargs": {"tags": [], "color": "green", "name": "get_weather"},
+            }
+        )
+        with _span(
+            tracer,
+            "execute_tool get_weather",
+            {
+                "traceloop.workflow.name": "weather_agent",
+                "traceloop.span.kind": "tool",
+                "traceloop.entity.name": "get_weather",
+                "gen_ai.provider.name": "langchain",
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "get_weather",
+                "gen_ai.tool.type": "function",
+                "gen_ai.tool.description": "Get the current weather for a city.",
+                "traceloop.entity.input": wrapped_args,
+                "gen_ai.tool.call.arguments": wrapped_args,
+                "gen_ai.task.status": "success",
+                "traceloop.entity.output": wrapped_result,
+                "gen_ai.tool.call.result": wrapped_result,
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "ChatOpenAI.chat",
+            {
+                **_TL054_COMMON,
+                "gen_ai.prompt.2.role": "assistant",
+                "gen_ai.prompt.2.tool_calls.0.id": "call_fake_4",
+                "gen_ai.prompt.2.tool_calls.0.name": "get_weather",
+                "gen_ai.prompt.2.tool_calls.0.arguments": _TL054_ARGS,
+                "gen_ai.prompt.2.content": "",
+                "gen_ai.prompt.3.role": "tool",
+                "gen_ai.prompt.3.content": _TL054_WEATHER,
+                "gen_ai.prompt.3.tool_call_id": "call_fake_4",
+                "gen_ai.response.id": "chatcmpl-fake-5",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "Tool result received: " + _TL054_WEATHER,
+                "gen_ai.completion.0.finish_reason": "stop",
+            },
+        ):
+            pass
+        workflow.set_attribute(
+            "traceloop.entity.output", json.dumps({"outputs": "Tool result received: " + _TL054_WEATHER})
+        )
+
+
+def test_traceloop_054_flattened_prompts_and_completions() -> None:
+    _, records = _run(_traceloop_054_agent)
+    (trace_create,) = trace_creates(records)
+    assert trace_create.data["name"] == "weather_agent.workflow"
+    assert trace_create.data["input"] == "What's the weather in Paris?"
+    assert trace_output(records, trace_create.id) == "Tool result received: " + _TL054_WEATHER
+
+    asking, answering = entities(records, "generation")
+    system_and_user = [
+        {"role": "system", "content": "Use tools when helpful."},
+        {"role": "user", "content": "What's the weather in Paris?"},
+    ]
+    for generation in (asking, answering):
+        assert generation.announced["name"] == "ChatOpenAI.chat"
+        assert generation.announced["model"] == "gpt-4o-mini-fake-0001"
+        assert generation.announced["provider"] == "openai"  # from gen_ai.system
+        assert generation.announced["modelParameters"] == {"max_tokens": "50", "temperature": "0.2"}
+        assert generation.result["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    assert asking.announced["messages"] == system_and_user
+    assert asking.result["id"] == "chatcmpl-fake-4"
+    assert asking.result["choices"] == [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_fake_4",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": _TL054_ARGS},
+                    }
+                ],
+            },
+            "finish_reason": "tool_calls",
+        }
+    ]
+
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.announced["name"] == "get_weather"
+    assert tool_call.announced["description"] == "Get the current weather for a city."
+    assert json.loads(tool_call.announced["args"]) == {"city": "test", "unit": "celsius"}  # Traceloop's envelope off
+    assert tool_call.result == _TL054_WEATHER  # the ToolMessage's content, not its serialisation
+
+    assert answering.announced["messages"] == [
+        *system_and_user,
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_fake_4", "type": "function", "function": {"name": "get_weather", "arguments": _TL054_ARGS}}
+            ],
+        },
+        {"role": "tool", "content": _TL054_WEATHER, "tool_call_id": "call_fake_4"},
+    ]
+    assert answering.result["id"] == "chatcmpl-fake-5"
+    assert answering.result["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Tool result received: " + _TL054_WEATHER},
+            "finish_reason": "stop",
+        }
+    ]
+
+
+def test_traceloop_054_streamed_answer_with_unknown_role() -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer,
+            "ChatOpenAI.chat",
+            {
+                "gen_ai.system": "openai",
+                "llm.request.type": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini",
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": "Stream please",
+                "gen_ai.completion.0.role": "unknown",
+                "gen_ai.completion.0.content": "Fake answer to: Stream please",
+                "gen_ai.completion.0.finish_reason": "stop",
+            },
+        ):
+            pass
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["model"] == "gpt-4o-mini"
+    assert generation.result["id"] == generation.id  # no response id: the generation's own
+    assert generation.result["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Fake answer to: Stream please"},
+            "finish_reason": "stop",
+        }
+    ]
+    assert "usage" not in generation.result
+
+
+# --- Traceloop >= 0.55 finish reason "tool_call" ---------------------------------------------------
+
+
+def test_finish_reason_tool_call_becomes_tool_calls() -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer,
+            "ChatOpenAI.chat",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}]
+                ),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"city": "Oslo"}}
+                            ],
+                            "finish_reason": "tool_call",
+                        }
+                    ]
+                ),
+                "gen_ai.response.finish_reasons": ["tool_call"],
+            },
+        ):
+            pass
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    ((choice),) = generation.result["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    assert [(c["id"], arguments(c)) for c in choice["message"]["tool_calls"]] == [("c1", {"city": "Oslo"})]
+
+
+# --- OpenInference retrievers ----------------------------------------------------------------------
+
+
+RETRIEVED = [f"document number {n}" for n in range(12)]  # indices 10 and 11 sort after 9, not after 1
+
+
+def _retriever_under_agent(tracer: Tracer) -> None:
+    """An OpenInference RETRIEVER span (query in input.value, documents flattened) under an agent span."""
+    attributes: dict[str, Any] = {
+        "openinference.span.kind": "RETRIEVER",
+        "input.value": "capital of France",
+        "metadata": json.dumps({"ls_retriever_name": "static"}),
+    }
+    for n, content in reversed(list(enumerate(RETRIEVED))):
+        attributes[f"retrieval.documents.{n}.document.content"] = content
+        attributes[f"retrieval.documents.{n}.document.metadata"] = json.dumps({"n": n})
+    with _span(tracer, "turn", {}), _span(tracer, "agent", {"openinference.span.kind": "AGENT"}):
+        with _span(tracer, "StaticRetriever", attributes):
+            pass
+
+
+def test_openinference_retriever_documents_in_index_order() -> None:
+    _, records = _run(_retriever_under_agent)
+    (agent,) = of(records, "trace", "add-span")
+    (retrieval,) = entities(records, "retrieval")
+    assert retrieval.parent == ("span", agent.data["id"])
+    assert retrieval.announced["name"] == "StaticRetriever"
+    assert [(r.action, dict(r.data)) for r in retrieval.records if r.action == "update"] == [
+        ("update", {"metadata": {"ls_retriever_name": "static"}}),
+        ("update", {"input": "capital of France"}),
+        ("update", {"docs": RETRIEVED}),
+    ]
+    assert retrieval.records[-1].action == "end"
+
+
+# --- providers, parameters, errors, tags ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "provider"),
+    [
+        ("openai", "openai"),
+        ("OpenAI", "openai"),
+        ("openai.chat", "openai"),  # Vercel AI SDK
+        ("openai.responses", "openai"),
+        ("anthropic.messages", "anthropic"),
+        ("Anthropic", "anthropic"),
+        ("azure.ai.openai", "azure"),
+        ("az.ai.openai", "azure"),
+        ("az.ai.inference", "azure"),
+        ("azure-openai.chat", "azure"),
+        ("aws.bedrock", "bedrock"),
+        ("amazon-bedrock", "bedrock"),
+        ("aws", "bedrock"),  # OpenInference llm.provider
+        ("gcp.gemini", "google"),
+        ("gcp.vertex_ai", "google"),
+        ("google.generative-ai", "google"),
+        ("google.vertex.chat", "google"),
+        ("vertexai", "google"),
+        ("groq.chat", "groq"),
+        ("together_ai", "together"),
+        ("cohere", "cohere"),
+        ("fireworks", "fireworks"),
+        ("huggingface", "huggingface"),
+        ("mistral_ai", "unknown"),
+        ("langchain", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+        (3, "unknown"),
+    ],
+)
+def test_provider_normalisation(value: object, provider: str) -> None:
+    assert genai.normalize_provider(value) == provider
+
+
+@pytest.mark.parametrize(
+    ("attributes", "provider"),
+    [
+        ({"gen_ai.provider.name": "anthropic", "gen_ai.system": "openai"}, "anthropic"),
+        ({"gen_ai.system": "gcp.vertex_ai", "llm.provider": "openai"}, "google"),
+        ({"llm.provider": "azure", "llm.system": "openai"}, "azure"),
+        ({"llm.system": "openai"}, "openai"),
+        ({"ai.model.provider": "groq.chat"}, "groq"),
+        ({"gen_ai.provider.name": "mistral_ai"}, "unknown"),
+        ({}, "unknown"),
+    ],
+)
+def test_provider_attribute_priority(attributes: dict[str, Any], provider: str) -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "llm", {"openinference.span.kind": "LLM", **attributes}):
+            pass
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["provider"] == provider
+
+
+def test_model_parameters_encoded_like_maxim_py() -> None:
+    """The parameters of maxim-py's captured generation, as maxim-py wrote them (strings as they are, else JSON)."""
+    maxim_py = {
+        "temperature": "0.2",
+        "max_tokens": "100",
+        "stop": '["\\n"]',
+        "tool_choice": "auto",
+        "response_format": '{"type": "json_object"}',
+    }
+
+    def build(tracer: Tracer) -> None:
+        invocation = {
+            "model": "gpt-4o",
+            "temperature": 0.2,
+            "max_tokens": 100,
+            "stop": ["\n"],
+            "tool_choice": "auto",
+            "response_format": {"type": "json_object"},
+            "top_p": None,  # maxim-py drops None
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        with _span(
+            tracer,
+            "openinference",
+            {"openinference.span.kind": "LLM", "llm.invocation_parameters": json.dumps(invocation)},
+        ):
+            pass
+        with _span(
+            tracer,
+            "gen_ai",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 100,
+                "gen_ai.request.stop_sequences": ["\n"],
+                "gen_ai.request.seed": 7,
+                "gen_ai.request.top_p": 1.0,
+            },
+        ):
+            pass
+
+    maxim, records = _run(build)
+    from_invocation, from_gen_ai = entities(records, "generation")
+    assert list(from_invocation.announced["modelParameters"].items()) == list(maxim_py.items())  # order kept
+    assert from_gen_ai.announced["modelParameters"] == {
+        "temperature": "0.2",
+        "max_tokens": "100",
+        "top_p": "1.0",
+        "stop": '["\\n"]',
+        "seed": "7",
+    }
+    # Byte for byte as maxim-py's line: "modelParameters": {"temperature": "0.2", "max_tokens": "100", ...
+    (line,) = [line for line in maxim.lines() if "add-generation" in line and '"name": "openinference"' in line]
+    assert (
+        '"modelParameters": {"temperature": "0.2", "max_tokens": "100", "stop": "[\\"\\\\n\\"]", '
+        '"tool_choice": "auto", "response_format": "{\\"type\\": \\"json_object\\"}"}' in line
+    )
+
+
+def test_errors_of_generations_tool_calls_and_spans() -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "turn", {}), _span(tracer, "agent", {}) as agent:
+            with _span(
+                tracer,
+                "chat gpt-4o",
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o",
+                    "error.type": "RateLimitError",
+                    "http.response.status_code": 429,
+                },
+            ) as generation:
+                generation.set_status(Status(StatusCode.ERROR, "rate limited"))
+            with _span(tracer, "execute_tool lookup", {"gen_ai.operation.name": "execute_tool"}) as tool:
+                tool.set_attribute("gen_ai.tool.name", "lookup")
+                tool.record_exception(LookupError("order 42 not found"))
+                tool.set_status(Status(StatusCode.ERROR, "order 42 not found"))
+            agent.set_status(Status(StatusCode.ERROR, "the agent gave up"))
+
+    _, records = _run(build)
+    (agent,) = of(records, "trace", "add-span")
+    (generation,) = entities(records, "generation")
+    assert generation.parent == ("span", agent.data["id"])
+    assert generation.result["error"] == {"message": "rate limited", "code": "429", "type": "RateLimitError"}
+    assert "choices" not in generation.result
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.announced["name"] == "lookup"
+    assert tool_call.one("error")["error"] == {"message": "order 42 not found", "code": "", "type": "LookupError"}
+    assert not tool_call.of("result")
+    # Only the plain span's failure is an add-error: the generation and tool call carry theirs.
+    errors = [r for r in records if r.action == "add-error"]
+    assert [(r.entity, r.id, r.data["message"]) for r in errors] == [("span", agent.data["id"], "the agent gave up")]
+
+
+def test_openinference_and_maxim_tags_and_metadata() -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer,
+            "llm",
+            {
+                "openinference.span.kind": "LLM",
+                "llm.system": "openai",
+                "tag.tags": ["vip", "beta"],
+                "metadata": json.dumps({"user_id": "u-1", "plan": {"tier": 2}}),
+                "maxim.tags.team": "search",
+                "maxim.metadata.release": "r7",
+            },
+        ):
+            pass
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["tags"] == {"team": "search", "vip": "true", "beta": "true"}
+    assert generation.one("update") == {"metadata": {"release": "r7", "user_id": "u-1", "plan": '{"tier": 2}'}}
+
+
+# --- the trace's input and output ------------------------------------------------------------------
+
+
+def _generation_under(tracer: Tracer, root_attributes: dict[str, Any]) -> None:
+    with _span(tracer, "turn", root_attributes):
+        with _span(
+            tracer,
+            "llm",
+            {
+                "openinference.span.kind": "LLM",
+                "llm.input_messages.0.message.role": "system",
+                "llm.input_messages.0.message.content": "be nice",
+                "llm.input_messages.1.message.role": "user",
+                "llm.input_messages.1.message.content": "first question",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "first answer",
+            },
+        ):
+            pass
+        with _span(
+            tracer,
+            "llm",
+            {
+                "openinference.span.kind": "LLM",
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": "second question",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "second answer",
+            },
+        ):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("root_attributes", "expected"),
+    [
+        ({}, ("first question", "second answer")),
+        ({"input.value": "oi in", "output.value": "oi out"}, ("oi in", "oi out")),
+        ({"maxim.input": "maxim in", "maxim.output": "maxim out"}, ("maxim in", "maxim out")),
+        ({"maxim.input": "maxim in", "input.value": "oi in", "output.value": "oi out"}, ("maxim in", "oi out")),
+        ({"input.value": "oi in"}, ("oi in", "second answer")),
+    ],
+)
+def test_trace_input_and_output(root_attributes: dict[str, Any], expected: tuple[str, str]) -> None:
+    _, records = _run(lambda tracer: _generation_under(tracer, root_attributes))
+    (trace_create,) = trace_creates(records)
+    assert (trace_create.data["input"], trace_output(records, trace_create.id)) == expected
+    assert not [r for r in records if r.entity == "trace" and r.action == "update" and "input" in r.data]
+
+
+# --- content switched off --------------------------------------------------------------------------
+
+SCENARIOS: dict[str, tuple[Build, tuple[str, ...]]] = {
+    "vercel": (_vercel_generate_text, (VERCEL_SYSTEM, VERCEL_QUESTION, VERCEL_ANSWER, "Paris", "celsius")),
+    "traceloop-0.54": (_traceloop_054_agent, ("Use tools when helpful.", "weather in Paris", "sunny")),
+    "events": (_older_events_chat, ("be nice", "Where is my order?", "which order?")),
+    "retriever": (_retriever_under_agent, ("capital of France", "document number")),
+    "roots": (
+        lambda tracer: _generation_under(tracer, {"maxim.input": "maxim in", "output.value": "oi out"}),
+        ("be nice", "question", "answer", "maxim in", "oi out"),
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_capture_content_off_for_hand_built_conventions(scenario: str) -> None:
+    build, secrets = SCENARIOS[scenario]
+    maxim, records = _run(build, capture_content=False)
+    lines = maxim.lines()
+    for secret in secrets:
+        leaks = [line for line in lines if secret in line]
+        assert not leaks, f"{secret!r} leaked into {len(leaks)} records, first: {leaks[0][:300]}"
+    assert all(g.announced["messages"] == [] for g in entities(records, "generation"))
+    for tool_call in entities(records, "tool_call"):
+        assert "args" not in tool_call.announced and not tool_call.of("result")
+    for retrieval in entities(records, "retrieval"):
+        assert not [u for u in retrieval.of("update") if "input" in u or "docs" in u]
+    (trace_create,) = trace_creates(records)
+    assert "input" not in trace_create.data and trace_output(records, trace_create.id) is None
