@@ -1,0 +1,344 @@
+"""Delivery benchmark: spans per second end to end into a local Maxim fake, and memory while Maxim is down.
+
+Run by hand (from the repository root)::
+
+    python bench/bench_delivery.py            # the numbers for the README
+    python bench/bench_delivery.py --quick    # a smoke run (the tests call it)
+
+Three phases, each in a fresh process so their memory figures do not mix; the
+fake server (``tests/fake_maxim.py``) runs in its own process too, so it does
+not compete with the pipeline for the GIL:
+
+1. ``throughput``: spans made with the real OTel SDK (TracerProvider ->
+   MaximSpanProcessor -> MaximSpanExporter -> MaximApiSink), timed from the
+   first span to the moment the server has acknowledged every record.
+2. ``down``: the same pipeline with nothing listening at the API's address:
+   every record goes to the disk spool.  Reports the pace and the process's
+   resident memory (sampled as the spans go by, and its peak).  Spans are
+   handed to the exporter in batches of 512 on the producing thread (what the
+   BatchSpanProcessor's worker does), so the SDK's queue, bounded by
+   ``OTEL_BSP_MAX_QUEUE_SIZE`` and not ours, neither drops spans nor blurs the
+   figure.  ``down-traced`` runs it again under tracemalloc for the peak of
+   Python allocations (tracemalloc slows it down several times).
+3. ``replay``: a new process with the same spool directory, the server up:
+   the time it takes to deliver the spool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE = ROOT / "tests" / "fake_maxim.py"
+KEY = "bench-key"
+REPO = "bench-repo"
+SPANS_PER_TRACE = 4
+_RSS_UNIT = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss is in bytes on macOS, KiB on Linux
+
+
+class Counting:
+    """A sink in front of the real one that counts the record lines it is given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lines = 0
+
+    def write(self, lines: Sequence[str]) -> bool:
+        self.lines += len(lines)
+        return bool(self.inner.write(lines))
+
+    def flush(self, timeout: float) -> bool:
+        return bool(self.inner.flush(timeout))
+
+    def close(self, timeout: float) -> None:
+        self.inner.close(timeout)
+
+
+class InlineBatches(SpanProcessor):
+    """Hand ended spans to the exporter 512 at a time, on the thread that ends them."""
+
+    def __init__(self, exporter: Any, size: int = 512) -> None:
+        self.exporter = exporter
+        self.size = size
+        self.batch: list[ReadableSpan] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.batch.append(span)
+        if len(self.batch) >= self.size:
+            self.exporter.export(self.batch)
+            self.batch = []
+
+    def shutdown(self) -> None:
+        self.force_flush()
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self.batch:
+            self.exporter.export(self.batch)
+            self.batch = []
+        return True
+
+
+def current_rss_mib() -> float:
+    """Resident memory now (Linux), else the peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT
+
+
+def produce(provider: TracerProvider, spans: int, samples: list[float] | None = None) -> None:
+    """Traces of a root (with a session, input and output) and three children, one of them an LLM call."""
+    tracer = provider.get_tracer("bench")
+    traces = spans // SPANS_PER_TRACE
+    for i in range(traces):
+        if samples is not None and i % max(1, traces // 4) == 0:
+            samples.append(current_rss_mib())
+        attributes = {
+            "session.id": f"session-{i % 100}",
+            "maxim.input": f"Question {i}: where is my order? " * 3,
+            "maxim.output": f"Answer {i}: it shipped yesterday. " * 3,
+        }
+        with tracer.start_as_current_span("turn", attributes=attributes):
+            with tracer.start_as_current_span("agent"):
+                with tracer.start_as_current_span(
+                    "chat gpt-4o-mini",
+                    attributes={
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.system": "openai",
+                        "gen_ai.request.model": "gpt-4o-mini",
+                        "gen_ai.usage.input_tokens": 25,
+                        "gen_ai.usage.output_tokens": 12,
+                    },
+                ):
+                    pass
+                with tracer.start_as_current_span("lookup_order", attributes={"gen_ai.operation.name": "execute_tool"}):
+                    pass
+
+
+def sink_for(port: int, spool: str, **options: Any) -> Any:
+    from otel_maxim.sinks.maxim_api import MaximApiSink  # noqa: PLC0415 - after the phase's tracemalloc starts
+
+    url = f"http://127.0.0.1:{port}"
+    return MaximApiSink(api_key=KEY, repo_id=REPO, base_url=url, spool_dir=spool, check_repository=False, **options)
+
+
+def server_stats(port: int) -> dict[str, int]:
+    result: dict[str, int] = requests.get(f"http://127.0.0.1:{port}/_fake/stats", timeout=10).json()
+    return result
+
+
+# --- phases (each in its own process) ----------------------------------------------------------
+
+
+def phase_throughput(spans: int, port: int, spool: str) -> dict[str, Any]:
+    from otel_maxim import MaximSpanExporter, MaximSpanProcessor  # noqa: PLC0415
+
+    sink = Counting(sink_for(port, spool))
+    exporter = MaximSpanExporter(sink=sink)
+    # A queue that holds the whole run: the point is the pipeline's pace, not the SDK's drop policy.
+    processor = MaximSpanProcessor(exporter, max_queue_size=spans + 1, max_export_batch_size=512)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    before = server_stats(port)["distinct"]
+    started = time.perf_counter()
+    produce(provider, spans)
+    produced = time.perf_counter() - started
+    processor.force_flush(600_000)
+    while server_stats(port)["distinct"] - before < sink.lines:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    stats = server_stats(port)
+    return {
+        "spans": spans,
+        "records": sink.lines,
+        "seconds": elapsed,
+        "spans_per_second": spans / elapsed,
+        "records_per_second": sink.lines / elapsed,
+        "producing_seconds": produced,
+        "posts": stats["posts"],
+    }
+
+
+def phase_down(spans: int, port: int, spool: str, *, traced: bool = False) -> dict[str, Any]:
+    if traced:
+        tracemalloc.start()
+    from otel_maxim import MaximSpanExporter  # noqa: PLC0415
+
+    inner = sink_for(port, spool, export_timeout=1.0)
+    sink = Counting(inner)
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider()
+    provider.add_span_processor(InlineBatches(exporter))
+    samples: list[float] = []
+    started = time.perf_counter()
+    produce(provider, spans, samples)
+    provider.force_flush()
+    elapsed = time.perf_counter() - started
+    samples.append(current_rss_mib())
+    stats = inner.stats()
+    _, peak = tracemalloc.get_traced_memory() if traced else (0, 0)
+    tracemalloc.stop()
+    provider.shutdown()  # the API is still down: close() leaves everything in the spool
+    spool_bytes = sum(p.stat().st_size for p in Path(spool).rglob("*.seg"))
+    return {
+        "spans": spans,
+        "records": sink.lines,
+        "seconds": elapsed,
+        "spans_per_second": spans / elapsed,
+        "tracemalloc_peak_mib": peak / 2**20,
+        "rss_samples_mib": samples,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT,
+        "memory_bytes_at_end": stats["memory_bytes"],
+        "refused_records": stats["refused_records"],
+        "spool_mib": spool_bytes / 2**20,
+    }
+
+
+def phase_replay(records: int, port: int, spool: str) -> dict[str, Any]:
+    sink = sink_for(port, spool)
+    before = server_stats(port)["distinct"]
+    started = time.perf_counter()
+    flushed = sink.flush(600)
+    elapsed = time.perf_counter() - started
+    sink.close(10)
+    delivered = server_stats(port)["distinct"] - before
+    return {
+        "records": delivered,
+        "expected": records,
+        "flushed": flushed,
+        "seconds": elapsed,
+        "records_per_second": delivered / elapsed,
+    }
+
+
+# --- orchestration ----------------------------------------------------------------------------
+
+
+def start_server(port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    command = [sys.executable, str(FAKE), "--port", str(port), "--api-key", KEY, "--repo", REPO]
+    server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert server.stdout is not None
+    first = server.stdout.readline().split()
+    if first[:1] != ["PORT"]:
+        server.kill()
+        raise RuntimeError("the fake server did not start")
+    return server, int(first[1])
+
+
+def stop_server(server: subprocess.Popen[str]) -> None:
+    assert server.stdin is not None
+    server.stdin.close()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_phase(phase: str, count: int, port: int, spool: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", phase, "--count", str(count), "--port", str(port), "--spool", spool]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"phase {phase} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="otel_maxim delivery benchmark")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--spans", type=int, default=None, help="spans for the throughput phase (default 100000)")
+    parser.add_argument("--down-spans", type=int, default=None, help="spans while the API is down (default 200000)")
+    parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slow) tracemalloc run")
+    parser.add_argument("--phase", choices=["throughput", "down", "down-traced", "replay"], help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--spool", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.phase is not None:
+        phases = {
+            "throughput": phase_throughput,
+            "down": phase_down,
+            "down-traced": lambda n, port, spool: phase_down(n, port, spool, traced=True),
+            "replay": phase_replay,
+        }
+        print(json.dumps(phases[args.phase](args.count, args.port, args.spool)))
+        return 0
+
+    spans = args.spans or (2_000 if args.quick else 100_000)
+    down_spans = args.down_spans or (4_000 if args.quick else 200_000)
+    print(f"otel_maxim delivery benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="otel-maxim-bench-") as work:
+        server, port = start_server()
+        try:
+            up = run_phase("throughput", spans, port, os.path.join(work, "spool-up"))
+        finally:
+            stop_server(server)
+        print(
+            f"end to end, Maxim up:   {up['spans_per_second']:>9,.0f} spans/s"
+            f"  ({up['spans']:,} spans -> {up['records']:,} records acknowledged in {up['seconds']:.2f} s,"
+            f" {up['posts']} POSTs; {up['records_per_second']:,.0f} records/s)"
+        )
+        port = free_port()  # nothing listens there: connection refused, as when Maxim is unreachable
+        spool = os.path.join(work, "spool-down")
+        down = run_phase("down", down_spans, port, spool)
+        print(
+            f"Maxim down, spooling:   {down['spans_per_second']:>9,.0f} spans/s"
+            f"  ({down['spans']:,} spans -> {down['records']:,} records, {down['spool_mib']:.1f} MiB on disk,"
+            f" {down['refused_records']} refused)"
+        )
+        rss = ", ".join(f"{mib:.0f}" for mib in down["rss_samples_mib"])
+        print(
+            f"  memory while down: max RSS {down['max_rss_mib']:.1f} MiB; RSS at 0/25/50/75/100 %: {rss} MiB;"
+            f" records held in memory by the sink at the end: {down['memory_bytes_at_end']} bytes"
+        )
+        if not args.no_tracemalloc:
+            traced = run_phase("down-traced", down_spans, free_port(), os.path.join(work, "spool-traced"))
+            print(f"  peak of Python allocations (tracemalloc, same run): {traced['tracemalloc_peak_mib']:.1f} MiB")
+        server, port = start_server(port)
+        try:
+            replay = run_phase("replay", down["records"], port, spool)
+        finally:
+            stop_server(server)
+        print(
+            f"replay by a new process: {replay['records_per_second']:>8,.0f} records/s"
+            f"  ({replay['records']:,} of {replay['expected']:,} records in {replay['seconds']:.2f} s)"
+        )
+        if replay["records"] != replay["expected"] or not replay["flushed"]:
+            print("ERROR: the replay did not deliver everything", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
