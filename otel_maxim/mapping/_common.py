@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
@@ -31,6 +32,22 @@ def iso(ns: int) -> str:
         _iso_cache = (seconds, prefix)
     micros = rest // 1000
     return f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
+
+
+def attributes_of(span: ReadableSpan) -> Attributes:
+    """The span's attributes as a plain mapping, read once.
+
+    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a
+    ``MappingProxyType``; every lookup through both costs several Python calls.
+    The mapping reads each span's attributes dozens of times, so it reads the
+    plain dict underneath when there is one (finished spans are no longer
+    written to), and falls back to the public property otherwise.
+    """
+    bounded = getattr(span, "_attributes", None)
+    plain = getattr(bounded, "_dict", None)
+    if type(plain) is dict:
+        return plain
+    return span.attributes or {}
 
 
 def trace_hex(trace_id: int) -> str:

@@ -10,7 +10,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
 from otel_maxim.mapping import genai
-from otel_maxim.mapping._common import Attributes, is_consumed, iso, json_text, prefixed, span_hex, text
+from otel_maxim.mapping._common import Attributes, attributes_of, is_consumed, iso, json_text, prefixed, span_hex, text
 from otel_maxim.mapping.genai import Described
 from otel_maxim.records import Record
 
@@ -86,7 +86,7 @@ def tags_of(attributes: Attributes) -> dict[str, str]:
 def open_records(span: ReadableSpan, parent: Ref, options: Options, described: Described) -> tuple[list[Record], Ref]:
     """The records that announce ``span`` on ``parent`` and describe it; and the span's own ref."""
     span_id = span_hex(span.context.span_id)  # type: ignore[union-attr]
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     kind = described.kind
     under_span = parent[0] == "span"
     tags = tags_of(attributes)
@@ -137,7 +137,7 @@ def own_records(
     only traces and spans take them.
     """
     records: list[Record] = []
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     kind = described.kind
     metadata = _metadata(attributes, kind, options.max_attributes)
     if metadata:
@@ -276,15 +276,15 @@ def _without_content(choice: dict[str, object]) -> dict[str, object]:
 
 
 def trace_input(root: ReadableSpan, options: Options) -> str | None:
-    if not options.capture_content or not root.attributes:
+    if not options.capture_content:
         return None
-    return first_text(root.attributes, (conv.INPUT, "input.value"))
+    return first_text(attributes_of(root), (conv.INPUT, "input.value"))
 
 
 def trace_output(root: ReadableSpan, options: Options) -> str | None:
-    if not options.capture_content or not root.attributes:
+    if not options.capture_content:
         return None
-    return first_text(root.attributes, (conv.OUTPUT, "output.value"))
+    return first_text(attributes_of(root), (conv.OUTPUT, "output.value"))
 
 
 def trace_close_records(trace_id: str, root: ReadableSpan, output: str | None) -> list[Record]:

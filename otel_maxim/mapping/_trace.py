@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otel_maxim import conventions as conv
 from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import first, iso, prefixed, span_hex, text, trace_hex
+from otel_maxim.mapping._common import attributes_of, first, iso, prefixed, span_hex, text, trace_hex
 from otel_maxim.records import Record
 
 _logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class MappedTrace(NamedTuple):
 def session_of(spans: Sequence[ReadableSpan]) -> SessionInfo | None:
     """The session of a trace, from any of its spans (the caller puts the root first)."""
     for span in spans:
-        attributes = span.attributes
+        attributes = attributes_of(span)
         if not attributes:
             continue
         raw = attributes.get(conv.SESSION_ID)
@@ -154,7 +154,7 @@ def map_trace(
         trace_id = prior.maxim_id
         if root is not None:
             records.append(Record("trace", trace_id, "update", {"name": root.name}))
-            tags = _span.tags_of(root.attributes or {})
+            tags = _span.tags_of(attributes_of(root))
             if tags:
                 records.append(Record("trace", trace_id, "update", {"tags": tags}))
 
@@ -222,8 +222,8 @@ def _trace_of(span: ReadableSpan) -> str:
 
 
 def _maxim_trace_id(root: ReadableSpan | None, spans: Sequence[ReadableSpan]) -> str:
-    if root is not None and root.attributes:
-        chosen = root.attributes.get(conv.TRACE_ID)
+    if root is not None:
+        chosen = attributes_of(root).get(conv.TRACE_ID)
         if isinstance(chosen, str) and chosen:
             return maxim_id(chosen)
     return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
@@ -232,7 +232,7 @@ def _maxim_trace_id(root: ReadableSpan | None, spans: Sequence[ReadableSpan]) ->
 def _trace_create(
     trace_id: str, source: ReadableSpan, is_root: bool, session: SessionInfo | None, start_ns: int
 ) -> dict[str, object]:
-    attributes = source.attributes or {}
+    attributes = attributes_of(source)
     data: dict[str, object] = {
         "name": source.name,
         "tags": _span.tags_of(attributes) if is_root else {},

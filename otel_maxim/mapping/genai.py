@@ -27,7 +27,7 @@ from typing import Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from otel_maxim.mapping._common import Attributes, first, json_text, text
+from otel_maxim.mapping._common import Attributes, attributes_of, first, json_text, text
 
 GENERATION = "generation"
 TOOL_CALL = "tool_call"
@@ -204,7 +204,7 @@ def classify(attributes: Attributes) -> str:
 
 def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
-    attributes = span.attributes or {}
+    attributes = attributes_of(span)
     kind = classify(attributes)
     described = Described(kind, span.name)
     if kind == GENERATION:
