@@ -28,5 +28,8 @@ lint: $(VENV)/.test
 test: lint
 	$(BIN)/python -m pytest
 
+bench: $(VENV)/.test
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) maxim-records.log .pytest_cache .mypy_cache .ruff_cache

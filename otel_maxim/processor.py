@@ -120,12 +120,13 @@ class _Stamper:
 
     def stamp(self, span: Span, parent_context: Context | None) -> None:
         try:
+            attributes = self.attributes(parent_context)  # first: most spans have no session baggage
+            if attributes is None:
+                return
             existing = span.attributes
             if existing and existing.get(conv.SESSION_ID):
                 return  # an explicit session.id on the span wins over baggage
-            attributes = self.attributes(parent_context)
-            if attributes is not None:
-                span.set_attributes(attributes)
+            span.set_attributes(attributes)
         except Exception:  # on_start runs on the application's thread: never raise there
             _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -187,5 +188,14 @@ def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
     return run
 
 
+_tracers: weakref.WeakKeyDictionary[TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
+
+
 def _tracer(provider: TracerProvider | None) -> trace.Tracer:
-    return trace.get_tracer("otel_maxim", __version__, tracer_provider=provider)
+    """Our tracer of ``provider`` (default: the global one), made once per provider."""
+    if provider is None:
+        provider = trace.get_tracer_provider()
+    tracer = _tracers.get(provider)
+    if tracer is None:
+        tracer = _tracers[provider] = trace.get_tracer("otel_maxim", __version__, tracer_provider=provider)
+    return tracer

@@ -14,6 +14,8 @@ from otel_maxim import conventions as conv
 
 Attributes = Mapping[str, AttributeValue]
 
+_INF = float("inf")
+
 # (second, its formatted prefix): one tuple, so a thread never pairs one second with another's text.
 _iso_cache: tuple[int, str] = (-1, "")
 
@@ -71,7 +73,14 @@ def json_text(value: Any) -> str:
     Sequences become lists; NaN and infinities read ``NaN``/``Infinity`` (this is text inside
     a record, not JSON of the record, which stays strict); unknown objects use ``str()``.
     """
-    if isinstance(value, tuple):
+    kind = type(value)
+    if kind is int:  # the common cases, as json.dumps writes them, without its machinery
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and value == value and value not in (_INF, -_INF):
+        return repr(value)
+    if kind is tuple:
         value = list(value)
     return json.dumps(value, default=str)
 

@@ -1,0 +1,43 @@
+"""The benchmarks in bench/ keep working: each runs in its smoke mode (``--quick``) and prints its ratio last.
+
+No timing is asserted: the numbers of a smoke run mean nothing, and the test suite runs on
+machines of every speed.  bench_delivery.py has its own smoke test (tests/test_delivery.py).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RATIO_LINE = re.compile(r"^ratio: \d+\.\d+ \(target (<=|>=) \d+\.\d+\)$")
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.parametrize("script", ["bench_processor.py", "bench_export.py", "bench_vs_maxim_py.py"])
+def test_the_benchmark_runs_quick_and_prints_its_ratio_last(script: str) -> None:
+    done = _run(str(BENCH / script), "--quick")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    assert RATIO_LINE.match(lines[-1]), lines[-1]
+
+
+def test_run_all_prints_a_markdown_table() -> None:
+    done = _run(str(BENCH / "run_all.py"), "--quick", "--skip-delivery", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "| benchmark | ours | baseline | ratio | target | met? |" in out
+    for name in ("1. application-thread cost per span", "2. export work per span", "3. application-thread cost"):
+        assert name in out
+    assert "Machine: " in out
