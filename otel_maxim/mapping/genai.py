@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -353,29 +353,65 @@ def _parts_choices(raw: object) -> list[dict[str, Any]]:
     return choices
 
 
-def _openinference_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
+class _FlatKeys(NamedTuple):
+    """Where a flattened message convention keeps each field, below ``<prefix>N.``."""
+
+    role: str
+    content: str
+    contents: str | None  # multi-part contents (``...contents.M.message_content.text``)
+    tool_calls: str
+    call_id: str
+    call_name: str
+    call_arguments: str
+    tool_call_id: str
+
+
+_OPENINFERENCE_KEYS = _FlatKeys(
+    "message.role",
+    "message.content",
+    "message.contents.",
+    "message.tool_calls.",
+    "tool_call.id",
+    "tool_call.function.name",
+    "tool_call.function.arguments",
+    "message.tool_call_id",
+)
+_TRACELOOP_KEYS = _FlatKeys("role", "content", None, "tool_calls.", "id", "name", "arguments", "tool_call_id")
+
+
+def _flat_messages(attributes: Attributes, prefix: str, keys: _FlatKeys) -> list[dict[str, Any]]:
+    """Flattened messages (``<prefix>N.<field>``, OpenInference's and Traceloop's form) -> chat messages."""
     messages: list[dict[str, Any]] = []
     for _, fields in sorted(_indexed(attributes, prefix).items()):
-        role = fields.get("message.role")
-        content = fields.get("message.content")
-        if content is None:  # multi-part contents: message.contents.N.message_content.text
+        content = fields.get(keys.content)
+        if content is None and keys.contents is not None:
             texts = [
                 v
-                for _, part in sorted(_indexed(fields, "message.contents.").items())
+                for _, part in sorted(_indexed(fields, keys.contents).items())
                 if isinstance(v := part.get("message_content.text"), str)
             ]
             content = "\n".join(texts) if texts else None
-        message: dict[str, Any] = {"role": str(role or "user"), "content": _as_text(content) if content else ""}
+        role = str(fields.get(keys.role) or "user")
+        message: dict[str, Any] = {
+            "role": "assistant" if role == "unknown" else role,  # Traceloop's streamed answers
+            "content": _as_text(content) if content else "",
+        }
         calls = [
-            _tool_call(c.get("tool_call.id"), c.get("tool_call.function.name"), c.get("tool_call.function.arguments"))
-            for _, c in sorted(_indexed(fields, "message.tool_calls.").items())
+            _tool_call(c.get(keys.call_id), c.get(keys.call_name), c.get(keys.call_arguments))
+            for _, c in sorted(_indexed(fields, keys.tool_calls).items())
         ]
         if calls:
             message["tool_calls"] = calls
-        if fields.get("message.tool_call_id") is not None:
-            message["tool_call_id"] = str(fields["message.tool_call_id"])
+        if fields.get(keys.tool_call_id) is not None:
+            message["tool_call_id"] = str(fields[keys.tool_call_id])
+        if fields.get("finish_reason") is not None:
+            message["finish_reason"] = fields["finish_reason"]
         messages.append(message)
     return messages
+
+
+def _openinference_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
+    return _flat_messages(attributes, prefix, _OPENINFERENCE_KEYS)
 
 
 def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
@@ -393,26 +429,7 @@ def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
 
 
 def _traceloop_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    for _, fields in sorted(_indexed(attributes, prefix).items()):
-        message: dict[str, Any] = {
-            "role": str(fields.get("role") or "user"),
-            "content": _as_text(fields.get("content")),
-        }
-        if message["role"] == "unknown":
-            message["role"] = "assistant"
-        calls = [
-            _tool_call(c.get("id"), c.get("name"), c.get("arguments"))
-            for _, c in sorted(_indexed(fields, "tool_calls.").items())
-        ]
-        if calls:
-            message["tool_calls"] = calls
-        if fields.get("tool_call_id") is not None:
-            message["tool_call_id"] = str(fields["tool_call_id"])
-        if fields.get("finish_reason") is not None:
-            message["finish_reason"] = fields["finish_reason"]
-        messages.append(message)
-    return messages
+    return _flat_messages(attributes, prefix, _TRACELOOP_KEYS)
 
 
 def _traceloop_choices(attributes: Attributes) -> list[dict[str, Any]]:
