@@ -69,7 +69,7 @@ def serialize(record: Record) -> str:
     except (ValueError, TypeError):
         body = _encode(_strict(data))
     if "\\ud" in body:
-        body = _drop_lone_surrogates(body, data)
+        body = _encode(_fix_surrogates(_strict(data)))  # rare: a slow path only for lone surrogates
     return f"{entity}{{id={id_},action={action},data={body}}}"
 
 
@@ -124,13 +124,6 @@ def _fix_surrogates(value: Any) -> Any:
     if isinstance(value, list):
         return [_fix_surrogates(v) for v in value]
     return value
-
-
-def _drop_lone_surrogates(body: str, data: Mapping[str, Any]) -> str:
-    """Re-encode ``data`` with lone surrogates replaced, if the body has any (rare: a slow path)."""
-    fixed = _fix_surrogates(_strict(data))
-    body = _encode(fixed)
-    return body
 
 
 def fit_record(record: Record, max_bytes: int) -> Record:

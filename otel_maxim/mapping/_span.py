@@ -10,7 +10,17 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
 from otel_maxim.mapping import genai
-from otel_maxim.mapping._common import Attributes, attributes_of, is_consumed, iso, json_text, prefixed, span_hex, text
+from otel_maxim.mapping._common import (
+    Attributes,
+    attributes_of,
+    first,
+    is_consumed,
+    iso,
+    json_text,
+    prefixed,
+    span_hex,
+    text,
+)
 from otel_maxim.mapping.genai import Described
 from otel_maxim.records import Record
 
@@ -204,11 +214,8 @@ def _metadata(attributes: Attributes, kind: str, limit: int) -> dict[str, str]:
 
 
 def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None and value != "":
-            return text(value)
-    return None
+    """The first of ``keys`` that is set (not empty), as text."""
+    return text(first(attributes, keys))
 
 
 def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int) -> Record:

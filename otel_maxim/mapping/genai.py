@@ -291,7 +291,7 @@ def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> di
         if value is not None:
             params[name] = list(value) if isinstance(value, tuple) else value
     # As maxim-py writes them: strings as they are, everything else JSON-encoded.
-    return {k: v if isinstance(v, str) else _dumps(v) for k, v in params.items()}
+    return {k: v if isinstance(v, str) else json_text(v) for k, v in params.items()}
 
 
 def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
@@ -321,7 +321,7 @@ def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
     parts = item.get("parts")
     if not isinstance(parts, list):
         content = item.get("content")
-        return {"role": role, "content": content if isinstance(content, str) else _dumps(content)}
+        return {"role": role, "content": content if isinstance(content, str) else json_text(content)}
     message: dict[str, Any] = {"role": role, "content": _parts_text(parts)}
     tool_calls = [_tool_call(p.get("id"), p.get("name"), p.get("arguments")) for p in parts if _is(p, "tool_call")]
     if tool_calls:
@@ -727,10 +727,6 @@ def _as_text(value: object) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return _dumps(value)
-
-
-def _dumps(value: object) -> str:
     return json_text(value)
 
 
