@@ -31,6 +31,20 @@ the hook:
 ``MAXIM_SESSION_BAGGAGE=true`` adds the stamping whatever the exporter, for example OTLP to a
 Collector and ``otel-maxim bridge``; ``false`` turns it off.  The hook never raises: an
 exception in a pre-instrument hook would stop every instrumentor from loading.
+
+One case needs code before step 1.  opentelemetry-distro's distro defaults *every* signal to
+OTLP over gRPC (``OTEL_METRICS_EXPORTER=otlp``, ``OTEL_LOGS_EXPORTER=otlp``,
+``OTEL_EXPORTER_OTLP_PROTOCOL=grpc``, each only if unset).  If the exporter that default names is
+not installed (``pip install opentelemetry-distro`` does not bring it), the configurator fails
+in step 2, before any tracing is set up and before our hook runs, whatever the traces exporter.
+The ``opentelemetry-instrument`` launcher loads every ``opentelemetry_environment_variables``
+entry point before it starts the program; ours, :mod:`otel_maxim._launcher`, applies
+:func:`launcher_defaults` to the environment the program inherits: when ``OTEL_TRACES_EXPORTER``
+names ``maxim``, opentelemetry-distro may run, and ``OTEL_METRICS_EXPORTER`` or
+``OTEL_LOGS_EXPORTER`` is unset while the exporter the distro would pick for it is not installed,
+that variable is set to ``none``.  A variable the user set is never changed, and an installed
+OTLP exporter keeps the distro's default.  (The launcher reads its ``--traces_exporter``-style
+flags only after loading the entry points, so the flags are not seen; set the variables.)
 """
 
 from __future__ import annotations
@@ -38,17 +52,25 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections.abc import Mapping
 
 from opentelemetry import trace
-from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
+from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISTRO
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+)
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.util._importlib_metadata import entry_points
 
 from otel_maxim import environment_variables as env
 from otel_maxim._config import resolve_bool
 from otel_maxim.processor import SessionBaggageProcessor
 
-__all__ = ["EXPORTER_NAME", "pre_instrument"]
+__all__ = ["EXPORTER_NAME", "launcher_defaults", "pre_instrument"]
 
 _logger = logging.getLogger(__name__)
 
@@ -82,9 +104,50 @@ def pre_instrument() -> None:
         _logger.exception("Could not set up Maxim sessions under opentelemetry-instrument; the program runs without.")
 
 
-def _traces_exporter_names() -> list[str]:
+#: opentelemetry-distro's distro, as its entry point names it.
+_OPENTELEMETRY_DISTRO = "opentelemetry.distro:OpenTelemetryDistro"
+#: The exporter OTLP means for each protocol (the SDK's configurator maps ``otlp`` the same way).
+_OTLP_EXPORTER_BY_PROTOCOL = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+#: For metrics and logs: the variable naming the exporter, its protocol variable, and the exporters' entry point group.
+_DISTRO_DEFAULTED_SIGNALS = (
+    (OTEL_METRICS_EXPORTER, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, "opentelemetry_metrics_exporter"),
+    (OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, "opentelemetry_logs_exporter"),
+)
+
+
+def launcher_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add to ``environ`` so that opentelemetry-distro's defaults cannot stop Maxim tracing.
+
+    Empty unless ``OTEL_TRACES_EXPORTER`` names ``maxim`` and opentelemetry-distro may be the
+    distro that runs.  Then, for metrics and logs each: if its exporter variable is unset and
+    OTLP with the protocol the distro would use (``grpc`` unless a protocol variable says
+    otherwise) has no installed exporter, ``{variable: "none"}``.  See the module docstring.
+    """
+    if EXPORTER_NAME not in _traces_exporter_names(environ) or not _opentelemetry_distro_may_run(environ):
+        return {}
+    defaults = {}
+    for exporter_variable, protocol_variable, group in _DISTRO_DEFAULTED_SIGNALS:
+        if exporter_variable in environ:
+            continue
+        protocol = environ.get(protocol_variable) or environ.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc"
+        exporter = _OTLP_EXPORTER_BY_PROTOCOL.get(protocol.strip())
+        if exporter is None or not entry_points(group=group, name=exporter):
+            defaults[exporter_variable] = "none"
+    return defaults
+
+
+def _opentelemetry_distro_may_run(environ: Mapping[str, str]) -> bool:
+    """Whether opentelemetry-distro's distro is installed and ``OTEL_PYTHON_DISTRO`` does not pick another."""
+    chosen = environ.get(OTEL_PYTHON_DISTRO)
+    return any(
+        entry_point.value == _OPENTELEMETRY_DISTRO and chosen in (None, entry_point.name)
+        for entry_point in entry_points(group="opentelemetry_distro")
+    )
+
+
+def _traces_exporter_names(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The names in ``OTEL_TRACES_EXPORTER``, read as the SDK's configurator reads them."""
-    names = os.environ.get(OTEL_TRACES_EXPORTER)
+    names = environ.get(OTEL_TRACES_EXPORTER)
     if not names or names.strip().lower() == "none":
         return []
     return [name.strip() for name in names.split(",")]

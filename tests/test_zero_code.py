@@ -55,7 +55,7 @@ PATIENCE = 60.0
 #: A web app with no OpenTelemetry setup: only the framework, and ``end_session`` on goodbye.
 #: Its first line of output says what it runs on, so the test can check the setup it got.
 ZERO_CODE_APP = """
-import contextlib, json, socket, sys
+import contextlib, json, os, socket, sys
 
 import uvicorn
 from fastapi import FastAPI
@@ -85,6 +85,7 @@ print(json.dumps({
     "port": sock.getsockname()[1],
     "provider": type(trace.get_tracer_provider()).__name__,
     "distro_loaded": "opentelemetry.distro" in sys.modules,
+    "metrics_and_logs": [os.environ.get("OTEL_METRICS_EXPORTER"), os.environ.get("OTEL_LOGS_EXPORTER")],
 }), flush=True)
 with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once stopped: exit normally
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
@@ -105,9 +106,10 @@ print(type(trace.get_tracer_provider()).__name__, flush=True)
 
 #: Settings that make the loader take the no-distro path (see the module docstring).
 WITHOUT_DISTRO = {"OTEL_PYTHON_DISTRO": "not-installed", "OTEL_PYTHON_CONFIGURATOR": "not-installed"}
-#: opentelemetry-distro defaults metrics and logs to OTLP/gRPC, whose exporter this environment lacks
-#: (without it, the distro's configurator fails before any hook runs; see examples/service/README.md).
-WITH_DISTRO = {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+#: With the distro, nothing is set either.  It defaults metrics and logs to OTLP/gRPC, whose exporter
+#: this environment lacks, as a plain ``pip install opentelemetry-distro`` does; our launcher entry
+#: point sets both to ``none`` (otel_maxim/_launcher.py), which the app reports.
+WITH_DISTRO: dict[str, str] = {}
 #: Spans leave in one batch, when the app stops.  Otherwise the SDK's batching wakes every 5 s, and a
 #: wake-up between the end marker (emitted inside the goodbye request) and the end of that request's
 #: own spans would send the session's end before the goodbye trace: a real, rare ordering that these
@@ -204,6 +206,10 @@ def test_the_entry_points_load_by_name() -> None:
     assert exporter.load() is MaximSpanExporter
     (hook,) = importlib.metadata.entry_points(group="opentelemetry_pre_instrument", name="maxim")
     assert hook.load() is auto.pre_instrument
+    (launcher,) = importlib.metadata.entry_points(group="opentelemetry_environment_variables", name="maxim")
+    # The launcher offers a flag for each OTEL_* name in these modules: ours must define none, or its
+    # flags would clash with the SDK's.
+    assert not [name for name in dir(launcher.load()) if name.startswith("OTEL_")]
     # No distro and no configurator of ours: the loader picks one of each, and which one would
     # depend on installation order when opentelemetry-distro is installed too.
     ours = importlib.metadata.distribution("otel-maxim").entry_points
@@ -245,6 +251,55 @@ def test_when_the_hook_configures_and_stamps(
     assert bool(warned) is (session_baggage == "maybe")
 
 
+@pytest.mark.parametrize(
+    ("settings", "added"),
+    [
+        pytest.param({}, {}, id="not-our-exporter"),
+        pytest.param({"OTEL_TRACES_EXPORTER": "otlp"}, {}, id="another-exporter"),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim"},
+            {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+            id="grpc-default-not-installed",
+        ),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "console,maxim", "OTEL_METRICS_EXPORTER": "console"},
+            {"OTEL_LOGS_EXPORTER": "none"},
+            id="a-set-variable-is-kept",
+        ),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_METRICS_EXPORTER": "", "OTEL_LOGS_EXPORTER": "otlp"},
+            {},
+            id="set-even-if-empty-or-failing",
+        ),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+            {},
+            id="http-is-installed",
+        ),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "http/protobuf"},
+            {"OTEL_METRICS_EXPORTER": "none"},
+            id="per-signal-protocol",
+        ),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+            {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+            id="unsupported-protocol",
+        ),
+        pytest.param({"OTEL_TRACES_EXPORTER": "maxim", "OTEL_PYTHON_DISTRO": "another"}, {}, id="another-distro"),
+        pytest.param(
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_PYTHON_DISTRO": "distro"},
+            {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+            id="distro-by-name",
+        ),
+    ],
+)
+def test_what_the_launcher_adds_to_the_environment(settings: dict[str, str], added: dict[str, str]) -> None:
+    """Real entry points: opentelemetry-distro and the OTLP/HTTP exporters are installed here, OTLP/gRPC is not."""
+    assert not importlib.metadata.entry_points(group="opentelemetry_metrics_exporter", name="otlp_proto_grpc")
+    assert auto.launcher_defaults(settings) == added
+
+
 def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCaptureFixture) -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
@@ -283,13 +338,20 @@ def test_opentelemetry_distro_is_installed_here() -> None:
 def test_sessions_from_the_baggage_header_with_only_environment_variables(
     tmp_path: Path, setup: dict[str, str], distro: bool
 ) -> None:
+    # Only with the distro do metrics and logs need turning off (without it nothing reads those variables).
+    metrics_and_logs = ["none", "none"] if distro else [None, None]
     app = tmp_path / "app.py"
     app.write_text(ZERO_CODE_APP, encoding="utf-8")
     # Nothing names the records file: the default, maxim-records.log in the working directory.
     env = _environment(OTEL_TRACES_EXPORTER="maxim", **setup, **ONE_BATCH)
     with _Process(_instrumented(app), env, tmp_path) as process:
         status = json.loads(process.next_line())
-        assert status == {"port": status["port"], "provider": "TracerProvider", "distro_loaded": distro}
+        assert status == {
+            "port": status["port"],
+            "provider": "TracerProvider",
+            "distro_loaded": distro,
+            "metrics_and_logs": metrics_and_logs,
+        }
         url = f"http://127.0.0.1:{status['port']}"
         header = "session.id=zero-code-1,session.name=Zero%20code,maxim.session.tags.channel=web"
         assert _request(f"{url}/turn", baggage_header=header) == {"session": "zero-code-1"}
@@ -377,7 +439,6 @@ def test_the_example_service_and_client(tmp_path: Path, fake_model: FakeOpenAISe
         OPENAI_BASE_URL=fake_model.base_url,
         OPENAI_API_KEY="fake-key",
         MAXIM_RECORDS_FILE=str(records_file),
-        **WITH_DISTRO,
         **ONE_BATCH,
     )
     with _Process(_instrumented(SERVICE / "app.py", "--port", "0"), env, tmp_path) as service:
