@@ -287,3 +287,47 @@ def test_non_finite_model_parameters_stay_strict_json() -> None:
     generation = next(r for r in sink.records() if r.action == "add-generation")
     assert generation.data["modelParameters"] == {"temperature": "NaN"}
     assert isinstance(generation, Record)
+
+
+@pytest.mark.parametrize("public_api_only", [False, True], ids=["baggage-key", "public-get-all"])
+def test_a_change_of_baggage_is_seen_and_the_same_baggage_is_checked_once(
+    monkeypatch: pytest.MonkeyPatch, public_api_only: bool
+) -> None:
+    """The stamper reuses what the previous span's baggage gave; a different baggage is read afresh."""
+    if public_api_only:  # as under an API that no longer has the private key
+        monkeypatch.setattr(otel_maxim.processor, "_BAGGAGE_KEY", None)
+    checked: list[str] = []
+
+    def allow(session_id: str) -> bool:
+        checked.append(session_id)
+        return session_id != "refused"
+
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor(session_filter=allow))
+    tracer = provider.get_tracer("t")
+    a = baggage.set_baggage("session.name", "A", baggage.set_baggage("session.id", "a", context.Context()))
+    b = baggage.set_baggage("session.id", "b", context.Context())
+    refused = baggage.set_baggage("session.id", "refused", context.Context())
+    contexts = [a, a, b, refused, refused, a, context.Context(), b]
+    spans = [tracer.start_span("s", context=ctx) for ctx in contexts]
+    stamped = [
+        (dict(span.attributes or {}).get("session.id"), dict(span.attributes or {}).get("session.name"))
+        for span in spans
+    ]
+    assert stamped == [
+        ("a", "A"),
+        ("a", "A"),
+        ("b", None),
+        (None, None),
+        (None, None),
+        ("a", "A"),
+        (None, None),
+        ("b", None),
+    ]
+    # Once per change of baggage with the key (repeats reuse the answer); the public way checks every span.
+    assert checked == (
+        ["a", "a", "b", "refused", "refused", "a", "b"] if public_api_only else ["a", "b", "refused", "a", "b"]
+    )
+    explicit = tracer.start_span("s", context=a, attributes={"session.id": "explicit"})
+    assert (explicit.attributes or {})["session.id"] == "explicit"  # an explicit session.id still wins
+    assert "session.name" not in (explicit.attributes or {})
