@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 __all__ = ["ENTITIES", "ID_PATTERN", "Record", "fit_record", "parse", "serialize"]
@@ -35,7 +35,38 @@ _LINE_PATTERN = re.compile(r"([a-z_]+)\{id=([A-Za-z0-9_-]+),action=([a-z][a-z-]*
 
 # Maxim's SDK writes ``json.dumps(data)`` with the default separators and
 # ``ensure_ascii``: every line is plain ASCII, so it is valid UTF-8 whatever the data holds.
-_encode = json.JSONEncoder(allow_nan=False).encode
+_ENCODER = json.JSONEncoder(allow_nan=False)
+_encode = _ENCODER.encode
+
+
+def _one_shot_encoder() -> Callable[[Any], str]:
+    """The same encoding, without the C encoder that ``JSONEncoder.encode`` builds anew on every call.
+
+    Building it costs as much as encoding a small record, so it is built once.  It has no
+    circular-reference check: the mapping's records cannot hold a cycle, and a record that does
+    (only a ``redact`` callback could make one) fails with ``RecursionError`` and takes the
+    checked way.  Where the C module is missing, this is ``JSONEncoder.encode`` itself.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _encode
+    c_encoder = make(
+        None,  # no cycle check (see above)
+        _ENCODER.default,
+        json.encoder.encode_basestring_ascii,
+        None,  # indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+    return lambda data: "".join(c_encoder(data, 0))
+
+
+_encode_fast = _one_shot_encoder()
+#: Actions already seen to be valid (a handful), so most records skip the pattern.
+_VALID_ACTIONS: set[str] = set()
 
 
 class Record(NamedTuple):
@@ -60,14 +91,20 @@ def serialize(record: Record) -> str:
         raise ValueError(f"unknown record entity {entity!r}")
     if not isinstance(id_, str) or ID_PATTERN.fullmatch(id_) is None:
         raise ValueError(f"invalid record id {id_!r}: ids must match ^[A-Za-z0-9_-]+$")
-    if _ACTION_PATTERN.fullmatch(action) is None:
-        raise ValueError(f"invalid record action {action!r}")
-    if not isinstance(data, Mapping):
+    if action not in _VALID_ACTIONS:
+        if not isinstance(action, str) or _ACTION_PATTERN.fullmatch(action) is None:
+            raise ValueError(f"invalid record action {action!r}")
+        if len(_VALID_ACTIONS) < 64:
+            _VALID_ACTIONS.add(action)
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError("record data must be a mapping")
     try:
-        body = _encode(data)
-    except (ValueError, TypeError):
-        body = _encode(_strict(data))
+        body = _encode_fast(data)
+    except (ValueError, TypeError, RecursionError):
+        try:
+            body = _encode(_strict(data))
+        except RecursionError:
+            raise ValueError("record data is circular or nested too deeply") from None
     if "\\ud" in body:
         body = _encode(_fix_surrogates(_strict(data)))  # rare: a slow path only for lone surrogates
     return f"{entity}{{id={id_},action={action},data={body}}}"

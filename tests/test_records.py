@@ -83,3 +83,19 @@ def test_unknown_entity_and_bad_action_are_refused() -> None:
         serialize(Record("user", "x", "create", {}))
     with pytest.raises(ValueError):
         serialize(Record("trace", "x", "create,data={}}", {}))
+
+
+def test_a_circular_record_is_refused_with_a_value_error() -> None:
+    """Only a redact callback could build one; the exporter logs a ValueError and goes on."""
+    data: dict[str, object] = {"name": "x"}
+    data["self"] = data
+    with pytest.raises(ValueError, match="circular"):
+        serialize(Record("trace", "t1", "update", data))
+    # The encoder is shared: the next record is not affected.
+    assert serialize(Record("trace", "t1", "update", {"name": "x"})) == 'trace{id=t1,action=update,data={"name": "x"}}'
+
+
+def test_encoding_is_json_dumps_byte_for_byte() -> None:
+    """What maxim-py writes: json.dumps with its defaults, for every kind of value the mapping makes."""
+    data = {"s": 'é\n"', "i": -3, "f": 0.1, "b": [True, False, None], "d": {"k": [1.5e300, {}]}, "big": 2**70}
+    assert serialize(Record("span", "s1", "update", data)) == f"span{{id=s1,action=update,data={json.dumps(data)}}}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -17,7 +18,6 @@ from otel_maxim.mapping._common import (
     is_consumed,
     iso,
     json_text,
-    prefixed,
     span_hex,
     text,
 )
@@ -83,14 +83,108 @@ class Options:
     max_attributes: int = 128
 
 
+# What each attribute key is to the mapping.  The answer depends on the key alone, and spans
+# repeat the same few dozen keys, so it is worked out once per key and remembered (up to
+# _MAX_KNOWN_KEYS keys: attribute names come from the application, and a program that makes
+# them up per span must not grow this without bound; past it, keys are worked out every time).
+_TAG = 0  # maxim.tags.<name>: a tag
+_METADATA = 1  # maxim.metadata.<name>: metadata that wins over a plain attribute of the same name
+_OI_TAG_LIST = 2  # OpenInference's tag.tags
+_OI_METADATA_JSON = 3  # OpenInference's metadata
+_CONVENTION = 4  # an instrumentation's own attribute: read into a generation etc., metadata on a plain span
+_PLAIN = 5  # anything else: metadata under its own name
+_SKIP = 6  # read elsewhere (session, ids, content): never metadata
+_MAX_KNOWN_KEYS = 4096
+_known_keys: dict[str, tuple[int, str]] = {}
+
+
+def _key_kind(key: str) -> tuple[int, str]:
+    """``(kind, name)`` of an attribute key; ``name`` is the tag or metadata name where there is one."""
+    known = _known_keys.get(key)
+    if known is not None:
+        return known
+    for prefix, kind in ((conv.TAGS_PREFIX, _TAG), (conv.METADATA_PREFIX, _METADATA)):
+        if key.startswith(prefix):
+            found = (kind, key[len(prefix) :]) if len(key) > len(prefix) else (_SKIP, "")
+            break
+    else:
+        if key == _OI_TAGS:
+            found = (_OI_TAG_LIST, "")
+        elif key == _OI_METADATA:
+            found = (_OI_METADATA_JSON, "")
+        elif is_consumed(key) or key in _CONTENT or key.startswith(_CONTENT_PREFIXES):
+            found = (_SKIP, "")
+        elif key.startswith(genai.CONVENTION_PREFIXES):
+            found = (_CONVENTION, "")
+        else:
+            found = (_PLAIN, key)
+    if len(_known_keys) < _MAX_KNOWN_KEYS:
+        _known_keys[key] = found
+    return found
+
+
+def _as_text(value: AttributeValue) -> str:
+    return value if type(value) is str else (text(value) or "")
+
+
 def tags_of(attributes: Attributes) -> dict[str, str]:
     """``maxim.tags.<key>`` attributes, plus OpenInference ``tag.tags`` (each tag as ``{tag: "true"}``)."""
-    tags = prefixed(attributes, conv.TAGS_PREFIX)
-    oi_tags = attributes.get(_OI_TAGS)
+    return tags_and_metadata(attributes, genai.SPAN, None)[0]
+
+
+def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The span's tags (see :func:`tags_of`) and its metadata (at most ``limit`` entries; none if ``None``).
+
+    Metadata: ``maxim.metadata.<key>`` attributes first, then OpenInference's ``metadata``
+    object, then every other attribute that the mapping does not read elsewhere, under its own
+    name; an earlier source wins a name.  The instrumentations' own attributes are metadata only
+    on plain spans (a generation, tool call or retrieval reads them into itself).
+    """
+    tags: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    plain: dict[str, str] = {}
+    oi_tags: AttributeValue | None = None
+    oi_metadata: AttributeValue | None = None
+    plain_conventions = kind == genai.SPAN
+    for key, value in attributes.items():
+        what, name = _known_keys.get(key) or _key_kind(key)
+        if what == _PLAIN or (what == _CONVENTION and plain_conventions):
+            plain[key] = _as_text(value)
+        elif what == _TAG:
+            tags[name] = _as_text(value)
+        elif what == _METADATA:
+            metadata[name] = _as_text(value)
+        elif what == _OI_TAG_LIST:
+            oi_tags = value
+        elif what == _OI_METADATA_JSON:
+            oi_metadata = value
     if isinstance(oi_tags, (list, tuple)):
         for tag in oi_tags:
             tags.setdefault(str(tag), "true")
-    return tags
+    if limit is None:
+        return tags, {}
+    if isinstance(oi_metadata, str) and oi_metadata.startswith("{"):
+        _add_openinference_metadata(metadata, oi_metadata)
+    if metadata:
+        for key, text_value in plain.items():
+            metadata.setdefault(key, text_value)
+    else:
+        metadata = plain
+    if len(metadata) > limit:
+        kept = dict(list(metadata.items())[:limit])
+        kept[_DROPPED_ATTRIBUTES] = str(len(metadata) - limit)
+        return tags, kept
+    return tags, metadata
+
+
+def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(parsed, dict):
+        for key, value in parsed.items():
+            metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
 
 
 def open_records(span: ReadableSpan, parent: Ref, options: Options, described: Described) -> tuple[list[Record], Ref]:
@@ -99,7 +193,7 @@ def open_records(span: ReadableSpan, parent: Ref, options: Options, described: D
     attributes = attributes_of(span)
     kind = described.kind
     under_span = parent[0] == "span"
-    tags = tags_of(attributes)
+    tags, metadata = tags_and_metadata(attributes, kind, options.max_attributes)
     start = iso(span.start_time or 0)
     data: dict[str, object]
     if kind == genai.GENERATION:
@@ -133,23 +227,31 @@ def open_records(span: ReadableSpan, parent: Ref, options: Options, described: D
         action = "add-retrieval" if kind == genai.RETRIEVAL else "add-span"
     own: Ref = (kind, span_id)
     records = [Record(parent[0], parent[1], action, data)]
-    records.extend(own_records(span, own, parent, options, described))
+    records.extend(own_records(span, own, parent, options, described, metadata=metadata))
     return records, own
 
 
 def own_records(
-    span: ReadableSpan, ref: Ref, container: Ref, options: Options, described: Described, *, is_trace: bool = False
+    span: ReadableSpan,
+    ref: Ref,
+    container: Ref,
+    options: Options,
+    described: Described,
+    *,
+    is_trace: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> list[Record]:
     """Metadata, input, events and errors of ``span``.
 
     Addressed to the entity it became (``ref``); events and errors of a generation,
     tool call or retrieval go to ``container``, the nearest trace or span, since
-    only traces and spans take them.
+    only traces and spans take them.  ``metadata`` is the span's, if the caller has it.
     """
     records: list[Record] = []
     attributes = attributes_of(span)
     kind = described.kind
-    metadata = _metadata(attributes, kind, options.max_attributes)
+    if metadata is None:
+        metadata = tags_and_metadata(attributes, kind, options.max_attributes)[1]
     if metadata:
         records.append(Record(ref[0], ref[1], "update", {"metadata": metadata}))
     if kind == genai.SPAN and not is_trace and options.capture_content:
@@ -185,32 +287,6 @@ def own_records(
     if span.status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
         records.append(_error(event_target, span.status.description, attributes, span.end_time or span.start_time or 0))
     return records
-
-
-def _metadata(attributes: Attributes, kind: str, limit: int) -> dict[str, str]:
-    metadata = prefixed(attributes, conv.METADATA_PREFIX)
-    oi_metadata = attributes.get(_OI_METADATA)
-    if isinstance(oi_metadata, str) and oi_metadata.startswith("{"):
-        try:
-            import json  # noqa: PLC0415 - only for OpenInference metadata
-
-            parsed = json.loads(oi_metadata)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
-            for key, value in parsed.items():
-                metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
-    for key, value in attributes.items():
-        if is_consumed(key) or key in _CONTENT or key in (_OI_TAGS, _OI_METADATA) or key.startswith(_CONTENT_PREFIXES):
-            continue
-        if kind != genai.SPAN and key.startswith(genai.CONVENTION_PREFIXES):
-            continue  # read into the generation / tool call / retrieval itself
-        metadata.setdefault(key, text(value) or "")
-    if len(metadata) > limit:
-        kept = dict(list(metadata.items())[:limit])
-        kept[_DROPPED_ATTRIBUTES] = str(len(metadata) - limit)
-        return kept
-    return metadata
 
 
 def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
