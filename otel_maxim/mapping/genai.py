@@ -152,7 +152,7 @@ _MESSAGE_EVENTS = {
 _CHOICE_EVENT = "gen_ai.choice"
 
 
-@dataclass
+@dataclass(slots=True)
 class Described:
     """What one span says, read once: its entity and the parts each entity needs."""
 
