@@ -216,6 +216,39 @@ def phase_down(spans: int, port: int, spool: str, *, traced: bool = False) -> di
     }
 
 
+def phase_up_memory(spans: int, port: int, spool: str) -> dict[str, Any]:
+    """Many spans with the API up, exported 512 at a time on the producing thread, every record delivered.
+
+    The producer waits for the export of each batch (as ``phase_down``), so nothing piles up in
+    the SDK's queue and what is measured is the pipeline's own memory as spans flow through it.
+    """
+    from otel_maxim import MaximSpanExporter  # noqa: PLC0415
+
+    sink = Counting(sink_for(port, spool))
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider()
+    provider.add_span_processor(InlineBatches(exporter))
+    before = server_stats(port)["distinct"]
+    samples: list[float] = []
+    started = time.perf_counter()
+    produce(provider, spans, samples)
+    provider.force_flush()
+    exporter.force_flush(600_000)
+    while server_stats(port)["distinct"] - before < sink.lines:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    samples.append(current_rss_mib())
+    provider.shutdown()
+    return {
+        "spans": spans,
+        "records": sink.lines,
+        "seconds": elapsed,
+        "spans_per_second": spans / elapsed,
+        "rss_samples_mib": samples,
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT,
+    }
+
+
 def phase_replay(records: int, port: int, spool: str) -> dict[str, Any]:
     sink = sink_for(port, spool)
     before = server_stats(port)["distinct"]
@@ -278,8 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--spans", type=int, default=None, help="spans for the throughput phase (default 100000)")
     parser.add_argument("--down-spans", type=int, default=None, help="spans while the API is down (default 200000)")
+    parser.add_argument(
+        "--memory-spans", type=int, default=None, help="spans for the memory run with the API up (default 1000000)"
+    )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slow) tracemalloc run")
-    parser.add_argument("--phase", choices=["throughput", "down", "down-traced", "replay"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phase", choices=["throughput", "up-memory", "down", "down-traced", "replay"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--spool", default="", help=argparse.SUPPRESS)
@@ -288,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase is not None:
         phases = {
             "throughput": phase_throughput,
+            "up-memory": phase_up_memory,
             "down": phase_down,
             "down-traced": lambda n, port, spool: phase_down(n, port, spool, traced=True),
             "replay": phase_replay,
@@ -297,18 +336,27 @@ def main(argv: list[str] | None = None) -> int:
 
     spans = args.spans or (2_000 if args.quick else 100_000)
     down_spans = args.down_spans or (4_000 if args.quick else 200_000)
+    memory_spans = args.memory_spans or (4_000 if args.quick else 1_000_000)
     print(f"otel_maxim delivery benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="otel-maxim-bench-") as work:
         server, port = start_server()
         try:
             up = run_phase("throughput", spans, port, os.path.join(work, "spool-up"))
+            print(
+                f"end to end, Maxim up:   {up['spans_per_second']:>9,.0f} spans/s"
+                f"  ({up['spans']:,} spans -> {up['records']:,} records acknowledged in {up['seconds']:.2f} s,"
+                f" {up['posts']} POSTs; {up['records_per_second']:,.0f} records/s)"
+            )
+            flowing = run_phase("up-memory", memory_spans, port, os.path.join(work, "spool-memory"))
         finally:
             stop_server(server)
+        rss = ", ".join(f"{mib:.0f}" for mib in flowing["rss_samples_mib"])
         print(
-            f"end to end, Maxim up:   {up['spans_per_second']:>9,.0f} spans/s"
-            f"  ({up['spans']:,} spans -> {up['records']:,} records acknowledged in {up['seconds']:.2f} s,"
-            f" {up['posts']} POSTs; {up['records_per_second']:,.0f} records/s)"
+            f"memory, Maxim up:       {flowing['spans_per_second']:>9,.0f} spans/s"
+            f"  ({flowing['spans']:,} spans -> {flowing['records']:,} records acknowledged in"
+            f" {flowing['seconds']:.2f} s, batches exported on the producing thread)"
         )
+        print(f"  memory while up: max RSS {flowing['max_rss_mib']:.1f} MiB; RSS at 0/25/50/75/100 %: {rss} MiB")
         port = free_port()  # nothing listens there: connection refused, as when Maxim is unreachable
         spool = os.path.join(work, "spool-down")
         down = run_phase("down", down_spans, port, spool)

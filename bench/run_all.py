@@ -92,6 +92,19 @@ def delivery_rows(quick: bool) -> tuple[list[Row], str, bool]:
                 met="yes" if rate >= DELIVERY_TARGET_SPANS_PER_SECOND else "**no**",
             )
         )
+    flowing = re.search(r"memory, Maxim up:\s*([\d,]+)\s*spans/s\s*\(([\d,]+) spans", out)
+    memory_up = re.search(r"memory while up:\s*(.*)", out)
+    if flowing and memory_up:
+        rows.append(
+            Row(
+                benchmark=f"4. memory end to end, Maxim up, over {flowing.group(2)} spans",
+                ours=f"{memory_up.group(1).strip()} ({flowing.group(1)} spans/s, every record acknowledged)",
+                baseline="-",
+                ratio="-",
+                target="flat",
+                met=_flat(memory_up.group(1)),
+            )
+        )
     memory = re.search(r"memory while down:\s*(.*)", out)
     down = re.search(r"Maxim down, spooling:\s*[\d,]+\s*spans/s\s*\(([\d,]+) spans", out)
     if memory:
