@@ -216,6 +216,25 @@ def phase_down(spans: int, port: int, spool: str, *, traced: bool = False) -> di
     }
 
 
+def phase_sdk_only(spans: int, port: int, spool: str) -> dict[str, Any]:
+    """The same spans through the SDK alone (a BatchSpanProcessor, an exporter that does nothing): the ceiling."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: PLC0415
+
+    class Nothing(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    processor = BatchSpanProcessor(Nothing(), max_queue_size=spans + 1, max_export_batch_size=512)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    started = time.perf_counter()
+    produce(provider, spans)
+    processor.force_flush(600_000)
+    elapsed = time.perf_counter() - started
+    provider.shutdown()
+    return {"spans": spans, "seconds": elapsed, "spans_per_second": spans / elapsed}
+
+
 def phase_up_memory(spans: int, port: int, spool: str) -> dict[str, Any]:
     """Many spans with the API up, exported 512 at a time on the producing thread, every record delivered.
 
@@ -316,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slow) tracemalloc run")
     parser.add_argument(
-        "--phase", choices=["throughput", "up-memory", "down", "down-traced", "replay"], help=argparse.SUPPRESS
+        "--phase",
+        choices=["throughput", "sdk-only", "up-memory", "down", "down-traced", "replay"],
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -327,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = {
             "throughput": phase_throughput,
             "up-memory": phase_up_memory,
+            "sdk-only": phase_sdk_only,
             "down": phase_down,
             "down-traced": lambda n, port, spool: phase_down(n, port, spool, traced=True),
             "replay": phase_replay,
@@ -346,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"end to end, Maxim up:   {up['spans_per_second']:>9,.0f} spans/s"
                 f"  ({up['spans']:,} spans -> {up['records']:,} records acknowledged in {up['seconds']:.2f} s,"
                 f" {up['posts']} POSTs; {up['records_per_second']:,.0f} records/s)"
+            )
+            ceiling = run_phase("sdk-only", spans, port, "")
+            print(
+                f"  the SDK alone, same spans (BatchSpanProcessor, no-op exporter): "
+                f"{ceiling['spans_per_second']:,.0f} spans/s, the ceiling of any exporter"
             )
             flowing = run_phase("up-memory", memory_spans, port, os.path.join(work, "spool-memory"))
         finally:

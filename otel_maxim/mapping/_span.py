@@ -266,7 +266,7 @@ def own_records(
 
     event_target = ref if kind == genai.SPAN else container
     errored = False
-    for index, event in enumerate(span.events):
+    for index, event in enumerate(described.events):
         if index in described.consumed_events:
             continue
         event_attributes = event.attributes or {}

@@ -174,6 +174,8 @@ class Described:
     documents: list[str] | None = None
     #: Events consumed as messages (not repeated as ``add-event``).
     consumed_events: frozenset[int] = frozenset()
+    #: The span's events, read once (``ReadableSpan.events`` copies them on every read).
+    events: Sequence[Event] = ()
 
 
 def classify(attributes: Attributes) -> str:
@@ -206,7 +208,7 @@ def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
     attributes = attributes_of(span)
     kind = classify(attributes)
-    described = Described(kind, span.name)
+    described = Described(kind, span.name, events=span.events)
     if kind == GENERATION:
         _describe_generation(span, attributes, described)
     elif kind == TOOL_CALL:
@@ -214,7 +216,7 @@ def describe(span: ReadableSpan) -> Described:
     elif kind == RETRIEVAL:
         _describe_retrieval(attributes, described)
     if kind != SPAN:
-        described.error = _error_of(span, attributes)
+        described.error = _error_of(span, attributes, described.events)
     return described
 
 
@@ -252,13 +254,13 @@ def _describe_generation(span: ReadableSpan, attributes: Attributes, out: Descri
         or _openinference_messages(attributes, "llm.input_messages.")
         or _traceloop_messages(attributes, "gen_ai.prompt.")
         or _vercel_messages(attributes)
-    ) or _event_messages(span.events, consumed)
+    ) or _event_messages(out.events, consumed)
     choices = (
         _parts_choices(attributes.get("gen_ai.output.messages"))
         or _openinference_choices(attributes)
         or _traceloop_choices(attributes)
         or _vercel_choices(attributes)
-        or _event_choices(span.events, consumed)
+        or _event_choices(out.events, consumed)
     )
     _fill_finish_reasons(choices, attributes)
     out.choices = choices
@@ -683,9 +685,9 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
     out.documents = documents or None
 
 
-def _error_of(span: ReadableSpan, attributes: Attributes) -> dict[str, str] | None:
+def _error_of(span: ReadableSpan, attributes: Attributes, events: Sequence[Event]) -> dict[str, str] | None:
     """``{message, code, type}`` when the span failed (an ERROR status or an ``exception`` event)."""
-    exception = next((e for e in span.events if e.name == "exception"), None)
+    exception = next((e for e in events if e.name == "exception"), None)
     if span.status.status_code is not StatusCode.ERROR and exception is None:
         return None
     event_attributes = exception.attributes or {} if exception is not None else {}
