@@ -12,15 +12,18 @@ Importing it never raises: the launcher does not catch errors from its entry poi
 
 import logging as _logging
 import os as _os
+import sys as _sys
 
 _logger = _logging.getLogger("otel_maxim.auto")
 
 
 def _apply() -> None:
     try:
-        from otel_maxim.auto import launcher_defaults  # noqa: PLC0415 - inside the guard
+        from otel_maxim.auto import launcher_defaults, launcher_flags  # noqa: PLC0415 - inside the guard
 
-        for variable, value in launcher_defaults(_os.environ).items():
+        # The launcher applies its own flags (--traces_exporter maxim, ...) after this: read them too.
+        settings = {**_os.environ, **launcher_flags(_sys.argv[1:])}
+        for variable, value in launcher_defaults(settings).items():
             _os.environ[variable] = value
             _logger.info(
                 "%s=%s for this program: opentelemetry-distro would default it to an OTLP exporter that is "

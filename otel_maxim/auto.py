@@ -42,9 +42,9 @@ entry point before it starts the program; ours, :mod:`otel_maxim._launcher`, app
 :func:`launcher_defaults` to the environment the program inherits: when ``OTEL_TRACES_EXPORTER``
 names ``maxim``, opentelemetry-distro may run, and ``OTEL_METRICS_EXPORTER`` or
 ``OTEL_LOGS_EXPORTER`` is unset while the exporter the distro would pick for it is not installed,
-that variable is set to ``none``.  A variable the user set is never changed, and an installed
-OTLP exporter keeps the distro's default.  (The launcher reads its ``--traces_exporter``-style
-flags only after loading the entry points, so the flags are not seen; set the variables.)
+that variable is set to ``none``.  A variable the user set (or a launcher flag that sets it,
+such as ``--metrics_exporter``) is never changed, and an installed OTLP exporter keeps the
+distro's default.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
@@ -113,6 +113,44 @@ _DISTRO_DEFAULTED_SIGNALS = (
     (OTEL_METRICS_EXPORTER, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, "opentelemetry_metrics_exporter"),
     (OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, "opentelemetry_logs_exporter"),
 )
+
+
+#: The variables :func:`launcher_defaults` reads, by the launcher flag that sets each
+#: (the launcher's rule: the name without ``OTEL_`` or ``OTEL_PYTHON_``, lower case).
+_LAUNCHER_FLAGS = {
+    "--" + variable.removeprefix("OTEL_").removeprefix("PYTHON_").lower(): variable
+    for variable in (
+        OTEL_TRACES_EXPORTER,
+        OTEL_METRICS_EXPORTER,
+        OTEL_LOGS_EXPORTER,
+        OTEL_EXPORTER_OTLP_PROTOCOL,
+        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+        OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+        OTEL_PYTHON_DISTRO,
+    )
+}
+
+
+def launcher_flags(arguments: Sequence[str]) -> dict[str, str]:
+    """The variables that ``opentelemetry-instrument``'s own flags will set, from its arguments.
+
+    The launcher reads its flags only after loading the entry points, so they are read here the
+    way it will: ``--name value`` or ``--name=value`` before the program's command, which ends
+    them.  Only the flags :func:`launcher_defaults` needs, spelled in full.
+    """
+    found: dict[str, str] = {}
+    index = 0
+    while index < len(arguments) and arguments[index].startswith("--"):
+        flag, equals, value = arguments[index].partition("=")
+        if not equals:
+            if index + 1 >= len(arguments):
+                break
+            index += 1
+            value = arguments[index]
+        if flag in _LAUNCHER_FLAGS:
+            found[_LAUNCHER_FLAGS[flag]] = value
+        index += 1
+    return found
 
 
 def launcher_defaults(environ: Mapping[str, str]) -> dict[str, str]:

@@ -300,6 +300,30 @@ def test_what_the_launcher_adds_to_the_environment(settings: dict[str, str], add
     assert auto.launcher_defaults(settings) == added
 
 
+@pytest.mark.parametrize(
+    ("arguments", "found"),
+    [
+        (["python", "app.py", "--traces_exporter", "otlp"], {}),  # the program's own arguments are not the launcher's
+        (["--traces_exporter", "maxim", "python", "app.py"], {"OTEL_TRACES_EXPORTER": "maxim"}),
+        (
+            ["--traces_exporter=maxim", "--metrics_exporter", "console", "--service_name", "x", "python"],
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_METRICS_EXPORTER": "console"},
+        ),
+        (
+            ["--exporter_otlp_protocol", "http/protobuf", "--distro", "distro"],
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_PYTHON_DISTRO": "distro",
+            },
+        ),
+        (["--traces_exporter"], {}),  # no value: the launcher will complain, not us
+        ([], {}),
+    ],
+)
+def test_the_launcher_flags_read_before_the_launcher_applies_them(arguments: list[str], found: dict[str, str]) -> None:
+    assert auto.launcher_flags(arguments) == found
+
+
 def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCaptureFixture) -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
@@ -379,6 +403,19 @@ def test_sessions_from_the_baggage_header_with_only_environment_variables(
     in_session = {tid for tid, t in traces.items() if t.data.get("sessionId") == "zero-code-1"}
     last_of_session = max(i for i, r in enumerate(records) if r.entity == "trace" and r.id in in_session)
     assert records.index(session[1]) > last_of_session
+
+
+def test_with_the_distro_and_only_launcher_flags(tmp_path: Path) -> None:
+    """``opentelemetry-instrument --traces_exporter maxim python app.py``: the flag form of the variable."""
+    app = tmp_path / "app.py"
+    app.write_text(SHORT_APP, encoding="utf-8")
+    command = [str(INSTRUMENT), "--traces_exporter", "maxim", sys.executable, str(app)]
+    with _Process(command, _environment(), tmp_path) as process:
+        provider = process.next_line()
+        assert process.proc.wait(PATIENCE) == 0, process.stderr
+    assert provider == "TracerProvider", process.stderr
+    ids = [(r.id, r.action) for r in _records(tmp_path / "maxim-records.log") if r.entity == "session"]
+    assert ids == [("short-1", "create"), ("short-1", "end")]
 
 
 @pytest.mark.parametrize(
