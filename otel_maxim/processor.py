@@ -77,13 +77,6 @@ def _env_filter() -> Callable[[str], bool] | None:
 _BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 
 
-def _baggage_of(parent_context: Context | None) -> Mapping[str, object] | None:
-    if _BAGGAGE_KEY is None:
-        return dict(baggage.get_all(parent_context))
-    entries = (parent_context if parent_context is not None else get_current()).get(_BAGGAGE_KEY)
-    return entries if type(entries) is dict else None
-
-
 #: What a span gets from a baggage: ``(attribute, value)`` pairs, or ``None`` for nothing to stamp.
 _Stamp = tuple[tuple[str, Any], ...] | None
 
@@ -108,7 +101,12 @@ class _Stamper:
 
     def stamp_for(self, parent_context: Context | None) -> _Stamp:
         """The session attributes to stamp on a span started in ``parent_context``, from its baggage."""
-        entries = _baggage_of(parent_context)
+        if _BAGGAGE_KEY is not None:
+            entries = (parent_context if parent_context is not None else get_current()).get(_BAGGAGE_KEY)
+            if type(entries) is not dict:
+                return None
+        else:
+            entries = dict(baggage.get_all(parent_context))
         if not entries:
             return None
         last_entries, last_stamp = self._last
