@@ -11,7 +11,10 @@ not compete with the pipeline for the GIL:
 
 1. ``throughput``: spans made with the real OTel SDK (TracerProvider ->
    MaximSpanProcessor -> MaximSpanExporter -> MaximApiSink), timed from the
-   first span to the moment the server has acknowledged every record.
+   first span to the moment the server has acknowledged every record.  The
+   producer waits while more than four batches are queued (a closed loop: the
+   pipeline's sustainable pace; see ``phase_throughput``).  ``sdk-only`` makes
+   the same spans through the SDK alone, the ceiling of any exporter.
 2. ``down``: the same pipeline with nothing listening at the API's address:
    every record goes to the disk spool.  Reports the pace and the process's
    resident memory (sampled as the spans go by, and its peak).  Spans are
@@ -36,7 +39,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,8 @@ FAKE = ROOT / "tests" / "fake_maxim.py"
 KEY = "bench-key"
 REPO = "bench-repo"
 SPANS_PER_TRACE = 4
+#: Most spans the throughput phase lets wait in the SDK's queue (four export batches).
+PACED_BACKLOG = 4 * 512
 _RSS_UNIT = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss is in bytes on macOS, KiB on Linux
 
 
@@ -107,13 +112,23 @@ def current_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT
 
 
-def produce(provider: TracerProvider, spans: int, samples: list[float] | None = None) -> None:
-    """Traces of a root (with a session, input and output) and three children, one of them an LLM call."""
+def produce(
+    provider: TracerProvider,
+    spans: int,
+    samples: list[float] | None = None,
+    pace: Callable[[], None] | None = None,
+) -> None:
+    """Traces of a root (with a session, input and output) and three children, one of them an LLM call.
+
+    ``pace`` is called before each trace (the producer waits there while the pipeline catches up).
+    """
     tracer = provider.get_tracer("bench")
     traces = spans // SPANS_PER_TRACE
     for i in range(traces):
         if samples is not None and i % max(1, traces // 4) == 0:
             samples.append(current_rss_mib())
+        if pace is not None:
+            pace()
         attributes = {
             "session.id": f"session-{i % 100}",
             "maxim.input": f"Question {i}: where is my order? " * 3,
@@ -156,13 +171,22 @@ def phase_throughput(spans: int, port: int, spool: str) -> dict[str, Any]:
 
     sink = Counting(sink_for(port, spool))
     exporter = MaximSpanExporter(sink=sink)
-    # A queue that holds the whole run: the point is the pipeline's pace, not the SDK's drop policy.
+    # A queue that could hold the whole run, so no span is dropped, and a producer that waits while
+    # more than PACED_BACKLOG spans are queued: the pipeline's sustainable pace, as a closed-loop load
+    # generator measures it.  Unpaced, the producer outruns the pipeline, the backlog of live spans grows
+    # to the whole run, and the garbage collector's full passes over it (not the pipeline) set the pace.
     processor = MaximSpanProcessor(exporter, max_queue_size=spans + 1, max_export_batch_size=512)
     provider = TracerProvider()
     provider.add_span_processor(processor)
+    queue = processor._batch_processor._queue  # the SDK's queue, read for its length only
+
+    def pace() -> None:
+        while len(queue) > PACED_BACKLOG:
+            time.sleep(0.0005)
+
     before = server_stats(port)["distinct"]
     started = time.perf_counter()
-    produce(provider, spans)
+    produce(provider, spans, pace=pace)
     produced = time.perf_counter() - started
     processor.force_flush(600_000)
     while server_stats(port)["distinct"] - before < sink.lines:
