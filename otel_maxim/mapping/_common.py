@@ -67,6 +67,13 @@ def text(value: AttributeValue | None) -> str | None:
     return json_text(value)
 
 
+def as_text(value: object) -> str:
+    """Like :func:`text`, with ``""`` for ``None``: what a text field of a record holds."""
+    if type(value) is str:
+        return value
+    return "" if value is None else json_text(value)
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON text, as maxim-py encodes metadata and parameters (``0.2`` -> ``"0.2"``).
 
@@ -90,7 +97,7 @@ def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:
     if not attributes:
         return {}
     n = len(prefix)
-    return {k[n:]: text(v) or "" for k, v in attributes.items() if k.startswith(prefix) and len(k) > n}
+    return {k[n:]: as_text(v) for k, v in attributes.items() if k.startswith(prefix) and len(k) > n}
 
 
 def first(attributes: Attributes, keys: Iterable[str]) -> AttributeValue | None:

@@ -13,6 +13,7 @@ from otel_maxim import conventions as conv
 from otel_maxim.mapping import genai
 from otel_maxim.mapping._common import (
     Attributes,
+    as_text,
     attributes_of,
     first,
     is_consumed,
@@ -99,10 +100,7 @@ _known_keys: dict[str, tuple[int, str]] = {}
 
 
 def _key_kind(key: str) -> tuple[int, str]:
-    """``(kind, name)`` of an attribute key; ``name`` is the tag or metadata name where there is one."""
-    known = _known_keys.get(key)
-    if known is not None:
-        return known
+    """``(kind, name)`` of a key not yet in ``_known_keys``; ``name`` is the tag or metadata name if any."""
     for prefix, kind in ((conv.TAGS_PREFIX, _TAG), (conv.METADATA_PREFIX, _METADATA)):
         if key.startswith(prefix):
             found = (kind, key[len(prefix) :]) if len(key) > len(prefix) else (_SKIP, "")
@@ -121,10 +119,6 @@ def _key_kind(key: str) -> tuple[int, str]:
     if len(_known_keys) < _MAX_KNOWN_KEYS:
         _known_keys[key] = found
     return found
-
-
-def _as_text(value: AttributeValue) -> str:
-    return value if type(value) is str else (text(value) or "")
 
 
 def tags_of(attributes: Attributes) -> dict[str, str]:
@@ -149,11 +143,12 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> t
     for key, value in attributes.items():
         what, name = _known_keys.get(key) or _key_kind(key)
         if what == _PLAIN or (what == _CONVENTION and plain_conventions):
-            plain[key] = _as_text(value)
+            if limit is not None:  # no metadata wanted: tags only
+                plain[key] = as_text(value)
         elif what == _TAG:
-            tags[name] = _as_text(value)
+            tags[name] = as_text(value)
         elif what == _METADATA:
-            metadata[name] = _as_text(value)
+            metadata[name] = as_text(value)
         elif what == _OI_TAG_LIST:
             oi_tags = value
         elif what == _OI_METADATA_JSON:
@@ -278,7 +273,7 @@ def own_records(
                 )
             continue
         data: dict[str, object] = {"id": f"{ref[1]}-e{index}", "name": event.name, "timestamp": iso(event.timestamp)}
-        event_metadata = {k: text(v) or "" for k, v in event_attributes.items()}
+        event_metadata = {k: as_text(v) for k, v in event_attributes.items()}
         if kind != genai.SPAN:
             event_metadata.setdefault("maxim.entity", f"{kind}:{ref[1]}")
         if event_metadata:

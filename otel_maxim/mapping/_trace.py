@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otel_maxim import conventions as conv
 from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import attributes_of, first, iso, prefixed, span_hex, text, trace_hex
+from otel_maxim.mapping._common import as_text, attributes_of, first, iso, prefixed, span_hex, text, trace_hex
 from otel_maxim.records import Record
 
 _logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def session_of(spans: Sequence[ReadableSpan]) -> SessionInfo | None:
             raw = first(attributes, conv.FOREIGN_SESSION_ID_KEYS)
         if raw is None or raw == "":
             continue
-        original = raw if isinstance(raw, str) else text(raw) or ""
+        original = as_text(raw)
         name = attributes.get(conv.SESSION_NAME)
         return SessionInfo(
             id=maxim_id(original),

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from otel_maxim.mapping._common import Attributes, attributes_of, first, json_text, text
+from otel_maxim.mapping._common import Attributes, as_text, attributes_of, first, json_text, text
 
 GENERATION = "generation"
 TOOL_CALL = "tool_call"
@@ -331,7 +331,7 @@ def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
     responses = [p for p in parts if _is(p, "tool_call_response")]
     if responses:
         message["role"] = "tool"
-        message["content"] = "\n".join(_as_text(p.get("response")) for p in responses)
+        message["content"] = "\n".join(as_text(p.get("response")) for p in responses)
         if responses[0].get("id") is not None:
             message["tool_call_id"] = str(responses[0]["id"])
     return message
@@ -396,7 +396,7 @@ def _flat_messages(attributes: Attributes, prefix: str, keys: _FlatKeys) -> list
         role = str(fields.get(keys.role) or "user")
         message: dict[str, Any] = {
             "role": "assistant" if role == "unknown" else role,  # Traceloop's streamed answers
-            "content": _as_text(content) if content else "",
+            "content": as_text(content) if content else "",
         }
         calls = [
             _tool_call(c.get(keys.call_id), c.get(keys.call_name), c.get(keys.call_arguments))
@@ -478,12 +478,12 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
                 message["tool_calls"] = calls
             results = [p for p in content if isinstance(p, dict) and p.get("type") == "tool-result"]
             if results:  # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}
-                message["content"] = "\n".join(_as_text(_vercel_tool_output(p)) for p in results)
+                message["content"] = "\n".join(as_text(_vercel_tool_output(p)) for p in results)
                 if results[0].get("toolCallId") is not None:
                     message["tool_call_id"] = str(results[0]["toolCallId"])
             messages.append(message)
         else:
-            messages.append({"role": str(item.get("role") or "user"), "content": _as_text(content)})
+            messages.append({"role": str(item.get("role") or "user"), "content": as_text(content)})
     return messages
 
 
@@ -501,7 +501,7 @@ def _vercel_choices(attributes: Attributes) -> list[dict[str, Any]]:
     calls_raw = _json_list(attributes.get("ai.response.toolCalls"))
     if response_text is None and not calls_raw:
         return []
-    message: dict[str, Any] = {"role": "assistant", "content": _as_text(response_text) if response_text else None}
+    message: dict[str, Any] = {"role": "assistant", "content": as_text(response_text) if response_text else None}
     calls = [
         _tool_call(c.get("toolCallId"), c.get("toolName"), c.get("args", c.get("input")))
         for c in calls_raw or ()
@@ -529,7 +529,7 @@ def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[st
         attributes = _event_body(event)
         message: dict[str, Any] = {
             "role": str(attributes.get("role") or role),
-            "content": _as_text(attributes.get("content")),
+            "content": as_text(attributes.get("content")),
         }
         calls = _json_list(attributes.get("tool_calls"))
         if calls:
@@ -559,7 +559,7 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
         body = _json_object(attributes.get("message")) or {}
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": _as_text(body.get("content", attributes.get("content"))),
+            "content": as_text(body.get("content", attributes.get("content"))),
         }
         calls = body.get("tool_calls") or _json_list(attributes.get("tool_calls"))
         if calls:
@@ -602,7 +602,7 @@ def _tool_call(call_id: object, name: object, arguments: object) -> dict[str, An
     return {
         "id": "" if call_id is None else str(call_id),
         "type": "function",
-        "function": {"name": "" if name is None else str(name), "arguments": _as_text(arguments)},
+        "function": {"name": "" if name is None else str(name), "arguments": as_text(arguments)},
     }
 
 
@@ -622,7 +622,7 @@ def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Describ
     arguments = first(
         attributes, ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
     )
-    out.arguments = _as_text(_unwrap_tool_arguments(arguments)) if arguments is not None else None
+    out.arguments = as_text(_unwrap_tool_arguments(arguments)) if arguments is not None else None
     result = first(
         attributes,
         (
@@ -633,7 +633,7 @@ def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Describ
             "traceloop.entity.output",
         ),
     )
-    out.result = _as_text(_unwrap_tool_result(result)) if result is not None else None
+    out.result = as_text(_unwrap_tool_result(result)) if result is not None else None
 
 
 def _unwrap_tool_arguments(value: object) -> object:
@@ -669,9 +669,9 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
     wrapped_in = _json_object(attributes.get("traceloop.entity.input"))
     if query is None and wrapped_in is not None and wrapped_in.get("query") is not None:
         query = str(wrapped_in["query"])
-    out.query = _as_text(query) if query is not None else None
+    out.query = as_text(query) if query is not None else None
     documents = [
-        _as_text(fields.get("document.content"))
+        as_text(fields.get("document.content"))
         for _, fields in sorted(_indexed(attributes, "retrieval.documents.").items())
         if fields.get("document.content") is not None
     ]
@@ -679,7 +679,7 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
         wrapped_out = _json_object(attributes.get("traceloop.entity.output"))
         if wrapped_out is not None and isinstance(wrapped_out.get("documents"), list):
             documents = [
-                _as_text(d.get("page_content", d)) if isinstance(d, dict) else _as_text(d)
+                as_text(d.get("page_content", d)) if isinstance(d, dict) else as_text(d)
                 for d in wrapped_out["documents"]
             ]
     out.documents = documents or None
@@ -696,7 +696,7 @@ def _error_of(span: ReadableSpan, attributes: Attributes, events: Sequence[Event
     if isinstance(error_type, str) and (match := _CLASS_REPR.fullmatch(error_type)):
         error_type = match.group(1)  # openai-v2 2.4b0 writes str(type(exc)): "<class 'openai.InternalServerError'>"
     code = attributes.get("http.response.status_code") or attributes.get("error.code") or ""
-    return {"message": _as_text(message), "code": _as_text(code), "type": _as_text(error_type)}
+    return {"message": as_text(message), "code": as_text(code), "type": as_text(error_type)}
 
 
 # --- small readers -------------------------------------------------------------------------------
@@ -722,14 +722,6 @@ def _is(part: object, kind: str) -> bool:
 def _parts_text(parts: Iterable[Any]) -> str:
     texts = [str(p.get("content", "")) for p in parts if _is(p, "text")]
     return "\n".join(texts)
-
-
-def _as_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json_text(value)
 
 
 def _int(value: object) -> int | None:
