@@ -65,8 +65,13 @@ def _one_shot_encoder() -> Callable[[Any], str]:
 
 
 _encode_fast = _one_shot_encoder()
-#: Actions already seen to be valid (a handful), so most records skip the pattern.
-_VALID_ACTIONS: set[str] = set()
+#: The actions the mapping writes: these skip the pattern check (any other is checked against it).
+_MAPPING_ACTIONS = frozenset(
+    {
+        *("create", "update", "end", "result", "error"),
+        *("add-span", "add-generation", "add-tool-call", "add-retrieval", "add-event", "add-error"),
+    }
+)
 
 
 class Record(NamedTuple):
@@ -91,11 +96,8 @@ def serialize(record: Record) -> str:
         raise ValueError(f"unknown record entity {entity!r}")
     if not isinstance(id_, str) or ID_PATTERN.fullmatch(id_) is None:
         raise ValueError(f"invalid record id {id_!r}: ids must match ^[A-Za-z0-9_-]+$")
-    if action not in _VALID_ACTIONS:
-        if not isinstance(action, str) or _ACTION_PATTERN.fullmatch(action) is None:
-            raise ValueError(f"invalid record action {action!r}")
-        if len(_VALID_ACTIONS) < 64:
-            _VALID_ACTIONS.add(action)
+    if action not in _MAPPING_ACTIONS and (not isinstance(action, str) or _ACTION_PATTERN.fullmatch(action) is None):
+        raise ValueError(f"invalid record action {action!r}")
     if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError("record data must be a mapping")
     try:
