@@ -31,7 +31,7 @@ from otel_maxim._config import env_str, resolve_bool, resolve_number
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SessionInfo, TraceState, map_trace, session_of
-from otel_maxim.mapping._common import iso
+from otel_maxim.mapping._common import attributes_of, iso
 from otel_maxim.records import Record, fit_record, serialize
 from otel_maxim.sinks import FileSink, Sink
 
@@ -215,8 +215,7 @@ class MaximSpanExporter(SpanExporter):
         markers: list[ReadableSpan] = []
         others: list[ReadableSpan] = []
         for span in spans:
-            attributes = span.attributes
-            if attributes and attributes.get(conv.SESSION_END) is True:
+            if attributes_of(span).get(conv.SESSION_END) is True:
                 markers.append(span)
             else:
                 others.append(span)
@@ -264,7 +263,7 @@ class MaximSpanExporter(SpanExporter):
                 "marker-twice", "Ignoring a second end marker for session %s: it is ended already.", session.id
             )
             return []
-        after = (marker.attributes or {}).get(conv.SESSION_END_AFTER_TRACE)
+        after = attributes_of(marker).get(conv.SESSION_END_AFTER_TRACE)
         after_trace: int | None = None
         if isinstance(after, str):
             try:
