@@ -26,6 +26,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
 
 from otel_maxim import conventions as conv
 from otel_maxim._version import __version__
+from otel_maxim.mapping._common import trace_hex
 
 __all__ = ["Session", "carry_context", "end_session", "session"]
 
@@ -162,7 +163,7 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
         attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
         current = trace.get_current_span().get_span_context()
         if current.is_valid:  # ended inside a trace (a "goodbye" request): end after that trace
-            attributes[conv.SESSION_END_AFTER_TRACE] = format(current.trace_id, "032x")
+            attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = _tracer(tracer_provider).start_span(
             conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes
