@@ -9,7 +9,8 @@ batching worker, never an application thread):
    (:mod:`otel_maxim.mapping`), preceded by its session's ``create`` the first
    time the session is seen; a marker becomes the session's ``end`` once none
    of that session's traces is still held;
-3. send: serialize and hand the lines to a sink (a local file by default).
+3. send: each trace's records become text lines as soon as they are mapped, and the
+   batch's lines go to a sink (a local file by default) in one write.
 """
 
 from __future__ import annotations
@@ -171,8 +172,7 @@ class MaximSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             with self._lock:
-                records = self._take(spans)
-                ok = self._send(records)
+                ok = self._send(self._take(spans))
             self._ensure_reaper()
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception:  # never raise into the SDK's worker (and so never into the application)
@@ -202,16 +202,16 @@ class MaximSpanExporter(SpanExporter):
                 held = self._assembler.held_spans
                 if held:
                     _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
-                records = self._take_ready(self._assembler.release_all())
-                records.extend(self._release_ends(force=True))
-                self._send(records)
+                lines = self._take_ready(self._assembler.release_all())
+                lines.extend(self._lines(self._release_ends(force=True)))
+                self._send(lines)
             self._sink.close(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             _logger.exception("Could not shut the Maxim exporter down cleanly.")
 
     # --- assemble and map ----------------------------------------------------
 
-    def _take(self, spans: Sequence[ReadableSpan]) -> list[Record]:
+    def _take(self, spans: Sequence[ReadableSpan]) -> list[str]:
         markers: list[ReadableSpan] = []
         others: list[ReadableSpan] = []
         for span in spans:
@@ -219,19 +219,22 @@ class MaximSpanExporter(SpanExporter):
                 markers.append(span)
             else:
                 others.append(span)
-        records = self._take_ready(self._assembler.add(others, self._sent))
+        lines = self._take_ready(self._assembler.add(others, self._sent))
         for marker in markers:
-            records.extend(self._on_marker(marker))
-        records.extend(self._release_ends())
-        return records
+            self._on_marker(marker)
+        lines.extend(self._lines(self._release_ends()))
+        return lines
 
-    def _take_ready(self, ready: list[Ready]) -> list[Record]:
-        records: list[Record] = []
+    def _take_ready(self, ready: list[Ready]) -> list[str]:
+        # Each trace's records become lines before the next trace is mapped: only text is kept
+        # for the whole batch, so the records of a batch (thousands of small dicts) never pile
+        # up, and the garbage collector is not set off by them nor has them to go through.
+        lines: list[str] = []
         for item in ready:
-            records.extend(self._map(item))
+            lines.extend(self._lines(self._map(item)))
         if ready:
-            records.extend(self._release_ends())
-        return records
+            lines.extend(self._lines(self._release_ends()))
+        return lines
 
     def _map(self, item: Ready) -> list[Record]:
         if item.reason in ("timeout", "memory"):
@@ -253,16 +256,17 @@ class MaximSpanExporter(SpanExporter):
         records.extend(mapped.records)
         return records
 
-    def _on_marker(self, marker: ReadableSpan) -> list[Record]:
+    def _on_marker(self, marker: ReadableSpan) -> None:
+        """Hold the marker's session end until that session's traces are sent (see :meth:`_release_ends`)."""
         session = session_of([marker])
         if session is None:
             self._limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
-            return []
+            return
         if session.id in self._sessions_ended or session.id in self._held_ends:
             self._limited.warning(
                 "marker-twice", "Ignoring a second end marker for session %s: it is ended already.", session.id
             )
-            return []
+            return
         after = attributes_of(marker).get(conv.SESSION_END_AFTER_TRACE)
         after_trace: int | None = None
         if isinstance(after, str):
@@ -274,7 +278,6 @@ class MaximSpanExporter(SpanExporter):
                 )
         end_ns = marker.end_time or marker.start_time or 0
         self._held_ends[session.id] = (session, end_ns, after_trace, time.monotonic() + self._trace_timeout)
-        return []
 
     def _release_ends(self, *, force: bool = False) -> list[Record]:
         """End the sessions whose markers arrived, of which no trace is still held, and whose
@@ -311,9 +314,11 @@ class MaximSpanExporter(SpanExporter):
 
     # --- send -----------------------------------------------------------------
 
-    def _send(self, records: list[Record]) -> bool:
-        if not records:
-            return True
+    def _send(self, lines: list[str]) -> bool:
+        return self._sink.write(lines) if lines else True
+
+    def _lines(self, records: list[Record]) -> list[str]:
+        """The wire lines of ``records``, redacted (if a callback is set) and each fitted to ``max_record_bytes``."""
         lines: list[str] = []
         for record in records:
             if self._redact is not None:
@@ -346,7 +351,7 @@ class MaximSpanExporter(SpanExporter):
                 self._limited.error(
                     "serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc
                 )
-        return self._sink.write(lines)
+        return lines
 
     # --- the reaper: traces whose wait is over are sent even when no span arrives ----------
 
@@ -376,9 +381,9 @@ class MaximSpanExporter(SpanExporter):
             try:
                 with self._lock:
                     if not self._shutdown:
-                        records = self._take_ready(self._assembler.expire())
-                        records.extend(self._release_ends())
-                        self._send(records)
+                        lines = self._take_ready(self._assembler.expire())
+                        lines.extend(self._lines(self._release_ends()))
+                        self._send(lines)
             except Exception:  # a daemon thread must not die silently
                 _logger.exception("Could not send traces whose wait was over.")
 
