@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate, trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import otel_maxim
@@ -287,6 +287,27 @@ def test_non_finite_model_parameters_stay_strict_json() -> None:
     generation = next(r for r in sink.records() if r.action == "add-generation")
     assert generation.data["modelParameters"] == {"temperature": "NaN"}
     assert isinstance(generation, Record)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [SpanLimits(), SpanLimits(max_span_attributes=3), SpanLimits(max_span_attribute_length=4)],
+    ids=["default-limits", "no-room-left", "value-length-limit"],
+)
+def test_stamping_keeps_the_sdk_attribute_limits(limits: SpanLimits) -> None:
+    """Within the limits the stamp goes straight into the span's dict, else through the SDK's checks:
+    either way the span holds what set_attributes would have left there."""
+    ctx = baggage.set_baggage("session.id", "s-42", context.Context())
+    ctx = baggage.set_baggage("session.name", "Support chat", ctx)
+    own = {"a": "first", "b": "second"}
+    stamping = TracerProvider(span_limits=limits)
+    stamping.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    stamped = stamping.get_tracer("t").start_span("s", context=ctx, attributes=own)
+    expected = TracerProvider(span_limits=limits).get_tracer("t").start_span("s", context=ctx, attributes=own)
+    expected.set_attributes({"session.id": "s-42", "session.name": "Support chat"})
+    assert dict(stamped.attributes or {}) == dict(expected.attributes or {})
+    assert stamped.dropped_attributes == expected.dropped_attributes
+    assert "session.id" in (stamped.attributes or {})
 
 
 @pytest.mark.parametrize("public_api_only", [False, True], ids=["private-reads", "public-api-only"])
