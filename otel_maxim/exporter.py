@@ -231,7 +231,18 @@ class MaximSpanExporter(SpanExporter):
         # up, and the garbage collector is not set off by them nor has them to go through.
         lines: list[str] = []
         for item in ready:
-            lines.extend(self._lines(self._map(item)))
+            try:
+                records = self._map(item)
+            except Exception:  # a mapping bug on odd input costs that trace, not the rest of the batch
+                self._limited.error(
+                    "map",
+                    "Could not map trace %032x (%d spans); its records are not sent.",
+                    item.trace_id,
+                    len(item.spans),
+                    exc_info=True,
+                )
+                continue
+            lines.extend(self._lines(records))
         if ready:
             lines.extend(self._lines(self._release_ends()))
         return lines

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate, trace
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor
@@ -182,6 +182,52 @@ def test_an_oversized_record_is_truncated_with_a_marker_never_dropped(caplog: py
     assert max(len(line) for line in sink.lines) <= 10_000
     assert TRUNCATION_MARKER.split("{")[0] in value
     assert "longest text fields were truncated" in caplog.text
+
+
+def test_json_nested_past_the_parser_limit_is_read_as_no_value(caplog: pytest.LogCaptureFixture) -> None:
+    """Text that the JSON parser gives up on (RecursionError) is no value, as text that is not JSON."""
+    deep_list = "[" * 100_000 + "]" * 100_000
+    deep_object = '{"a":' * 100_000 + "1" + "}" * 100_000
+    sink = ListSink()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        _one_span(
+            MaximSpanExporter(sink=sink),
+            {"gen_ai.operation.name": "chat", "gen_ai.input.messages": deep_list, "metadata": deep_object},
+            name="chat",
+        )
+    generation = next(r for r in sink.records() if r.action == "add-generation")
+    assert generation.data["messages"] == []
+    assert [r.action for r in sink.records() if r.entity == "trace"][-1] == "end"
+    assert not caplog.records
+
+
+def test_a_trace_that_cannot_be_mapped_costs_only_itself(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A mapping failure (a bug of ours, simulated here) is logged with the trace id; the batch's other traces go."""
+    real_map_trace = otel_maxim.exporter.map_trace
+
+    def failing_for_one(spans, prior, options):  # type: ignore[no-untyped-def]
+        if spans[0].name == "broken":
+            raise RuntimeError("simulated mapping bug")
+        return real_map_trace(spans, prior, options)
+
+    monkeypatch.setattr(otel_maxim.exporter, "map_trace", failing_for_one)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    finished: list[ReadableSpan] = []
+    for name in ("first", "broken", "last"):
+        span = tracer.start_span(name)
+        span.end()
+        finished.append(span)
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        assert exporter.export(finished) is SpanExportResult.SUCCESS
+    assert [r.data["name"] for r in sink.records() if r.action == "create"] == ["first", "last"]
+    broken_id = f"{finished[1].context.trace_id:032x}"
+    assert f"Could not map trace {broken_id} (1 spans)" in caplog.text
+    assert "simulated mapping bug" in caplog.text
 
 
 def test_attributes_taken_are_capped_and_counted() -> None:

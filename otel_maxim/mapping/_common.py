@@ -92,6 +92,18 @@ def json_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def parse_json(raw: str) -> Any:
+    """``raw`` parsed as JSON, or ``None`` if it is not JSON (or nests too deeply to parse).
+
+    Attribute values come from the application and the instrumentations: a value that is
+    not JSON, or JSON nested deeper than the parser's recursion limit, is read as no value.
+    """
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:
     """``{key: text}`` for every attribute named ``<prefix><key>``."""
     if not attributes:

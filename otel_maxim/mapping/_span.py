@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -19,6 +18,7 @@ from otel_maxim.mapping._common import (
     is_consumed,
     iso,
     json_text,
+    parse_json,
     span_hex,
     text,
 )
@@ -173,10 +173,7 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> t
 
 
 def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return
+    parsed = parse_json(raw)
     if isinstance(parsed, dict):
         for key, value in parsed.items():
             metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))

@@ -18,7 +18,6 @@ Pure functions of one span's attributes and events: no I/O, no state.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from otel_maxim.mapping._common import Attributes, as_text, attributes_of, first, json_text, text
+from otel_maxim.mapping._common import Attributes, as_text, attributes_of, first, json_text, parse_json, text
 
 GENERATION = "generation"
 TOOL_CALL = "tool_call"
@@ -738,17 +737,11 @@ def _int(value: object) -> int | None:
 
 def _json_list(value: object) -> list[Any] | None:
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
+        value = parse_json(value)
     return value if isinstance(value, list) else None
 
 
 def _json_object(value: object) -> dict[str, Any] | None:
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
+        value = parse_json(value)
     return value if isinstance(value, dict) else None
