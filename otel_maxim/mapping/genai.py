@@ -323,11 +323,22 @@ def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(parts, list):
         content = item.get("content")
         return {"role": role, "content": content if isinstance(content, str) else json_text(content)}
-    message: dict[str, Any] = {"role": role, "content": _parts_text(parts)}
-    tool_calls = [_tool_call(p.get("id"), p.get("name"), p.get("arguments")) for p in parts if _is(p, "tool_call")]
+    texts: list[str] = []
+    tool_calls: list[dict[str, Any]] = []
+    responses: list[dict[str, Any]] = []
+    for part in parts:  # one pass: messages are the bulk of a generation's mapping
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(str(part.get("content", "")))
+        elif kind == "tool_call":
+            tool_calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+        elif kind == "tool_call_response":
+            responses.append(part)
+    message: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    responses = [p for p in parts if _is(p, "tool_call_response")]
     if responses:
         message["role"] = "tool"
         message["content"] = "\n".join(as_text(p.get("response")) for p in responses)
@@ -574,7 +585,7 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
 
 def _fill_finish_reasons(choices: list[dict[str, Any]], attributes: Attributes) -> None:
     reasons = attributes.get("gen_ai.response.finish_reasons")
-    if not isinstance(reasons, Sequence) or isinstance(reasons, str):
+    if not isinstance(reasons, (tuple, list)):  # the SDK keeps sequences as tuples
         return
     for choice, reason in zip(choices, reasons):
         choice.setdefault("finish_reason", _finish_reason(reason))
@@ -637,6 +648,8 @@ def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Describ
 
 def _unwrap_tool_arguments(value: object) -> object:
     """Traceloop's LangChain envelope ``{"input_str", "inputs", "kwargs", ...}`` -> the tool's ``inputs``."""
+    if isinstance(value, str) and '"inputs"' not in value:
+        return value  # not the envelope: no need to parse it
     wrapped = _json_object(value)
     if wrapped is not None and "inputs" in wrapped and ("input_str" in wrapped or "kwargs" in wrapped):
         return wrapped["inputs"]
@@ -649,6 +662,8 @@ def _unwrap_tool_result(value: object) -> object:
     Traceloop: ``{"output": <lc-serialised ToolMessage or value>, "kwargs": {...}}``;
     OpenInference: ``{"type": "tool", "data": {"content": ..., "tool_call_id": ...}}``.
     """
+    if isinstance(value, str) and '"kwargs"' not in value and '"data"' not in value:
+        return value  # neither envelope: no need to parse it
     wrapped = _json_object(value)
     if wrapped is None:
         return value
