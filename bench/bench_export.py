@@ -5,6 +5,7 @@ Run from the repository root::
     python bench/bench_export.py            # the numbers for the README
     python bench/bench_export.py --quick    # a smoke run (the tests call it)
     python bench/bench_export.py --profile  # where the otel_maxim side's time goes
+    python bench/bench_export.py --standard-json  # records written without orjson (the fast extra)
 
 The spans are finished ``ReadableSpan``s made once by the real SDK: traces of six
 spans (a root with the session in baggage, the trace's input and output; an agent
@@ -35,6 +36,7 @@ from common import (
     Side,
     alternate,
     arguments,
+    json_style,
     machine_info,
     profile,
     report,
@@ -97,6 +99,7 @@ def batches_of(spans: Sequence[ReadableSpan]) -> list[Sequence[ReadableSpan]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__.splitlines()[0], argv)
+    style = json_style(args)
     traces = args.size or (40 if args.quick else 500)
     repetitions = args.repetitions or (3 if args.quick else 31)
     warmup = 1 if args.quick else 2
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             encode_spans(batch).SerializeToString()
         return total
 
-    ours = Side("MaximSpanExporter -> discarding sink", run_ours, prepare_ours, finish_ours)
+    ours = Side(f"MaximSpanExporter -> discarding sink, {style}", run_ours, prepare_ours, finish_ours)
     otlp = Side("OTLP encode_spans().SerializeToString()", run_otlp)
     if args.profile:
         profile(ours, repetitions)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     records = sinks[-1].lines
     otlp_bytes = sum(len(encode_spans(batch).SerializeToString()) for batch in batches)
     result = result_of(
-        "2. export work per span",
+        "2. export work per span" + (" (standard json)" if args.standard_json else ""),
         "span",
         ours,
         otlp,

@@ -281,11 +281,26 @@ def arguments(description: str, argv: list[str] | None = None) -> argparse.Names
     parser.add_argument("--size", type=int, default=None, help="units of work per repetition")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the result as JSON to PATH")
     parser.add_argument(
+        "--standard-json",
+        action="store_true",
+        help="write records with the standard library's json even where orjson (the fast extra) is installed",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="instead of comparing, profile the otel_maxim side (pyinstrument if installed, else cProfile)",
     )
     return parser.parse_args(argv)
+
+
+def json_style(args: argparse.Namespace) -> str:
+    """Apply ``--standard-json``; the name of what writes the records' JSON in this run."""
+    from otel_maxim import records  # noqa: PLC0415 - after sys.path is set
+
+    if args.standard_json:
+        records._encode_data = records.data_encoder(fast=False)
+        return "json"
+    return "orjson" if records.FAST_JSON else "json"
 
 
 def profile(side: Side, repetitions: int) -> None:

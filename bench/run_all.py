@@ -29,7 +29,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RATIO_BENCHMARKS = ("bench_processor.py", "bench_export.py", "bench_vs_maxim_py.py")
+#: Each ratio benchmark, and the arguments of each run of it (export: with orjson if installed, and without).
+RATIO_BENCHMARKS: tuple[tuple[str, list[str]], ...] = (
+    ("bench_processor.py", []),
+    ("bench_export.py", []),
+    ("bench_export.py", ["--standard-json"]),
+    ("bench_vs_maxim_py.py", []),
+)
 DELIVERY = "bench_delivery.py"
 DELIVERY_TARGET_SPANS_PER_SECOND = 20_000
 
@@ -54,10 +60,10 @@ def cost(ns: float, unit: str) -> str:
     return f"{ns / 1000:.2f} µs/{unit}"
 
 
-def ratio_row(script: str, quick: bool) -> tuple[Row | None, str]:
+def ratio_row(script: str, quick: bool, extra: list[str]) -> tuple[Row | None, str]:
     with tempfile.TemporaryDirectory(prefix="otel-maxim-bench-") as work:
         path = os.path.join(work, "result.json")
-        code, out, err = run(script, (["--quick"] if quick else []) + ["--json", path])
+        code, out, err = run(script, (["--quick"] if quick else []) + extra + ["--json", path])
         if code != 0 or not os.path.exists(path):
             return None, f"{out}{err}\n{script} failed (exit code {code})"
         data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -203,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     failed = False
-    for script in RATIO_BENCHMARKS:
-        print(f"## {script}", flush=True)
-        row, output = ratio_row(script, args.quick)
+    for script, extra in RATIO_BENCHMARKS:
+        print(f"## {' '.join([script, *extra])}", flush=True)
+        row, output = ratio_row(script, args.quick, extra)
         print(output.rstrip(), flush=True)
         print(flush=True)
         if row is None:

@@ -17,9 +17,10 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any, NamedTuple
 
-__all__ = ["ENTITIES", "ID_PATTERN", "Record", "fit_record", "parse", "serialize"]
+__all__ = ["ENTITIES", "FAST_JSON", "ID_PATTERN", "Record", "data_encoder", "fit_record", "parse", "serialize"]
 
 #: What replaces the end of a truncated text field; the numbers say how much was kept.
 TRUNCATION_MARKER = "...[truncated by otel_maxim: kept {kept} of {total} characters]"
@@ -33,30 +34,93 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 _ACTION_PATTERN = re.compile(r"[a-z][a-z-]*")
 _LINE_PATTERN = re.compile(r"([a-z_]+)\{id=([A-Za-z0-9_-]+),action=([a-z][a-z-]*),data=(\{.*\})\}", re.DOTALL)
 
-# Maxim's SDK writes ``json.dumps(data)`` with the default separators and
-# ``ensure_ascii``: every line is plain ASCII, so it is valid UTF-8 whatever the data holds.
+# Maxim's SDKs write ``data`` in one of two styles, and Maxim reads both: maxim-py with
+# ``json.dumps(data)`` (``", "`` and ``": "`` between items, ``\\uXXXX`` escapes), maxim-js with
+# ``JSON.stringify(data)`` (no spaces).  Without orjson, lines are written byte for byte as
+# maxim-py writes them; with orjson (the ``fast`` extra), as maxim-js does, except that text
+# stays ASCII here too.  Either way every line is plain ASCII, so valid UTF-8 whatever the
+# data holds, and one exporter writes one style.
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # the ``fast`` extra is not installed
+    _orjson = None
+
+#: ``True`` when orjson writes the records' data (compact JSON, as maxim-js writes it).
+FAST_JSON = _orjson is not None
+
 _ENCODER = json.JSONEncoder(allow_nan=False)
-_encode = _ENCODER.encode
+_encode = _ENCODER.encode  # the length of a string as the line holds it (see fit_record)
 
 
-def _one_shot_encoder() -> Callable[[Any], str]:
-    """The same encoding, without the C encoder that ``JSONEncoder.encode`` builds anew on every call.
+def data_encoder(*, fast: bool) -> Callable[[Any], str]:
+    """What :func:`serialize` writes a record's data with: ``data`` -> its JSON text, ASCII only.
+
+    ``fast=False``: the standard library, as maxim-py writes (``json.dumps`` defaults).
+    ``fast=True``: orjson (which must be installed), compact as maxim-js writes.  What orjson
+    writes differently from the standard library is handed to it instead: NaN and infinities
+    (orjson writes ``null``; any ``null`` in its output sends the record the standard way),
+    non-ASCII text, lone surrogates, integers past 64 bits, non-string keys and types that are
+    not JSON's.  Either way NaN and infinities become the strings ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"``, lone surrogates U+FFFD, other objects ``str()``; data that is circular or
+    nested too deeply raises :class:`ValueError`.
+    """
+    separators = (",", ":") if fast else (", ", ": ")
+    checked = json.JSONEncoder(allow_nan=False, separators=separators)
+    unchecked = _one_shot_encoder(checked)
+
+    def standard(data: Any) -> str:
+        try:
+            body = unchecked(data)
+        except (ValueError, TypeError, RecursionError):
+            try:
+                body = checked.encode(_strict(data))
+            except RecursionError:
+                raise ValueError("record data is circular or nested too deeply") from None
+        if "\\ud" in body:
+            body = checked.encode(_fix_surrogates(_strict(data)))  # rare: a slow path only for lone surrogates
+        return body
+
+    if not fast:
+        return standard
+    if _orjson is None:
+        raise ValueError("fast JSON needs orjson: pip install 'otel-maxim[fast]'")
+    dumps = _orjson.dumps
+    # Subclasses, dataclasses and datetimes are left to the standard way, which writes them as
+    # the standard library does (orjson would write them its own way).
+    options = _orjson.OPT_PASSTHROUGH_SUBCLASS | _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME
+
+    def compact(data: Any) -> str:
+        try:
+            raw = dumps(data, option=options)
+        except TypeError:  # orjson.JSONEncodeError
+            return standard(data)
+        if b"null" in raw or not raw.isascii():
+            return standard(data)
+        text: str = raw.decode("ascii")
+        return text
+
+    return compact
+
+
+def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode`` without the C encoder that ``JSONEncoder.encode`` builds anew on every call.
 
     Building it costs as much as encoding a small record, so it is built once.  It has no
     circular-reference check: the mapping's records cannot hold a cycle, and a record that does
     (only a ``redact`` callback could make one) fails with ``RecursionError`` and takes the
-    checked way.  Where the C module is missing, this is ``JSONEncoder.encode`` itself.
+    checked way.  Where the C module is missing, this is ``encoder.encode`` itself.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
-        return _encode
+        return encoder.encode
     c_encoder = make(
         None,  # no cycle check (see above)
-        _ENCODER.default,
+        encoder.default,
         json.encoder.encode_basestring_ascii,
         None,  # indent
-        _ENCODER.key_separator,
-        _ENCODER.item_separator,
+        encoder.key_separator,
+        encoder.item_separator,
         False,  # sort_keys
         False,  # skipkeys
         False,  # allow_nan
@@ -64,7 +128,7 @@ def _one_shot_encoder() -> Callable[[Any], str]:
     return lambda data: "".join(c_encoder(data, 0))
 
 
-_encode_fast = _one_shot_encoder()
+_encode_data = data_encoder(fast=FAST_JSON)
 #: The actions the mapping writes: these skip the pattern check (any other is checked against it).
 _MAPPING_ACTIONS = frozenset(
     {
@@ -100,16 +164,7 @@ def serialize(record: Record) -> str:
         raise ValueError(f"invalid record action {action!r}")
     if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError("record data must be a mapping")
-    try:
-        body = _encode_fast(data)
-    except (ValueError, TypeError, RecursionError):
-        try:
-            body = _encode(_strict(data))
-        except RecursionError:
-            raise ValueError("record data is circular or nested too deeply") from None
-    if "\\ud" in body:
-        body = _encode(_fix_surrogates(_strict(data)))  # rare: a slow path only for lone surrogates
-    return f"{entity}{{id={id_},action={action},data={body}}}"
+    return f"{entity}{{id={id_},action={action},data={_encode_data(data)}}}"
 
 
 def parse(line: str) -> Record:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim import MaximSpanExporter, MaximSpanProcessor, records
 from otel_maxim.records import Record, parse
 
 
@@ -24,6 +24,20 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(("MAXIM_", "OTEL_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=["standard", "fast"])
+def json_style(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way of writing a record's data: ``standard`` (maxim-py's bytes) and ``fast`` (orjson, maxim-js's)."""
+    style: str = request.param
+    monkeypatch.setattr(records, "_encode_data", records.data_encoder(fast=style == "fast"))
+    return style
+
+
+@pytest.fixture
+def standard_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records written as maxim-py writes them (the default without the ``fast`` extra)."""
+    monkeypatch.setattr(records, "_encode_data", records.data_encoder(fast=False))
 
 
 def read_records(path: Path) -> list[Record]:

@@ -33,11 +33,23 @@ def test_the_benchmark_runs_quick_and_prints_its_ratio_last(script: str) -> None
     assert RATIO_LINE.match(lines[-1]), lines[-1]
 
 
+@pytest.mark.parametrize(("flags", "label"), [((), "orjson"), (("--standard-json",), "json")])
+def test_the_export_benchmark_says_what_writes_the_json(flags: tuple[str, ...], label: str) -> None:
+    done = _run(str(BENCH / "bench_export.py"), "--quick", *flags)
+    assert done.returncode == 0, done.stderr
+    assert f"| MaximSpanExporter -> discarding sink, {label} " in done.stdout
+
+
 def test_run_all_prints_a_markdown_table() -> None:
     done = _run(str(BENCH / "run_all.py"), "--quick", "--skip-delivery", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "| benchmark | ours | baseline | ratio | target | met? |" in out
-    for name in ("1. application-thread cost per span", "2. export work per span", "3. application-thread cost"):
+    for name in (
+        "1. application-thread cost per span",
+        "2. export work per span",
+        "2. export work per span (standard json)",
+        "3. application-thread cost",
+    ):
         assert name in out
     assert "Machine: " in out

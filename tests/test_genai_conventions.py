@@ -794,6 +794,7 @@ def test_provider_attribute_priority(attributes: dict[str, Any], provider: str) 
     assert generation.announced["provider"] == provider
 
 
+@pytest.mark.usefixtures("standard_json")
 def test_model_parameters_encoded_like_maxim_py() -> None:
     """The parameters of maxim-py's captured generation, as maxim-py wrote them (strings as they are, else JSON)."""
     maxim_py = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_maxim.records import Record, parse, serialize
+from otel_maxim.records import Record, data_encoder, parse, serialize
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
@@ -18,16 +19,18 @@ json_values = st.recursive(
 )
 
 
-def test_serialize_matches_the_documented_template() -> None:
+def test_serialize_matches_the_documented_template(json_style: str) -> None:
     record = Record("trace", "4bf92f3577b34da6a3ce929d0e0e4736", "end", {"endTimestamp": "2026-06-01T10:00:01+00:00"})
     line = serialize(record)
+    space = " " if json_style == "standard" else ""  # maxim-py's json.dumps; maxim-js's JSON.stringify
     assert line == (
-        'trace{id=4bf92f3577b34da6a3ce929d0e0e4736,action=end,data={"endTimestamp": "2026-06-01T10:00:01+00:00"}}'
+        "trace{id=4bf92f3577b34da6a3ce929d0e0e4736,action=end,"
+        f'data={{"endTimestamp":{space}"2026-06-01T10:00:01+00:00"}}}}'
     )
     assert parse(line) == record
 
 
-def test_non_ascii_is_escaped_like_maxim_py() -> None:
+def test_non_ascii_is_escaped_like_maxim_py(json_style: str) -> None:
     line = serialize(Record("trace", "t", "update", {"output": "Grüße \U0001f600"}))
     assert line.isascii()
     assert '"Gr\\u00fc\\u00dfe \\ud83d\\ude00"' in line
@@ -46,12 +49,12 @@ def test_any_data_round_trips_and_stays_one_strict_line(entity: str, data: objec
     json.loads(line[line.index("data=") + 5 : -1], parse_constant=pytest.fail)  # no NaN/Infinity tokens
 
 
-def test_non_finite_numbers_become_strings() -> None:
+def test_non_finite_numbers_become_strings(json_style: str) -> None:
     back = parse(serialize(Record("span", "s", "update", {"metrics": {"a": math.nan, "b": -math.inf}})))
     assert back.data == {"metrics": {"a": "NaN", "b": "-Infinity"}}
 
 
-def test_lone_surrogates_become_replacement_characters() -> None:
+def test_lone_surrogates_become_replacement_characters(json_style: str) -> None:
     back = parse(serialize(Record("span", "s", "update", {"x": "a\ud800b", "ok": "\U0001f600"})))
     assert back.data == {"x": "a\ufffdb", "ok": "\U0001f600"}
 
@@ -85,17 +88,45 @@ def test_unknown_entity_and_bad_action_are_refused() -> None:
         serialize(Record("trace", "x", "create,data={}}", {}))
 
 
-def test_a_circular_record_is_refused_with_a_value_error() -> None:
+def test_a_circular_record_is_refused_with_a_value_error(json_style: str) -> None:
     """Only a redact callback could build one; the exporter logs a ValueError and goes on."""
     data: dict[str, object] = {"name": "x"}
     data["self"] = data
     with pytest.raises(ValueError, match="circular"):
         serialize(Record("trace", "t1", "update", data))
     # The encoder is shared: the next record is not affected.
-    assert serialize(Record("trace", "t1", "update", {"name": "x"})) == 'trace{id=t1,action=update,data={"name": "x"}}'
+    assert parse(serialize(Record("trace", "t1", "update", {"name": "x"}))).data == {"name": "x"}
 
 
+#: Every kind of value the mapping makes (and a few that only a redact callback could add).
+_EVERY_KIND = {"s": 'é\n"', "i": -3, "f": 0.1, "b": [True, False, None], "d": {"k": [1.5e300, {}]}, "big": 2**70}
+
+
+@pytest.mark.usefixtures("standard_json")
 def test_encoding_is_json_dumps_byte_for_byte() -> None:
-    """What maxim-py writes: json.dumps with its defaults, for every kind of value the mapping makes."""
-    data = {"s": 'é\n"', "i": -3, "f": 0.1, "b": [True, False, None], "d": {"k": [1.5e300, {}]}, "big": 2**70}
+    """What maxim-py writes: json.dumps with its defaults."""
+    data = _EVERY_KIND
     assert serialize(Record("span", "s1", "update", data)) == f"span{{id=s1,action=update,data={json.dumps(data)}}}"
+
+
+def test_fast_encoding_is_compact_ascii_json() -> None:
+    """What maxim-js writes (JSON.stringify: no spaces), kept ASCII; numbers may be spelled differently."""
+    fast = data_encoder(fast=True)
+    plain = {"name": "chat gpt-4o", "tags": {"a": "b"}, "n": [1, -2, 3.25], "ok": True}
+    assert fast(plain) == json.dumps(plain, separators=(",", ":"))
+    assert json.loads(fast(_EVERY_KIND)) == _EVERY_KIND  # null, non-ASCII and a huge int go the standard way
+    assert fast(_EVERY_KIND).isascii() and ", " not in fast(_EVERY_KIND)
+
+
+class _Custom:
+    def __str__(self) -> str:
+        return "custom"
+
+
+@given(data=json_values)
+def test_both_encoders_write_the_same_json(data: object) -> None:
+    """Whatever the data, the fast encoder's JSON says what the standard one's says."""
+    value = {"value": data, "extra": [(1, 2), _Custom(), datetime.datetime(2026, 1, 2, 3, 4, 5), 2**64]}
+    standard, fast = data_encoder(fast=False)(value), data_encoder(fast=True)(value)
+    assert fast.isascii()
+    assert json.loads(fast, parse_constant=pytest.fail) == json.loads(standard, parse_constant=pytest.fail)
