@@ -151,6 +151,8 @@ class MaximSpanExporter(SpanExporter):
         self._sessions_ended: OrderedDict[str, None] = OrderedDict()
         #: session id -> (session, end time, trace to wait for, monotonic time after which not to wait).
         self._held_ends: dict[str, tuple[SessionInfo, int, int | None, float]] = {}
+        #: While end markers wait: held trace id -> (its spans read so far, the session found in them).
+        self._held_sessions: dict[int, tuple[int, str | None]] = {}
         self._trace_timeout = timeout
         self._shutdown = False
         self._wake = threading.Event()
@@ -294,14 +296,23 @@ class MaximSpanExporter(SpanExporter):
         """End the sessions whose markers arrived, of which no trace is still held, and whose
         marker's own trace (where ``end_session`` was called) was sent or waited for long enough."""
         if not self._held_ends:
+            self._held_sessions.clear()
             return []
         busy: set[str] = set()
         if not force:
             now = time.monotonic()
-            for _, spans in self._assembler.pending():
-                session = session_of(spans)
-                if session is not None:
-                    busy.add(session.id)
+            # The session of each held trace, read only from the spans that arrived since the last look.
+            held_sessions: dict[int, tuple[int, str | None]] = {}
+            for trace_id, spans in self._assembler.pending():
+                seen, session_id = self._held_sessions.get(trace_id, (0, None))
+                if session_id is None and seen < len(spans):
+                    session = session_of(spans[seen:])
+                    session_id = session.id if session is not None else None
+                    seen = len(spans)
+                held_sessions[trace_id] = (seen, session_id)
+                if session_id is not None:
+                    busy.add(session_id)
+            self._held_sessions = held_sessions
             for session_id, (_, _, after, wait_until) in self._held_ends.items():
                 if after is not None and after not in self._sent and now < wait_until:
                     busy.add(session_id)

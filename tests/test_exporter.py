@@ -53,6 +53,43 @@ def test_session_end_waits_for_a_trace_of_that_session_still_held() -> None:
     assert [(r.entity, r.action) for r in records][-3:] == [("span", "end"), ("trace", "end"), ("session", "end")]
 
 
+def test_a_waiting_session_end_sees_the_session_of_spans_that_arrive_later() -> None:
+    """A held trace whose first spans carry no session.id becomes one of the session's when a later span does."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        late_root = tracer.start_span("late-turn", attributes={"session.id": "s1"})
+        parent = trace.set_span_in_context(late_root)
+        tracer.start_span("no-session", context=parent).end()
+        tracer.start_span("with-session", context=parent, attributes={"session.id": "s1"}).end()
+        other_root = tracer.start_span("other-turn", attributes={"session.id": "s1"})
+        other_parent = trace.set_span_in_context(other_root)
+        tracer.start_span("other-child", context=other_parent, attributes={"session.id": "s1"}).end()
+        otel_maxim.end_session("s1", tracer_provider=provider)
+        other_root.end()
+        late_root.end()
+
+    spans = {span.name: span for span in _record_spans(build)}
+    marker = next(
+        span
+        for name, span in spans.items()
+        if name not in {"late-turn", "no-session", "with-session", "other-turn", "other-child"}
+    )
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export([spans["no-session"], spans["other-child"], marker])  # s1 waits for "other-turn"
+    exporter.export([spans["with-session"], spans["other-turn"]])  # "other-turn" goes; the held trace is s1's now
+    assert not [r for r in sink.records() if r.entity == "session" and r.action == "end"]
+    exporter.export([spans["late-turn"]])
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    late_trace = f"{spans['late-turn'].context.trace_id:032x}"
+    assert [(r.entity, r.id, r.action) for r in records][-2:] == [
+        ("trace", late_trace, "end"),
+        ("session", "s1", "end"),
+    ]
+
+
 def test_markers_twice_and_for_unseen_sessions(caplog: pytest.LogCaptureFixture) -> None:
     def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
         otel_maxim.end_session("never-seen", tracer_provider=provider)
