@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
@@ -50,6 +51,19 @@ def attributes_of(span: ReadableSpan) -> Attributes:
     if type(plain) is dict:
         return plain
     return span.attributes or {}
+
+
+def events_of(span: ReadableSpan) -> Sequence[Event]:
+    """The span's events, read once.
+
+    ``ReadableSpan.events`` copies the SDK's ``BoundedList`` through its lock (a list, then a
+    tuple of it) on every read; a finished span's events no longer change, so the deque inside
+    is read when there is one, and the public property otherwise.
+    """
+    queue = getattr(getattr(span, "_events", None), "_dq", None)
+    if type(queue) is deque:
+        return tuple(queue)
+    return span.events
 
 
 def trace_hex(trace_id: int) -> str:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from otel_maxim.mapping._common import Attributes, as_text, attributes_of, first, json_text, parse_json, text
+from otel_maxim.mapping._common import Attributes, as_text, attributes_of, events_of, first, json_text, parse_json, text
 
 GENERATION = "generation"
 TOOL_CALL = "tool_call"
@@ -173,7 +173,7 @@ class Described:
     documents: list[str] | None = None
     #: Events consumed as messages (not repeated as ``add-event``).
     consumed_events: frozenset[int] = frozenset()
-    #: The span's events, read once (``ReadableSpan.events`` copies them on every read).
+    #: The span's events, read once (see ``events_of``).
     events: Sequence[Event] = ()
 
 
@@ -207,7 +207,7 @@ def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
     attributes = attributes_of(span)
     kind = classify(attributes)
-    described = Described(kind, span.name, events=span.events)
+    described = Described(kind, span.name, events=events_of(span))
     if kind == GENERATION:
         _describe_generation(span, attributes, described)
     elif kind == TOOL_CALL:
