@@ -149,6 +149,8 @@ _MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 _CHOICE_EVENT = "gen_ai.choice"
+#: Where the flattened message conventions keep their messages (``<prefix>N.<field>``).
+_FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
 
 
 @dataclass(slots=True)
@@ -248,16 +250,19 @@ def _describe_generation(span: ReadableSpan, attributes: Attributes, out: Descri
     out.parameters = _parameters(attributes, invocation)
 
     consumed: set[int] = set()
+    # OpenInference's and Traceloop's flattened messages are looked for (a scan of the attributes
+    # each) only when a key has one of their prefixes: most generations have none of them.
+    flat = any(key.startswith(_FLAT_MESSAGE_PREFIXES) for key in attributes)
     out.messages = _system_instructions(attributes) + (
         _parts_messages(attributes.get("gen_ai.input.messages"))
-        or _openinference_messages(attributes, "llm.input_messages.")
-        or _traceloop_messages(attributes, "gen_ai.prompt.")
+        or (_openinference_messages(attributes, "llm.input_messages.") if flat else [])
+        or (_traceloop_messages(attributes, "gen_ai.prompt.") if flat else [])
         or _vercel_messages(attributes)
     ) or _event_messages(out.events, consumed)
     choices = (
         _parts_choices(attributes.get("gen_ai.output.messages"))
-        or _openinference_choices(attributes)
-        or _traceloop_choices(attributes)
+        or (_openinference_choices(attributes) if flat else [])
+        or (_traceloop_choices(attributes) if flat else [])
         or _vercel_choices(attributes)
         or _event_choices(out.events, consumed)
     )
