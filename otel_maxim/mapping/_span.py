@@ -182,7 +182,7 @@ def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
 def open_records(span: ReadableSpan, parent: Ref, options: Options, described: Described) -> tuple[list[Record], Ref]:
     """The records that announce ``span`` on ``parent`` and describe it; and the span's own ref."""
     span_id = span_hex(span.context.span_id)  # type: ignore[union-attr]
-    attributes = attributes_of(span)
+    attributes = described.attributes
     kind = described.kind
     under_span = parent[0] == "span"
     tags, metadata = tags_and_metadata(attributes, kind, options.max_attributes)
@@ -240,7 +240,7 @@ def own_records(
     only traces and spans take them.  ``metadata`` is the span's, if the caller has it.
     """
     records: list[Record] = []
-    attributes = attributes_of(span)
+    attributes = described.attributes
     kind = described.kind
     if metadata is None:
         metadata = tags_and_metadata(attributes, kind, options.max_attributes)[1]

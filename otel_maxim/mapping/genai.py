@@ -175,8 +175,9 @@ class Described:
     documents: list[str] | None = None
     #: Events consumed as messages (not repeated as ``add-event``).
     consumed_events: frozenset[int] = frozenset()
-    #: The span's events, read once (see ``events_of``).
+    #: The span's events and attributes, read once (see ``events_of`` and ``attributes_of``).
     events: Sequence[Event] = ()
+    attributes: Attributes = field(default_factory=dict)
 
 
 def classify(attributes: Attributes) -> str:
@@ -209,7 +210,7 @@ def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
     attributes = attributes_of(span)
     kind = classify(attributes)
-    described = Described(kind, span.name, events=events_of(span))
+    described = Described(kind, span.name, events=events_of(span), attributes=attributes)
     if kind == GENERATION:
         _describe_generation(span, attributes, described)
     elif kind == TOOL_CALL:
