@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -67,7 +68,7 @@ class MappedTrace(NamedTuple):
     start_ns: int
 
 
-def session_of(spans: Sequence[ReadableSpan]) -> SessionInfo | None:
+def session_of(spans: Iterable[ReadableSpan]) -> SessionInfo | None:
     """The session of a trace, from any of its spans (the caller puts the root first)."""
     for span in spans:
         attributes = attributes_of(span)
@@ -136,7 +137,7 @@ def map_trace(
     start_ns = min((s.start_time or 0) for s in by_id.values()) if by_id else 0
     if prior is None:
         ordered = ([root] if root is not None else []) + [s for s in tops if s is not root]
-        session = session_of(ordered + [s for s in by_id.values() if s not in ordered])
+        session = session_of(chain(ordered, (s for s in by_id.values() if s not in ordered)))
         source = root if root is not None else (tops[0] if tops else None)
         trace_id = _maxim_trace_id(root, spans)
         state = TraceState(trace_id, session)
@@ -181,10 +182,10 @@ def map_trace(
             stack.append((True, root, trace_ref))
     seen = 0
     while stack:
-        opening, span, ref = stack.pop()
+        opening, span, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
         span_id = span.context.span_id  # type: ignore[union-attr]
         if not opening:
-            records.extend(_span.close_records(span, _own_ref(span_id, described), options, described[span_id]))
+            records.extend(_span.close_records(span, ref, options, described[span_id]))
             continue
         seen += 1
         opened, own_ref = _span.open_records(span, ref, options, described[span_id])
@@ -241,10 +242,6 @@ def _trace_create(
     if session is not None:
         data["sessionId"] = session.id
     return data
-
-
-def _own_ref(span_id: int, described: Mapping[int, genai.Described]) -> Ref:
-    return (described[span_id].kind, span_hex(span_id))
 
 
 def _first_user_message(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
