@@ -44,12 +44,10 @@ At the end maxim-py is shut down as ``tests/maxim_py_capture.py`` does (its clea
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -57,7 +55,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from common import (
@@ -83,6 +81,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 
 import otel_maxim
+from tests.maxim_py_capture import JsonReplyHandler, close_maxim
 
 API_KEY = "bench-key"
 REPO_ID = "bench-repo"
@@ -226,35 +225,18 @@ def serve() -> int:
     counts = {"lines": 0, "posts": 0}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as Maxim's API
-        timeout = 30
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+    class Handler(JsonReplyHandler):
+        def reply(self, body: bytes) -> dict[str, Any]:
             if self.command == "POST" and self.path.startswith("/api/sdk/v3/log"):
                 with lock:
                     counts["posts"] += 1
                     counts["lines"] += sum(1 for line in body.split(b"\n") if line)
             if self.path == "/_stats":
                 with lock:
-                    reply: dict[str, Any] = dict(counts)
-            elif "log-repositories" in self.path:
-                reply = {"data": {"id": REPO_ID}}
-            else:
-                reply = {"data": {}}
-            out = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-            pass
+                    return dict(counts)
+            if "log-repositories" in self.path:
+                return {"data": {"id": REPO_ID}}
+            return {"data": {}}
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -347,21 +329,9 @@ class MaximPy:
             time.sleep(0.001)
 
     def shutdown(self) -> None:
-        """What ``Maxim.cleanup`` does, minus its 2 s sleep; release the singleton; stop the server."""
-        from maxim import Maxim  # noqa: PLC0415
-
-        maxim, logger = self.maxim, self.logger
+        """What ``Maxim.cleanup`` does, minus its 2 s sleep (as the tests do); stop the server."""
         try:
-            atexit.unregister(maxim.cleanup)
-            maxim.has_cleaned_up = True
-            maxim.is_running = False
-            logger.cleanup(is_sync=True)  # sync flush + executors shut down
-            shutil.rmtree(os.path.dirname(logger.writer.logs_dir), ignore_errors=True)
-            for api in (maxim.maxim_api, logger.writer.maxim_api):
-                api.connection_pool.client.close()
-            with Maxim._lock:
-                if getattr(Maxim, "_instance", None) is maxim:
-                    del Maxim._instance
+            close_maxim(self.maxim, self.logger)
         finally:
             self.server.stop()
 

@@ -309,24 +309,24 @@ def profile(side: Side, repetitions: int) -> None:
         from pyinstrument import Profiler  # noqa: PLC0415 - optional
     except ImportError:
         Profiler = None  # noqa: N806
+    start: Callable[[], Any]
+    stop: Callable[[], Any]
+    show: Callable[[], Any]
     if Profiler is not None:
-        profiler = Profiler(interval=0.0002)
-        for _ in range(repetitions):
-            state = side.prepare()
-            profiler.start()
-            side.run(state)
-            profiler.stop()
-            side.finish(state)
-        print(profiler.output_text(unicode=False, color=False, show_all=False))
-        return
-    import cProfile  # noqa: PLC0415
-    import pstats  # noqa: PLC0415
+        sampler = Profiler(interval=0.0002)
+        start, stop = sampler.start, sampler.stop
+        show = lambda: print(sampler.output_text(unicode=False, color=False, show_all=False))  # noqa: E731
+    else:
+        import cProfile  # noqa: PLC0415
+        import pstats  # noqa: PLC0415
 
-    prof = cProfile.Profile()
+        tracer = cProfile.Profile()
+        start, stop = tracer.enable, tracer.disable
+        show = lambda: pstats.Stats(tracer).sort_stats("tottime").print_stats(25)  # noqa: E731
     for _ in range(repetitions):
         state = side.prepare()
-        prof.enable()
+        start()
         side.run(state)
-        prof.disable()
+        stop()
         side.finish(state)
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    show()

@@ -41,7 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-__all__ = ["RecordedRequest", "capture", "capture_requests", "seed_scenario"]
+__all__ = ["JsonReplyHandler", "RecordedRequest", "capture", "capture_requests", "close_maxim", "seed_scenario"]
 
 API_KEY = "test-key"
 REPO_ID = "test-repo"
@@ -86,41 +86,48 @@ class _Recorder:
             return self.cond.wait_for(seen, timeout=timeout)
 
 
-def _make_handler(recorder: _Recorder) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = 30  # socket timeout, so idle connection threads end
+class JsonReplyHandler(BaseHTTPRequestHandler):
+    """Answers every request with HTTP 200 and the JSON object that :meth:`reply` returns for it."""
 
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+    protocol_version = "HTTP/1.1"  # keep-alive, as Maxim's API
+    timeout = 30  # socket timeout, so idle connection threads end
+
+    def reply(self, body: bytes) -> dict[str, Any]:
+        return {"data": {}}
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        out = json.dumps(self.reply(self.rfile.read(length) if length else b"")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name; silence stderr
+        pass
+
+
+def _make_handler(recorder: _Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(JsonReplyHandler):
+        def reply(self, body: bytes) -> dict[str, Any]:
             recorder.add(RecordedRequest(self.command, self.path, dict(self.headers.items()), body))
             url = urlsplit(self.path)
-            reply: dict[str, Any]
             if url.path == UPLOAD_URL_PATH:
                 key = parse_qs(url.query).get("key", [""])[0]
                 host, port = self.server.server_address[:2]
                 signed = f"http://{host}:{port}{SIGNED_UPLOAD_PATH}?key={quote(key, safe='')}"
-                reply = {"data": {"url": signed}}
-            elif url.path == REPO_CHECK_PATH:
-                reply = {"data": {"id": REPO_ID}}
-            else:
-                reply = {"data": {}}
-            out = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        def log_message(self, format: str, *args: Any) -> None:  # silence stderr
-            pass
+                return {"data": {"url": signed}}
+            if url.path == REPO_CHECK_PATH:
+                return {"data": {"id": REPO_ID}}
+            return {"data": {}}
 
     return Handler
 
 
-def _close_maxim(maxim: Any, logger: Any) -> None:
+def close_maxim(maxim: Any, logger: Any) -> None:
     """Do what ``Maxim.cleanup`` does (minus its 2 s sleep) and release the singleton."""
     from maxim import Maxim
 
@@ -168,7 +175,7 @@ def capture_requests(scenario: Callable[[Any], None], *, timeout: float = 10.0) 
         finally:
             # let the (daemon) repository check finish while the server is up
             recorder.wait_for("GET", REPO_CHECK_PATH, timeout)
-            closer = threading.Thread(target=_close_maxim, args=(maxim, logger), daemon=True)
+            closer = threading.Thread(target=close_maxim, args=(maxim, logger), daemon=True)
             closer.start()
             closer.join(timeout)
             if closer.is_alive():
