@@ -99,7 +99,7 @@ def batches_of(spans: Sequence[ReadableSpan]) -> list[Sequence[ReadableSpan]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__.splitlines()[0], argv)
-    style = json_style(args)
+    style, fast_json = json_style(args)
     traces = args.size or (40 if args.quick else 500)
     repetitions = args.repetitions or (3 if args.quick else 31)
     warmup = 1 if args.quick else 2
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     def prepare_ours() -> Any:
         sink = DiscardSink()
         sinks.append(sink)
-        return otel_maxim.MaximSpanExporter(sink=sink)
+        return otel_maxim.MaximSpanExporter(sink=sink, fast_json=fast_json)
 
     def run_ours(exporter: Any) -> int:
         export = exporter.export

@@ -226,6 +226,8 @@ def serve() -> int:
     lock = threading.Lock()
 
     class Handler(JsonReplyHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Maxim's API
+
         def reply(self, body: bytes) -> dict[str, Any]:
             if self.command == "POST" and self.path.startswith("/api/sdk/v3/log"):
                 with lock:

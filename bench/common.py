@@ -293,14 +293,12 @@ def arguments(description: str, argv: list[str] | None = None) -> argparse.Names
     return parser.parse_args(argv)
 
 
-def json_style(args: argparse.Namespace) -> str:
-    """Apply ``--standard-json``; the name of what writes the records' JSON in this run."""
-    from otel_maxim import records  # noqa: PLC0415 - after sys.path is set
+def json_style(args: argparse.Namespace) -> tuple[str, bool]:
+    """What writes the records' JSON in this run (``--standard-json`` or not): its name, and ``fast_json``."""
+    from otel_maxim.records import ORJSON_AVAILABLE  # noqa: PLC0415 - after sys.path is set
 
-    if args.standard_json:
-        records._encode_data = records.data_encoder(fast=False)
-        return "json"
-    return "orjson" if records.FAST_JSON else "json"
+    fast = ORJSON_AVAILABLE and not args.standard_json
+    return ("orjson" if fast else "json"), fast
 
 
 def profile(side: Side, repetitions: int) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "MAXIM_BRIDGE_TOKEN",
     "MAXIM_CAPTURE_CONTENT",
     "MAXIM_EXPORT_TIMEOUT",
+    "MAXIM_FAST_JSON",
     "MAXIM_LOG_REPO_ID",
     "MAXIM_MAX_HELD_SPANS",
     "MAXIM_MAX_SPOOL_BYTES",
@@ -61,6 +62,7 @@ MAXIM_MAX_HELD_TRACES = "MAXIM_MAX_HELD_TRACES"
 MAXIM_MAX_SPOOL_BYTES = "MAXIM_MAX_SPOOL_BYTES"
 MAXIM_EXPORT_TIMEOUT = "MAXIM_EXPORT_TIMEOUT"
 MAXIM_ALLOW_INSECURE = "MAXIM_ALLOW_INSECURE"
+MAXIM_FAST_JSON = "MAXIM_FAST_JSON"
 # --- otel-maxim bridge (the Collector path) ---
 MAXIM_BRIDGE_HOST = "MAXIM_BRIDGE_HOST"
 MAXIM_BRIDGE_PORT = "MAXIM_BRIDGE_PORT"
@@ -131,6 +133,12 @@ VARIABLES: tuple[Variable, ...] = (
         MAXIM_MAX_RECORD_BYTES,
         "`1000000`",
         "Largest record; the longest text fields of a larger one are truncated, with a visible marker.",
+    ),
+    Variable(
+        MAXIM_FAST_JSON,
+        "`true` if orjson is installed",
+        "`true`: records' data is written by orjson (the `fast` extra), compact as Maxim's JS SDK writes it; "
+        "`false`: by the standard library, byte for byte as maxim-py writes it.",
     ),
     Variable(
         MAXIM_MAX_ATTRIBUTES,

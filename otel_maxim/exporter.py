@@ -33,7 +33,7 @@ from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import attributes_of, iso
-from otel_maxim.records import Record, fit_record, serialize
+from otel_maxim.records import ORJSON_AVAILABLE, Record, data_encoder, fit_record, serialize
 from otel_maxim.sinks import FileSink, Sink
 
 __all__ = ["MaximSpanExporter"]
@@ -75,6 +75,10 @@ class MaximSpanExporter(SpanExporter):
     is sent when the API answers again, also by the next process using that
     directory.  A plain ``http://`` base URL is refused unless its host is
     loopback or ``allow_insecure`` (``MAXIM_ALLOW_INSECURE``) is true.
+
+    ``fast_json`` (``MAXIM_FAST_JSON``; default: true when orjson is installed)
+    has orjson write records' data, compact as Maxim's JS SDK writes it; false
+    writes maxim-py's bytes with the standard library.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class MaximSpanExporter(SpanExporter):
         max_held_traces: int | None = None,
         max_record_bytes: int | None = None,
         max_attributes: int | None = None,
+        fast_json: bool | None = None,
     ) -> None:
         self._limited = RateLimitedLog(_logger)  # per exporter: one's outage does not silence another's
         self._options = Options(
@@ -109,6 +114,18 @@ class MaximSpanExporter(SpanExporter):
         if redact is not None and not callable(redact):
             raise ValueError("redact must be callable")
         self._redact = redact
+        if fast_json and not ORJSON_AVAILABLE:
+            raise ValueError("fast_json=True needs orjson: pip install 'otel-maxim[fast]'")
+        fast = resolve_bool(fast_json, "fast_json", env.MAXIM_FAST_JSON, ORJSON_AVAILABLE)
+        if fast and not ORJSON_AVAILABLE:
+            _logger.warning(
+                "%s is true but orjson is not installed; records are written by the standard library.",
+                env.MAXIM_FAST_JSON,
+            )
+            fast = False
+        # A redact callback may put any object in a record: the standard library writes those as
+        # maxim-py would (orjson writes some, enums, its own way), in the same style.
+        self._encode = data_encoder(fast=fast and redact is None, compact=fast)
         timeout = resolve_number(
             trace_timeout, "trace_timeout", env.MAXIM_TRACE_TIMEOUT, DEFAULT_TRACE_TIMEOUT, minimum=0
         )
@@ -305,6 +322,8 @@ class MaximSpanExporter(SpanExporter):
             held_sessions: dict[int, tuple[int, str | None]] = {}
             for trace_id, spans in self._assembler.pending():
                 seen, session_id = self._held_sessions.get(trace_id, (0, None))
+                if seen > len(spans):  # not the trace that was looked at (released, then held again)
+                    seen, session_id = 0, None
                 if session_id is None and seen < len(spans):
                     session = session_of(spans[seen:])
                     session_id = session.id if session is not None else None
@@ -356,11 +375,19 @@ class MaximSpanExporter(SpanExporter):
                     continue
                 if redacted is None:
                     continue
+                if not isinstance(redacted, Record):
+                    self._limited.error(
+                        "redact-type",
+                        "The redact callback returned a %s, not a Record or None; the record is not sent (%s).",
+                        type(redacted).__name__,
+                        record.action,
+                    )
+                    continue
                 record = redacted
             try:
-                line = serialize(record)
+                line = serialize(record, self._encode)
                 if len(line) > self._max_record_bytes:  # the line is ASCII: characters are bytes
-                    line = serialize(fit_record(record, self._max_record_bytes))
+                    line = serialize(fit_record(record, self._max_record_bytes, self._encode), self._encode)
                     self._limited.warning(
                         "truncated",
                         "A %s %s record was over %d bytes; its longest text fields were truncated.",
@@ -369,7 +396,7 @@ class MaximSpanExporter(SpanExporter):
                         self._max_record_bytes,
                     )
                 lines.append(line)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 self._limited.error(
                     "serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc
                 )

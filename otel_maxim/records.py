@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, NamedTuple
 
-__all__ = ["ENTITIES", "FAST_JSON", "ID_PATTERN", "Record", "data_encoder", "fit_record", "parse", "serialize"]
+__all__ = ["ENTITIES", "ID_PATTERN", "ORJSON_AVAILABLE", "Record", "data_encoder", "fit_record", "parse", "serialize"]
 
 #: What replaces the end of a truncated text field; the numbers say how much was kept.
 TRUNCATION_MARKER = "...[truncated by otel_maxim: kept {kept} of {total} characters]"
@@ -36,36 +36,45 @@ _LINE_PATTERN = re.compile(r"([a-z_]+)\{id=([A-Za-z0-9_-]+),action=([a-z][a-z-]*
 
 # Maxim's SDKs write ``data`` in one of two styles, and Maxim reads both: maxim-py with
 # ``json.dumps(data)`` (``", "`` and ``": "`` between items, ``\\uXXXX`` escapes), maxim-js with
-# ``JSON.stringify(data)`` (no spaces).  Without orjson, lines are written byte for byte as
-# maxim-py writes them; with orjson (the ``fast`` extra), as maxim-js does, except that text
-# stays ASCII here too.  Either way every line is plain ASCII, so valid UTF-8 whatever the
-# data holds, and one exporter writes one style.
+# ``JSON.stringify(data)`` (no spaces).  The standard library writes maxim-py's bytes; orjson
+# (the ``fast`` extra) writes as maxim-js does, except that text stays ASCII here too.  Either
+# way every line is plain ASCII, so valid UTF-8 whatever the data holds; each exporter writes
+# one style (``MaximSpanExporter(fast_json=...)``, ``MAXIM_FAST_JSON``).
 _orjson: ModuleType | None
 try:
     import orjson as _orjson
 except ImportError:  # the ``fast`` extra is not installed
     _orjson = None
 
-#: ``True`` when orjson writes the records' data (compact JSON, as maxim-js writes it).
-FAST_JSON = _orjson is not None
+#: ``True`` when orjson can write records' data: installed (the ``fast`` extra, or another
+#: package's dependency), and recent enough to have the options used here.
+ORJSON_AVAILABLE = _orjson is not None and all(
+    hasattr(_orjson, option)
+    for option in ("OPT_PASSTHROUGH_SUBCLASS", "OPT_PASSTHROUGH_DATACLASS", "OPT_PASSTHROUGH_DATETIME")
+)
 
 _ENCODER = json.JSONEncoder(allow_nan=False)
 _encode = _ENCODER.encode  # the length of a string as the line holds it (see fit_record)
 
 
-def data_encoder(*, fast: bool) -> Callable[[Any], str]:
+def data_encoder(*, fast: bool, compact: bool | None = None) -> Callable[[Any], str]:
     """What :func:`serialize` writes a record's data with: ``data`` -> its JSON text, ASCII only.
 
-    ``fast=False``: the standard library, as maxim-py writes (``json.dumps`` defaults).
-    ``fast=True``: orjson (which must be installed), compact as maxim-js writes.  What orjson
+    ``fast=False``: the standard library; by default with maxim-py's spaces (``json.dumps``).
+    ``fast=True``: orjson (:data:`ORJSON_AVAILABLE` must be true), compact as maxim-js writes.
+    ``compact`` overrides the style (the standard library writing maxim-js's style).  What orjson
     writes differently from the standard library is handed to it instead: NaN and infinities
     (orjson writes ``null``; any ``null`` in its output sends the record the standard way),
-    non-ASCII text, lone surrogates, integers past 64 bits, non-string keys and types that are
-    not JSON's.  Either way NaN and infinities become the strings ``"NaN"``, ``"Infinity"`` and
-    ``"-Infinity"``, lone surrogates U+FFFD, other objects ``str()``; data that is circular or
-    nested too deeply raises :class:`ValueError`.
+    non-ASCII text, lone surrogates, integers past 64 bits, non-string keys, subclasses,
+    dataclasses and datetimes; enums, which orjson writes as their value, do not occur in the
+    mapping's records (an exporter with a ``redact`` callback, the one way to add any object,
+    uses the standard library).  Either way NaN and infinities become the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"``, lone surrogates U+FFFD, other objects ``str()``; data that
+    is circular or nested too deeply raises :class:`ValueError`.
     """
-    separators = (",", ":") if fast else (", ", ": ")
+    if compact is None:
+        compact = fast
+    separators = (",", ":") if compact else (", ", ": ")
     checked = json.JSONEncoder(allow_nan=False, separators=separators)
     unchecked = _one_shot_encoder(checked)
 
@@ -83,14 +92,14 @@ def data_encoder(*, fast: bool) -> Callable[[Any], str]:
 
     if not fast:
         return standard
-    if _orjson is None:
+    if _orjson is None or not ORJSON_AVAILABLE:
         raise ValueError("fast JSON needs orjson: pip install 'otel-maxim[fast]'")
     dumps = _orjson.dumps
     # Subclasses, dataclasses and datetimes are left to the standard way, which writes them as
     # the standard library does (orjson would write them its own way).
     options = _orjson.OPT_PASSTHROUGH_SUBCLASS | _orjson.OPT_PASSTHROUGH_DATACLASS | _orjson.OPT_PASSTHROUGH_DATETIME
 
-    def compact(data: Any) -> str:
+    def with_orjson(data: Any) -> str:
         try:
             raw = dumps(data, option=options)
         except TypeError:  # orjson.JSONEncodeError
@@ -100,7 +109,7 @@ def data_encoder(*, fast: bool) -> Callable[[Any], str]:
         text: str = raw.decode("ascii")
         return text
 
-    return compact
+    return with_orjson
 
 
 def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
@@ -128,7 +137,8 @@ def _one_shot_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     return lambda data: "".join(c_encoder(data, 0))
 
 
-_encode_data = data_encoder(fast=FAST_JSON)
+#: What :func:`serialize` uses unless told otherwise.
+_encode_data = data_encoder(fast=ORJSON_AVAILABLE)
 #: The actions the mapping writes: these skip the pattern check (any other is checked against it).
 _MAPPING_ACTIONS = frozenset(
     {
@@ -147,8 +157,9 @@ class Record(NamedTuple):
     data: Mapping[str, Any]
 
 
-def serialize(record: Record) -> str:
-    """Return the wire line of ``record`` (no trailing newline).
+def serialize(record: Record, encode: Callable[[Any], str] | None = None) -> str:
+    """Return the wire line of ``record`` (no trailing newline); ``encode`` writes its data
+    (a :func:`data_encoder`; by default orjson's if available, else the standard library's).
 
     Raises :class:`ValueError` for an unknown entity, an invalid id or action,
     or data that is not a JSON object.  NaN and infinities never reach the line:
@@ -164,7 +175,8 @@ def serialize(record: Record) -> str:
         raise ValueError(f"invalid record action {action!r}")
     if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError("record data must be a mapping")
-    return f"{entity}{{id={id_},action={action},data={_encode_data(data)}}}"
+    body = (encode or _encode_data)(data)
+    return f"{entity}{{id={id_},action={action},data={body}}}"
 
 
 def parse(line: str) -> Record:
@@ -220,7 +232,7 @@ def _fix_surrogates(value: Any) -> Any:
     return value
 
 
-def fit_record(record: Record, max_bytes: int) -> Record:
+def fit_record(record: Record, max_bytes: int, encode: Callable[[Any], str] | None = None) -> Record:
     """``record`` with its longest text fields cut (and marked) so that its wire line fits ``max_bytes``.
 
     Ids, actions and keys are never touched; only string values shrink, longest
@@ -231,7 +243,7 @@ def fit_record(record: Record, max_bytes: int) -> Record:
     data = _strict(record.data)
 
     def size() -> int:
-        return len(serialize(Record(record.entity, record.id, record.action, data)))
+        return len(serialize(Record(record.entity, record.id, record.action, data), encode))
 
     excess = size() - max_bytes
     if excess <= 0:

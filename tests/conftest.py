@@ -31,13 +31,15 @@ def json_style(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Each way of writing a record's data: ``standard`` (maxim-py's bytes) and ``fast`` (orjson, maxim-js's)."""
     style: str = request.param
     monkeypatch.setattr(records, "_encode_data", records.data_encoder(fast=style == "fast"))
+    monkeypatch.setenv("MAXIM_FAST_JSON", "true" if style == "fast" else "false")
     return style
 
 
 @pytest.fixture
 def standard_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Records written as maxim-py writes them (the default without the ``fast`` extra)."""
+    """Records written as maxim-py writes them (what ``MAXIM_FAST_JSON=false`` or no orjson gives)."""
     monkeypatch.setattr(records, "_encode_data", records.data_encoder(fast=False))
+    monkeypatch.setenv("MAXIM_FAST_JSON", "false")
 
 
 def read_records(path: Path) -> list[Record]:

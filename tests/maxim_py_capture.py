@@ -89,7 +89,6 @@ class _Recorder:
 class JsonReplyHandler(BaseHTTPRequestHandler):
     """Answers every request with HTTP 200 and the JSON object that :meth:`reply` returns for it."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive, as Maxim's API
     timeout = 30  # socket timeout, so idle connection threads end
 
     def reply(self, body: bytes) -> dict[str, Any]:

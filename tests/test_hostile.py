@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -137,7 +138,9 @@ def test_nothing_hostile_raises_and_every_line_parses(
     records = [parse(line) for line in sink.lines]  # every line parses, as strict JSON (no NaN/Infinity)
     assert all(len(line) <= 50_000 and line.isascii() for line in sink.lines)
     assert_parent_first(records)
-    assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == 1
+    # A span that sets maxim.session.end itself is a session-end marker, not part of the trace.
+    traced = any(attributes.get("maxim.session.end") is not True for _, attributes, _ in shape)
+    assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == (1 if traced else 0)
 
 
 def test_a_hostile_baggage_header_cannot_forge_records() -> None:
@@ -403,3 +406,52 @@ def test_a_change_of_baggage_is_seen_and_the_same_baggage_is_checked_once(
     explicit = tracer.start_span("s", context=a, attributes={"session.id": "explicit"})
     assert (explicit.attributes or {})["session.id"] == "explicit"  # an explicit session.id still wins
     assert "session.name" not in (explicit.attributes or {})
+
+
+@pytest.mark.parametrize(
+    ("fast_json", "variable", "compact"),
+    [(None, None, True), (None, "false", False), (False, None, False), (True, "false", True)],
+    ids=["default-with-orjson", "variable-false", "argument-false", "argument-wins"],
+)
+def test_the_json_style_is_chosen_by_argument_then_variable_then_orjson(
+    monkeypatch: pytest.MonkeyPatch, fast_json: bool | None, variable: str | None, compact: bool
+) -> None:
+    """orjson is a test dependency, so the default here is the compact style."""
+    if variable is not None:
+        monkeypatch.setenv("MAXIM_FAST_JSON", variable)
+    sink = ListSink()
+    _one_span(MaximSpanExporter(sink=sink, fast_json=fast_json), {"a": "b"})
+    line = next(line for line in sink.lines if line.startswith("trace{") and ",action=create," in line)
+    assert ('"name":"root"' in line) is compact
+    assert ('"name": "root"' in line) is not compact
+
+
+class _Level(enum.Enum):
+    HIGH = "high"
+
+
+@pytest.mark.parametrize("fast_json", [True, False])
+def test_what_a_redact_callback_adds_is_written_by_the_standard_library(fast_json: bool) -> None:
+    """A redact callback may add any object; orjson would write an enum as its value, the standard library as str()."""
+
+    def redact(record: Record) -> Record:
+        return record._replace(data={**record.data, "level": _Level.HIGH}) if record.entity == "trace" else record
+
+    sink = ListSink()
+    _one_span(MaximSpanExporter(sink=sink, fast_json=fast_json, redact=redact), {"a": "b"})
+    creates = [line for line in sink.lines if line.startswith("trace{") and ",action=create," in line]
+    assert len(creates) == 1
+    assert ('"level":"_Level.HIGH"' if fast_json else '"level": "_Level.HIGH"') in creates[0]
+
+
+def test_a_redact_callback_returning_something_else_costs_only_that_record(caplog: pytest.LogCaptureFixture) -> None:
+    def redact(record: Record) -> Record | None:
+        return {"not": "a record"} if record.entity == "trace" and record.action == "end" else record  # type: ignore[return-value]
+
+    sink = ListSink()
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        _one_span(MaximSpanExporter(sink=sink, redact=redact), {"a": "b"})
+    actions = [(r.entity, r.action) for r in sink.records()]
+    assert ("trace", "create") in actions and ("span", "end") in actions
+    assert ("trace", "end") not in actions
+    assert "returned a dict, not a Record or None" in caplog.text
