@@ -41,7 +41,7 @@ from itertools import islice
 from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str, resolve_bool, resolve_number
 from otel_maxim._log import RateLimitedLog
-from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, line_size
+from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
 from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem
 from otel_maxim.sinks.spool import Segment, Spool, SpoolFull, default_spool_dir
 
@@ -221,7 +221,7 @@ class MaximApiSink:
         if not lines:
             return True
         batch = list(lines)
-        size = sum(line_size(line) for line in batch)
+        size = lines_size(batch)
         with self._cond:
             if self._closed:
                 self._log.warning("closed", "The Maxim sink is closed; %d records were not sent.", len(batch))
@@ -485,7 +485,7 @@ class MaximApiSink:
                 self._log.error("remove", "Could not remove delivered records %s: %s", item.segment.path, exc)
 
     def _trim(self, item: _Item, rest: list[str]) -> None:
-        size = sum(line_size(line) for line in rest)
+        size = lines_size(rest)
         if item.lines is not None:
             self._mem_bytes += size - item.size
             item.lines = rest
