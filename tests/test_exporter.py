@@ -13,7 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_maxim
+import otel_maxim.mapping._span
 from otel_maxim import MaximSpanExporter
+from otel_maxim.mapping import Options, map_trace
+from otel_maxim.records import Record
 from otel_maxim.sinks import FileSink
 from tests.record_checks import ListSink, assert_parent_first
 
@@ -213,6 +216,33 @@ def test_a_trace_exported_in_several_batches_and_late_children() -> None:
     assert_parent_first(records)
     assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == 1
     assert {str(r.data["name"]) for r in records if r.action == "add-span"} == {"a", "b"}
+
+
+def test_a_late_batch_that_fails_to_map_leaves_what_was_sent_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """map_trace works on a copy of a sent trace's state: a failure half way (a bug, simulated) changes nothing."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        root = tracer.start_span("root")
+        a = tracer.start_span("a", context=trace.set_span_in_context(root))
+        root.end()
+        tracer.start_span("b", context=trace.set_span_in_context(a)).end()
+        a.end()
+
+    root, b, a = _record_spans(build)
+    first = map_trace([root], None, Options())
+    remembered = dict(first.state.containers)
+
+    def failing_close(*args: object, **kwargs: object) -> list[Record]:
+        raise RuntimeError("simulated mapping bug")
+
+    monkeypatch.setattr(otel_maxim.mapping._span, "close_records", failing_close)
+    with pytest.raises(RuntimeError):
+        map_trace([b, a], first.state, Options())
+    assert first.state.containers == remembered
+    monkeypatch.undo()
+    later = map_trace([b, a], first.state, Options())
+    assert {str(r.data["name"]) for r in later.records if r.action == "add-span"} == {"a", "b"}
+    assert len(later.state.containers) == 3 and len(first.state.containers) == 1
 
 
 def test_after_shutdown_export_fails_and_shutdown_is_idempotent(caplog: pytest.LogCaptureFixture) -> None:

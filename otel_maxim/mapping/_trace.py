@@ -151,7 +151,8 @@ def map_trace(
                     data["input"] = value
             records.append(Record("trace", trace_id, "create", data))
     else:
-        state = prior
+        # A copy: ``prior`` stays as it was if mapping these spans fails half way.
+        state = TraceState(prior.maxim_id, prior.session, dict(prior.containers), prior.root_seen)
         trace_id = prior.maxim_id
         if root is not None:
             records.append(Record("trace", trace_id, "update", {"name": root.name}))
