@@ -204,7 +204,11 @@ class MaximSpanExporter(SpanExporter):
         deadline = time.monotonic() + timeout_millis / 1000
         try:
             with self._lock:
-                self._send(self._take_ready(self._assembler.expire()))
+                ready = self._assembler.expire()
+                lines = self._take_ready(ready)
+                if ready:
+                    lines.extend(self._lines(self._release_ends()))
+                self._send(lines)
             return self._sink.flush(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             _logger.exception("Could not flush Maxim records.")
@@ -246,6 +250,7 @@ class MaximSpanExporter(SpanExporter):
         return lines
 
     def _take_ready(self, ready: list[Ready]) -> list[str]:
+        """The lines of the traces that are ready; the caller then releases the session ends they allow."""
         # Each trace's records become lines before the next trace is mapped: only text is kept
         # for the whole batch, so the records of a batch (thousands of small dicts) never pile
         # up, and the garbage collector is not set off by them nor has them to go through.
@@ -263,8 +268,6 @@ class MaximSpanExporter(SpanExporter):
                 )
                 continue
             lines.extend(self._lines(records))
-        if ready:
-            lines.extend(self._lines(self._release_ends()))
         return lines
 
     def _map(self, item: Ready) -> list[Record]:
