@@ -31,7 +31,7 @@ from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str, resolve_bool, resolve_number
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
-from otel_maxim.mapping import Options, SessionInfo, TraceState, map_trace, session_of
+from otel_maxim.mapping import Options, SentTrace, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import attributes_of, iso
 from otel_maxim.records import ORJSON_AVAILABLE, Record, data_encoder, fit_record, serialize
 from otel_maxim.sinks import FileSink, Sink
@@ -163,9 +163,8 @@ class MaximSpanExporter(SpanExporter):
         )
 
         self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
-        self._sent: OrderedDict[int, TraceState] = OrderedDict()
-        #: Sessions created, with what they were created from (shared by their traces' states).
-        self._sessions_created: OrderedDict[str, SessionInfo] = OrderedDict()
+        self._sent: OrderedDict[int, SentTrace] = OrderedDict()
+        self._sessions_created: OrderedDict[str, None] = OrderedDict()
         self._sessions_ended: OrderedDict[str, None] = OrderedDict()
         #: session id -> (session, end time, trace to wait for, monotonic time after which not to wait).
         self._held_ends: dict[str, tuple[SessionInfo, int, int | None, float]] = {}
@@ -279,21 +278,14 @@ class MaximSpanExporter(SpanExporter):
                 item.trace_id,
                 "held longer than the trace timeout" if item.reason == "timeout" else "too many spans or traces held",
             )
-        prior = self._sent.get(item.trace_id)
-        mapped = map_trace(item.spans, prior, self._options)
-        self._remember(self._sent, item.trace_id, mapped.state, _SENT_TRACES)
+        sent = self._sent.get(item.trace_id)
+        mapped = map_trace(item.spans, None if sent is None else TraceState.thaw(sent), self._options)
+        self._remember(self._sent, item.trace_id, mapped.state.freeze(), _SENT_TRACES)
         records: list[Record] = []
-        session = mapped.state.session
-        if prior is None and session is not None:
-            known = self._sessions_created.get(session.id)
-            if known is None:
-                records.append(Record("session", session.id, "create", session.create_data(mapped.start_ns)))
-                self._remember(self._sessions_created, session.id, session, _KNOWN_SESSIONS)
-            elif known == session:
-                # One object per session, not one per trace: the sent traces' states (thousands of
-                # them) stay alive, and every object they hold is one more for each full pass of
-                # the garbage collector.
-                mapped.state.session = known
+        session = mapped.session
+        if session is not None and session.id not in self._sessions_created:
+            records.append(Record("session", session.id, "create", session.create_data(mapped.start_ns)))
+            self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
         records.extend(mapped.records)
         return records
 
@@ -352,7 +344,7 @@ class MaximSpanExporter(SpanExporter):
             if session_id not in self._sessions_created:
                 _logger.info("Session %s ended before any of its traces was seen here; creating it first.", session_id)
                 records.append(Record("session", session_id, "create", session.create_data(end_ns)))
-                self._remember(self._sessions_created, session_id, session, _KNOWN_SESSIONS)
+                self._remember(self._sessions_created, session_id, None, _KNOWN_SESSIONS)
             records.append(Record("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
             self._remember(self._sessions_ended, session_id, None, _KNOWN_SESSIONS)
         return records

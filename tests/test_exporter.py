@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_maxim
 import otel_maxim.mapping._span
 from otel_maxim import MaximSpanExporter
-from otel_maxim.mapping import Options, map_trace
+from otel_maxim.mapping import Options, TraceState, map_trace
 from otel_maxim.records import Record
 from otel_maxim.sinks import FileSink
 from tests.record_checks import ListSink, assert_parent_first
@@ -243,6 +244,30 @@ def test_a_late_batch_that_fails_to_map_leaves_what_was_sent_as_it_was(monkeypat
     later = map_trace([b, a], first.state, Options())
     assert {str(r.data["name"]) for r in later.records if r.action == "add-span"} == {"a", "b"}
     assert len(later.state.containers) == 3 and len(first.state.containers) == 1
+
+
+def test_a_sent_trace_is_remembered_as_tuples_the_garbage_collector_stops_tracking() -> None:
+    """Thousands of sent traces are remembered: frozen, they add nothing to the collector's full passes."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"), tracer.start_as_current_span("agent"):
+            tracer.start_span("chat", attributes={"gen_ai.operation.name": "chat"}).end()
+
+    mapped = map_trace(_record_spans(build), None, Options())
+    frozen = mapped.state.freeze()
+    assert TraceState.thaw(frozen) == mapped.state
+    assert len(mapped.state.containers) == 3
+    for _ in range(3):  # one pass untracks the innermost tuples, the next what holds only them
+        gc.collect()
+    assert not gc.is_tracked(frozen)
+
+    exporter = MaximSpanExporter(sink=ListSink())
+    exporter.export(_record_spans(build))
+    for _ in range(3):
+        gc.collect()
+    remembered = list(exporter._sent.values())
+    assert len(remembered) == 1 and not gc.is_tracked(remembered[0])
+    exporter.shutdown()
 
 
 def test_after_shutdown_export_fails_and_shutdown_is_idempotent(caplog: pytest.LogCaptureFixture) -> None:

@@ -49,16 +49,33 @@ class SessionInfo:
         return data
 
 
+#: A sent trace as the exporter keeps it (see :meth:`TraceState.freeze`).
+SentTrace = tuple[str, bool, tuple[tuple[int, str, str], ...]]
+
+
 @dataclass
 class TraceState:
     """What is remembered of a trace already sent."""
 
     maxim_id: str
-    session: SessionInfo | None
     #: span id -> where that span's children attach.
     containers: dict[int, Ref] = field(default_factory=dict)
     #: Whether the trace's root arrived (and the trace was ended).
     root_seen: bool = False
+
+    def freeze(self) -> SentTrace:
+        """This state as plain tuples of strings and integers: ``(maxim id, root seen, ((span id, entity, id), ...))``.
+
+        The exporter remembers thousands of sent traces.  The garbage collector stops tracking a
+        tuple that holds only strings, numbers and such tuples, so frozen states add nothing to
+        its full passes; a class instance or a dict would be walked on every one of them.
+        """
+        return (self.maxim_id, self.root_seen, tuple([(span_id, *ref) for span_id, ref in self.containers.items()]))
+
+    @classmethod
+    def thaw(cls, sent: SentTrace) -> TraceState:
+        maxim_id, root_seen, containers = sent
+        return cls(maxim_id, {span_id: (entity, id_) for span_id, entity, id_ in containers}, root_seen)
 
 
 class MappedTrace(NamedTuple):
@@ -66,6 +83,8 @@ class MappedTrace(NamedTuple):
     state: TraceState
     #: Start of the trace in this batch, for the session's ``create``.
     start_ns: int
+    #: The trace's session, read from its spans when the trace is first mapped (``None`` on a later batch).
+    session: SessionInfo | None
 
 
 def session_of(spans: Iterable[ReadableSpan]) -> SessionInfo | None:
@@ -140,7 +159,7 @@ def map_trace(
         session = session_of(chain(ordered, (s for s in by_id.values() if s not in ordered)))
         source = root if root is not None else (tops[0] if tops else None)
         trace_id = _maxim_trace_id(root, spans)
-        state = TraceState(trace_id, session)
+        state = TraceState(trace_id)
         if source is not None:
             data = _trace_create(trace_id, source, root is not None, session, start_ns)
             if options.capture_content:
@@ -152,7 +171,8 @@ def map_trace(
             records.append(Record("trace", trace_id, "create", data))
     else:
         # A copy: ``prior`` stays as it was if mapping these spans fails half way.
-        state = TraceState(prior.maxim_id, prior.session, dict(prior.containers), prior.root_seen)
+        session = None
+        state = TraceState(prior.maxim_id, dict(prior.containers), prior.root_seen)
         trace_id = prior.maxim_id
         if root is not None:
             records.append(Record("trace", trace_id, "update", {"name": root.name}))
@@ -216,7 +236,7 @@ def map_trace(
                 records.extend(opened)
                 state.containers[span_id] = own_ref if own_ref[0] == "span" else trace_ref
                 records.extend(_span.close_records(span, own_ref, options, described[span_id]))
-    return MappedTrace(records, state, start_ns)
+    return MappedTrace(records, state, start_ns, session)
 
 
 def _trace_of(span: ReadableSpan) -> str:
