@@ -13,7 +13,6 @@ from otel_maxim.mapping import genai
 from otel_maxim.mapping._common import (
     Attributes,
     as_text,
-    attributes_of,
     first,
     is_consumed,
     iso,
@@ -350,16 +349,16 @@ def _without_content(choice: dict[str, object]) -> dict[str, object]:
     return {**choice, "message": message}
 
 
-def trace_input(root: ReadableSpan, options: Options) -> str | None:
+def trace_input(root_attributes: Attributes, options: Options) -> str | None:
     if not options.capture_content:
         return None
-    return first_text(attributes_of(root), (conv.INPUT, "input.value"))
+    return first_text(root_attributes, (conv.INPUT, "input.value"))
 
 
-def trace_output(root: ReadableSpan, options: Options) -> str | None:
+def trace_output(root_attributes: Attributes, options: Options) -> str | None:
     if not options.capture_content:
         return None
-    return first_text(attributes_of(root), (conv.OUTPUT, "output.value"))
+    return first_text(root_attributes, (conv.OUTPUT, "output.value"))
 
 
 def trace_close_records(trace_id: str, root: ReadableSpan, output: str | None) -> list[Record]:

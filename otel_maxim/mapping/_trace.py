@@ -19,7 +19,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 from otel_maxim import conventions as conv
 from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import as_text, attributes_of, first, iso, prefixed, span_hex, text, trace_hex
+from otel_maxim.mapping._common import (
+    Attributes,
+    as_text,
+    attributes_of,
+    first,
+    iso,
+    prefixed,
+    span_hex,
+    text,
+    trace_hex,
+)
 from otel_maxim.records import Record
 
 _logger = logging.getLogger(__name__)
@@ -152,18 +162,32 @@ def map_trace(
             root = next((s for s in candidates if s.parent is None), candidates[0])
 
     described = {span_id: genai.describe(span) for span_id, span in by_id.items()}
+    # The root's attributes, tags and metadata, read once: for the trace's records and the root's own.
+    root_attributes: Attributes = {}
+    root_tags: dict[str, str] = {}
+    root_metadata: dict[str, str] | None = None
+    if root is not None:
+        root_described = described[root.context.span_id]  # type: ignore[union-attr]
+        root_attributes = root_described.attributes
+        root_tags, root_metadata = _span.tags_and_metadata(root_attributes, root_described.kind, options.max_attributes)
     records: list[Record] = []
     start_ns = min((s.start_time or 0) for s in by_id.values()) if by_id else 0
     if prior is None:
         ordered = ([root] if root is not None else []) + [s for s in tops if s is not root]
         session = session_of(chain(ordered, (s for s in by_id.values() if s not in ordered)))
-        source = root if root is not None else (tops[0] if tops else None)
-        trace_id = _maxim_trace_id(root, spans)
+        trace_id = _maxim_trace_id(root_attributes, spans)
         state = TraceState(trace_id)
+        source = root if root is not None else (tops[0] if tops else None)
         if source is not None:
-            data = _trace_create(trace_id, source, root is not None, session, start_ns)
+            data: dict[str, object] = {
+                "name": source.name,
+                "tags": root_tags,
+                "startTimestamp": iso(root.start_time if root is not None and root.start_time else start_ns),
+            }
+            if session is not None:
+                data["sessionId"] = session.id
             if options.capture_content:
-                value = _span.trace_input(root, options) if root is not None else None
+                value = _span.trace_input(root_attributes, options)
                 if value is None:
                     value = _first_user_message(by_id.values(), described)
                 if value is not None:
@@ -176,9 +200,8 @@ def map_trace(
         trace_id = prior.maxim_id
         if root is not None:
             records.append(Record("trace", trace_id, "update", {"name": root.name}))
-            tags = _span.tags_of(attributes_of(root))
-            if tags:
-                records.append(Record("trace", trace_id, "update", {"tags": tags}))
+            if root_tags:
+                records.append(Record("trace", trace_id, "update", {"tags": root_tags}))
 
     trace_ref: Ref = ("trace", trace_id)
     # Depth-first, parent-first, siblings by start time; an explicit stack, so deep trees cannot
@@ -194,7 +217,11 @@ def map_trace(
         root_id = root.context.span_id  # type: ignore[union-attr]
         state.containers[root_id] = trace_ref
         if described[root_id].kind == genai.SPAN:
-            records.extend(_span.own_records(root, trace_ref, trace_ref, options, described[root_id], is_trace=True))
+            records.extend(
+                _span.own_records(
+                    root, trace_ref, trace_ref, options, described[root_id], is_trace=True, metadata=root_metadata
+                )
+            )
             for child in reversed(children.get(root_id, ())):
                 stack.append((True, child, trace_ref))
         else:
@@ -221,7 +248,7 @@ def map_trace(
 
     if root is not None:
         state.root_seen = True
-        output = _span.trace_output(root, options)
+        output = _span.trace_output(root_attributes, options)
         if output is None and options.capture_content:
             output = _last_assistant_answer(by_id.values(), described)
         records.extend(_span.trace_close_records(trace_id, root, output))
@@ -243,26 +270,11 @@ def _trace_of(span: ReadableSpan) -> str:
     return trace_hex(span.context.trace_id) if span.context else "?"
 
 
-def _maxim_trace_id(root: ReadableSpan | None, spans: Sequence[ReadableSpan]) -> str:
-    if root is not None:
-        chosen = attributes_of(root).get(conv.TRACE_ID)
-        if isinstance(chosen, str) and chosen:
-            return maxim_id(chosen)
+def _maxim_trace_id(root_attributes: Attributes, spans: Sequence[ReadableSpan]) -> str:
+    chosen = root_attributes.get(conv.TRACE_ID)
+    if isinstance(chosen, str) and chosen:
+        return maxim_id(chosen)
     return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
-
-
-def _trace_create(
-    trace_id: str, source: ReadableSpan, is_root: bool, session: SessionInfo | None, start_ns: int
-) -> dict[str, object]:
-    attributes = attributes_of(source)
-    data: dict[str, object] = {
-        "name": source.name,
-        "tags": _span.tags_of(attributes) if is_root else {},
-        "startTimestamp": iso(source.start_time if is_root and source.start_time else start_ns),
-    }
-    if session is not None:
-        data["sessionId"] = session.id
-    return data
 
 
 def _first_user_message(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
