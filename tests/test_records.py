@@ -60,7 +60,7 @@ def test_lone_surrogates_become_replacement_characters(json_style: str) -> None:
     assert back.data == {"x": "a\ufffdb", "ok": "\U0001f600"}
 
 
-@pytest.mark.parametrize("bad_id", ["", "user:42", "a b", "x}", "abc\n", "é"])
+@pytest.mark.parametrize("bad_id", ["", "user:42", "a b", "x}", "abc\n", "é", "x\u0663", "\uff21\uff22"])
 def test_invalid_ids_are_refused(bad_id: str) -> None:
     with pytest.raises(ValueError, match="invalid record id"):
         serialize(Record("session", bad_id, "create", {}))
