@@ -120,14 +120,10 @@ def _key_kind(key: str) -> tuple[int, str]:
     return found
 
 
-def tags_of(attributes: Attributes) -> dict[str, str]:
-    """``maxim.tags.<key>`` attributes, plus OpenInference ``tag.tags`` (each tag as ``{tag: "true"}``)."""
-    return tags_and_metadata(attributes, genai.SPAN, None)[0]
+def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[dict[str, str], dict[str, str]]:
+    """The span's tags and its metadata (at most ``limit`` entries).
 
-
-def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> tuple[dict[str, str], dict[str, str]]:
-    """The span's tags (see :func:`tags_of`) and its metadata (at most ``limit`` entries; none if ``None``).
-
+    Tags: ``maxim.tags.<key>`` attributes, plus OpenInference ``tag.tags`` (each tag as ``{tag: "true"}``).
     Metadata: ``maxim.metadata.<key>`` attributes first, then OpenInference's ``metadata``
     object, then every other attribute that the mapping does not read elsewhere, under its own
     name; an earlier source wins a name.  The instrumentations' own attributes are metadata only
@@ -142,8 +138,7 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> t
     for key, value in attributes.items():
         what, name = _known_keys.get(key) or _key_kind(key)
         if what == _PLAIN or (what == _CONVENTION and plain_conventions):
-            if limit is not None:  # no metadata wanted: tags only
-                plain[key] = as_text(value)
+            plain[key] = as_text(value)
         elif what == _TAG:
             tags[name] = as_text(value)
         elif what == _METADATA:
@@ -155,8 +150,6 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int | None) -> t
     if isinstance(oi_tags, (list, tuple)):
         for tag in oi_tags:
             tags.setdefault(str(tag), "true")
-    if limit is None:
-        return tags, {}
     if isinstance(oi_metadata, str) and oi_metadata.startswith("{"):
         _add_openinference_metadata(metadata, oi_metadata)
     if metadata:
