@@ -60,7 +60,7 @@ class SessionInfo:
 
 
 #: A sent trace as the exporter keeps it (see :meth:`TraceState.freeze`).
-SentTrace = tuple[str, bool, tuple[tuple[int, str, str], ...]]
+SentTrace = tuple[str | int, ...]
 
 
 @dataclass
@@ -74,18 +74,25 @@ class TraceState:
     root_seen: bool = False
 
     def freeze(self) -> SentTrace:
-        """This state as plain tuples of strings and integers: ``(maxim id, root seen, ((span id, entity, id), ...))``.
+        """This state as one flat tuple: ``(maxim id, root seen, span id, entity, id, span id, entity, id, ...)``.
 
         The exporter remembers thousands of sent traces.  The garbage collector stops tracking a
-        tuple that holds only strings, numbers and such tuples, so frozen states add nothing to
-        its full passes; a class instance or a dict would be walked on every one of them.
+        tuple of strings and numbers the first time it looks at it, so frozen states add nothing
+        to its full passes.  A class instance or a dict would be walked on every one of them, and
+        so would a tuple of tuples, as long as it is looked at before what it holds.
         """
-        return (self.maxim_id, self.root_seen, tuple([(span_id, *ref) for span_id, ref in self.containers.items()]))
+        flat: list[str | int] = [self.maxim_id, self.root_seen]
+        for span_id, (entity, id_) in self.containers.items():
+            flat += (span_id, entity, id_)
+        return tuple(flat)
 
     @classmethod
     def thaw(cls, sent: SentTrace) -> TraceState:
-        maxim_id, root_seen, containers = sent
-        return cls(maxim_id, {span_id: (entity, id_) for span_id, entity, id_ in containers}, root_seen)
+        containers: dict[int, Ref] = {}
+        for i in range(2, len(sent), 3):
+            span_id, entity, id_ = sent[i : i + 3]
+            containers[int(span_id)] = (str(entity), str(id_))
+        return cls(str(sent[0]), containers, bool(sent[1]))
 
 
 class MappedTrace(NamedTuple):
