@@ -169,8 +169,10 @@ def serialize(record: Record, encode: Callable[[Any], str] | None = None) -> str
     entity, id_, action, data = record
     if entity not in ENTITIES:
         raise ValueError(f"unknown record entity {entity!r}")
-    # Hex ids, most of them, pass the quick test; others are checked against the pattern.
-    if not isinstance(id_, str) or not (id_.isalnum() and id_.isascii()) and ID_PATTERN.fullmatch(id_) is None:
+    # Hex ids, most of them, pass the quick test (a plain str, ASCII letters and digits only);
+    # anything else is checked against the pattern.
+    quick = type(id_) is str and id_.isascii() and id_.isalnum()
+    if not quick and (not isinstance(id_, str) or ID_PATTERN.fullmatch(id_) is None):
         raise ValueError(f"invalid record id {id_!r}: ids must match ^[A-Za-z0-9_-]+$")
     if action not in _MAPPING_ACTIONS and (not isinstance(action, str) or _ACTION_PATTERN.fullmatch(action) is None):
         raise ValueError(f"invalid record action {action!r}")

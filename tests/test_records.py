@@ -66,6 +66,22 @@ def test_invalid_ids_are_refused(bad_id: str) -> None:
         serialize(Record("session", bad_id, "create", {}))
 
 
+class _Claims(str):
+    """A str subclass whose character tests say yes: the pattern, not these, decides."""
+
+    def isalnum(self) -> bool:
+        return True
+
+    def isascii(self) -> bool:
+        return True
+
+
+def test_an_id_that_is_a_str_subclass_is_checked_against_the_pattern() -> None:
+    with pytest.raises(ValueError, match="invalid record id"):
+        serialize(Record("session", _Claims("user:42"), "create", {}))
+    assert serialize(Record("session", _Claims("user-42"), "create", {})).startswith("session{id=user-42,")
+
+
 @pytest.mark.parametrize(
     "line",
     [
