@@ -1,9 +1,9 @@
 """One trace's finished spans -> its Maxim records, parent-first.
 
-Pure functions: no I/O, no clocks, no shared state.  The exporter keeps a
-:class:`TraceState` for each trace it has sent, so that spans arriving after
-their trace was sent (a child outliving its root, a trace sent early because it
-was held too long) attach to what Maxim already has.
+Pure functions: no I/O, no clocks, no shared state.  The exporter keeps the
+:class:`TraceState` of each trace it has sent (frozen, see :meth:`TraceState.freeze`),
+so that spans arriving after their trace was sent (a child outliving its root, a
+trace sent early because it was held too long) attach to what Maxim already has.
 """
 
 from __future__ import annotations
