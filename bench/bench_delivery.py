@@ -186,12 +186,12 @@ def phase_throughput(spans: int, port: int, spool: str) -> dict[str, Any]:
         while len(queue) > PACED_BACKLOG:
             time.sleep(0.0005)
 
-    before = server_stats(port)["distinct"]
+    before = server_stats(port)  # the server outlives the phase: count only this run's records and POSTs
     started = time.perf_counter()
     produce(provider, spans, pace=pace)
     produced = time.perf_counter() - started
     processor.force_flush(600_000)
-    while server_stats(port)["distinct"] - before < sink.lines:
+    while server_stats(port)["distinct"] - before["distinct"] < sink.lines:
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
     provider.shutdown()
@@ -203,7 +203,7 @@ def phase_throughput(spans: int, port: int, spool: str) -> dict[str, Any]:
         "spans_per_second": spans / elapsed,
         "records_per_second": sink.lines / elapsed,
         "producing_seconds": produced,
-        "posts": stats["posts"],
+        "posts": stats["posts"] - before["posts"],
     }
 
 
@@ -351,6 +351,13 @@ def run_phase(phase: str, count: int, port: int, spool: str) -> dict[str, Any]:
     return result
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median pace (the upper one of an even number)."""
     return sorted(runs, key=lambda run: run["spans_per_second"])[len(runs) // 2]
@@ -365,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         "--memory-spans", type=int, default=None, help="spans for the memory run with the API up (default 1000000)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="alternating rounds of the throughput and SDK-alone runs (default 5)"
+        "--rounds",
+        type=positive,
+        default=None,
+        help="alternating rounds of the throughput and SDK-alone runs (default 5)",
     )
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip the (slow) tracemalloc run")
     parser.add_argument(
@@ -391,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     spans = args.spans or (2_000 if args.quick else 100_000)
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 5)
     down_spans = args.down_spans or (4_000 if args.quick else 200_000)
     memory_spans = args.memory_spans or (4_000 if args.quick else 1_000_000)
     print(f"otel_maxim delivery benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")

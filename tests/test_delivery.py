@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -650,11 +651,32 @@ def test_bad_environment_values_warn_and_use_the_default(
 
 def test_the_benchmark_runs_quick() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_delivery.py"), "--quick"],
+        [sys.executable, str(ROOT / "bench" / "bench_delivery.py"), "--quick", "--rounds", "2", "--no-tracemalloc"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "spans/s" in done.stdout
+    up = re.search(r"Maxim up: .*\(2,000 spans -> ([\d,]+) records acknowledged in [\d.]+ s, (\d+) POSTs", done.stdout)
+    assert up, done.stdout
+    records, posts = int(up.group(1).replace(",", "")), int(up.group(2))
+    assert 1 <= posts <= records, done.stdout
+    assert "medians of 2 alternating rounds" in done.stdout
+
+
+def test_each_benchmark_round_counts_only_its_own_records_and_posts(tmp_path: Path) -> None:
+    """The rounds share one server: a run's figures are what the server took during that run."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_delivery  # noqa: PLC0415 - a script of bench/, not a package
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    with FakeMaxim(api_key=bench_delivery.KEY, repositories=(bench_delivery.REPO,)) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        runs = []
+        for round_ in range(2):
+            posts_before = len(server.log_posts())
+            runs.append(bench_delivery.phase_throughput(1000, port, str(tmp_path / f"spool-{round_}")))
+            assert runs[-1]["posts"] == len(server.log_posts()) - posts_before >= 1
+        assert runs[1]["records"] == runs[0]["records"] == server.stats()["distinct"] // 2
