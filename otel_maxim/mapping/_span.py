@@ -222,20 +222,18 @@ def own_records(
     options: Options,
     described: Described,
     *,
+    metadata: dict[str, str],
     is_trace: bool = False,
-    metadata: dict[str, str] | None = None,
 ) -> list[Record]:
     """Metadata, input, events and errors of ``span``.
 
     Addressed to the entity it became (``ref``); events and errors of a generation,
     tool call or retrieval go to ``container``, the nearest trace or span, since
-    only traces and spans take them.  ``metadata`` is the span's, if the caller has it.
+    only traces and spans take them.  ``metadata`` is the span's (see :func:`tags_and_metadata`).
     """
     records: list[Record] = []
     attributes = described.attributes
     kind = described.kind
-    if metadata is None:
-        metadata = tags_and_metadata(attributes, kind, options.max_attributes)[1]
     if metadata:
         records.append(Record(ref[0], ref[1], "update", {"metadata": metadata}))
     if kind == genai.SPAN and not is_trace and options.capture_content:

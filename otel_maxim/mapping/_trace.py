@@ -172,7 +172,7 @@ def map_trace(
     # The root's attributes, tags and metadata, read once: for the trace's records and the root's own.
     root_attributes: Attributes = {}
     root_tags: dict[str, str] = {}
-    root_metadata: dict[str, str] | None = None
+    root_metadata: dict[str, str] = {}
     if root is not None:
         root_described = described[root.context.span_id]  # type: ignore[union-attr]
         root_attributes = root_described.attributes
@@ -226,7 +226,7 @@ def map_trace(
         if described[root_id].kind == genai.SPAN:
             records.extend(
                 _span.own_records(
-                    root, trace_ref, trace_ref, options, described[root_id], is_trace=True, metadata=root_metadata
+                    root, trace_ref, trace_ref, options, described[root_id], metadata=root_metadata, is_trace=True
                 )
             )
             for child in reversed(children.get(root_id, ())):
