@@ -53,8 +53,7 @@ ORJSON_AVAILABLE = _orjson is not None and all(
     for option in ("OPT_PASSTHROUGH_SUBCLASS", "OPT_PASSTHROUGH_DATACLASS", "OPT_PASSTHROUGH_DATETIME")
 )
 
-_ENCODER = json.JSONEncoder(allow_nan=False)
-_encode = _ENCODER.encode  # the length of a string as the line holds it (see fit_record)
+_encode = json.JSONEncoder(allow_nan=False).encode  # the length of a string as the line holds it (see fit_record)
 
 
 def data_encoder(*, fast: bool, compact: bool | None = None) -> Callable[[Any], str]:
