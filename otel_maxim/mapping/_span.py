@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -171,14 +170,14 @@ def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
             metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
 
 
-def open_records(span: ReadableSpan, parent: Ref, options: Options, described: Described) -> tuple[list[Record], Ref]:
-    """The records that announce ``span`` on ``parent`` and describe it; and the span's own ref."""
-    span_id = span_hex(span.context.span_id)  # type: ignore[union-attr]
+def open_records(described: Described, parent: Ref, options: Options) -> tuple[list[Record], Ref]:
+    """The records that announce the span on ``parent`` and describe it; and the span's own ref."""
+    span_id = span_hex(described.span_id)
     attributes = described.attributes
     kind = described.kind
     under_span = parent[0] == "span"
     tags, metadata = tags_and_metadata(attributes, kind, options.max_attributes)
-    start = iso(span.start_time or 0)
+    start = iso(described.start)
     data: dict[str, object]
     if kind == genai.GENERATION:
         data = {"name": described.name, "tags": tags, "startTimestamp": start}
@@ -203,7 +202,7 @@ def open_records(span: ReadableSpan, parent: Ref, options: Options, described: D
         data["id"] = span_id
         action = "add-tool-call"
     else:
-        data = {"id": span_id, "name": span.name}
+        data = {"id": span_id, "name": described.span_name}
         if under_span and kind == genai.SPAN:
             data["spanId"] = parent[1]
         data["tags"] = tags
@@ -211,16 +210,15 @@ def open_records(span: ReadableSpan, parent: Ref, options: Options, described: D
         action = "add-retrieval" if kind == genai.RETRIEVAL else "add-span"
     own: Ref = (kind, span_id)
     records = [Record(parent[0], parent[1], action, data)]
-    records.extend(own_records(span, own, parent, options, described, metadata=metadata))
+    records.extend(own_records(described, own, parent, options, metadata=metadata))
     return records, own
 
 
 def own_records(
-    span: ReadableSpan,
+    described: Described,
     ref: Ref,
     container: Ref,
     options: Options,
-    described: Described,
     *,
     metadata: dict[str, str],
     is_trace: bool = False,
@@ -266,8 +264,9 @@ def own_records(
         if event_metadata:
             data["metadata"] = event_metadata
         records.append(Record(event_target[0], event_target[1], "add-event", data))
-    if span.status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
-        records.append(_error(event_target, span.status.description, attributes, span.end_time or span.start_time or 0))
+    status = described.status
+    if status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
+        records.append(_error(event_target, status.description, attributes, described.end))
     return records
 
 
@@ -291,12 +290,12 @@ def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestam
     return Record(ref[0], ref[1], "add-error", data)
 
 
-def close_records(span: ReadableSpan, own: Ref, options: Options, described: Described) -> list[Record]:
-    """The records after ``span``'s children: its result or error, then its end."""
+def close_records(described: Described, own: Ref, options: Options) -> list[Record]:
+    """The records after the span's children: its result or error, then its end."""
     records: list[Record] = []
     kind = described.kind
     if kind == genai.GENERATION:
-        result = _generation_result(span, own[1], options, described)
+        result = _generation_result(described, own[1], options)
         if result is not None:
             records.append(Record(own[0], own[1], "result", {"result": result}))
     elif kind == genai.TOOL_CALL:
@@ -304,13 +303,11 @@ def close_records(span: ReadableSpan, own: Ref, options: Options, described: Des
             records.append(Record(own[0], own[1], "error", {"error": described.error}))
         elif described.result is not None and options.capture_content:
             records.append(Record(own[0], own[1], "result", {"result": described.result}))
-    records.append(Record(own[0], own[1], "end", {"endTimestamp": iso(end_of(span))}))
+    records.append(Record(own[0], own[1], "end", {"endTimestamp": iso(described.end)}))
     return records
 
 
-def _generation_result(
-    span: ReadableSpan, gen_id: str, options: Options, described: Described
-) -> dict[str, object] | None:
+def _generation_result(described: Described, gen_id: str, options: Options) -> dict[str, object] | None:
     if described.error is not None:
         return {"error": described.error, "id": described.response_id or gen_id}
     if not described.choices and described.usage is None:
@@ -321,7 +318,7 @@ def _generation_result(
     result: dict[str, object] = {
         "id": described.response_id or gen_id,
         "object": "chat.completion",
-        "created": end_of(span) // 1_000_000_000,
+        "created": described.end // 1_000_000_000,
         "model": described.model or "",
         "choices": choices,
     }
@@ -352,17 +349,10 @@ def trace_output(root_attributes: Attributes, options: Options) -> str | None:
     return first_text(root_attributes, (conv.OUTPUT, "output.value"))
 
 
-def trace_close_records(trace_id: str, root: ReadableSpan, output: str | None) -> list[Record]:
+def trace_close_records(trace_id: str, root: Described, output: str | None) -> list[Record]:
     """The trace's output and its end, from the root span."""
     records: list[Record] = []
     if output is not None:
         records.append(Record("trace", trace_id, "update", {"output": output}))
-    records.append(Record("trace", trace_id, "end", {"endTimestamp": iso(end_of(root))}))
+    records.append(Record("trace", trace_id, "end", {"endTimestamp": iso(root.end)}))
     return records
-
-
-def end_of(span: ReadableSpan) -> int:
-    """The span's end, never before its start."""
-    start = span.start_time or 0
-    end = span.end_time or start
-    return end if end >= start else start

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import attrgetter
 from typing import NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -106,8 +107,12 @@ class MappedTrace(NamedTuple):
 
 def session_of(spans: Iterable[ReadableSpan]) -> SessionInfo | None:
     """The session of a trace, from any of its spans (the caller puts the root first)."""
-    for span in spans:
-        attributes = attributes_of(span)
+    return _session_in(map(attributes_of, spans))
+
+
+def _session_in(span_attributes: Iterable[Attributes]) -> SessionInfo | None:
+    """The session named by the first of these spans' attributes that names one."""
+    for attributes in span_attributes:
         if not attributes:
             continue
         raw = attributes.get(conv.SESSION_ID)
@@ -126,12 +131,8 @@ def session_of(spans: Iterable[ReadableSpan]) -> SessionInfo | None:
     return None
 
 
-def _sort_key(span: ReadableSpan) -> tuple[int, int]:
-    return (span.start_time or 0, span.context.span_id if span.context else 0)
-
-
-def _is_root_candidate(span: ReadableSpan) -> bool:
-    return span.parent is None or span.parent.is_remote
+#: Spans in start order (the span id breaks ties, so the order is the same on every run).
+_start_order = attrgetter("start", "span_id")
 
 
 def map_trace(
@@ -145,58 +146,58 @@ def map_trace(
     The root is the span with no parent, else the earliest span whose parent is
     remote; a span whose (local) parent is not here attaches to the trace itself.
     """
-    by_id: dict[int, ReadableSpan] = {}
-    for span in sorted(spans, key=_sort_key):
-        span_id = span.context.span_id  # type: ignore[union-attr]
+    by_id: dict[int, genai.Described] = {}
+    for described in sorted(map(genai.describe, spans), key=_start_order):
+        span_id = described.span_id
         if span_id in by_id or (prior is not None and span_id in prior.containers):
-            _logger.warning("Dropping a second span with the id %s in trace %s.", span_hex(span_id), _trace_of(span))
+            _logger.warning(
+                "Dropping a second span with the id %s in trace %s.", span_hex(span_id), _trace_of(spans[0])
+            )
             continue
-        by_id[span_id] = span
+        by_id[span_id] = described
 
-    children: dict[int, list[ReadableSpan]] = {}
-    tops: list[ReadableSpan] = []
-    for span in by_id.values():  # already in start order
-        parent_id = span.parent.span_id if span.parent is not None else None
+    children: dict[int, list[genai.Described]] = {}
+    tops: list[genai.Described] = []
+    for described in by_id.values():  # already in start order
+        parent_id = described.parent_id
         if parent_id is not None and parent_id in by_id:
-            children.setdefault(parent_id, []).append(span)
+            children.setdefault(parent_id, []).append(described)
         else:
-            tops.append(span)
+            tops.append(described)
 
-    root: ReadableSpan | None = None
+    root: genai.Described | None = None
     if prior is None or not prior.root_seen:
-        candidates = [s for s in tops if _is_root_candidate(s)]
+        candidates = [d for d in tops if d.parent_id is None or d.parent_remote]
         if candidates:
-            root = next((s for s in candidates if s.parent is None), candidates[0])
+            root = next((d for d in candidates if d.parent_id is None), candidates[0])
 
-    described = {span_id: genai.describe(span) for span_id, span in by_id.items()}
     # The root's attributes, tags and metadata, read once: for the trace's records and the root's own.
     root_attributes: Attributes = {}
     root_tags: dict[str, str] = {}
     root_metadata: dict[str, str] = {}
     if root is not None:
-        root_described = described[root.context.span_id]  # type: ignore[union-attr]
-        root_attributes = root_described.attributes
-        root_tags, root_metadata = _span.tags_and_metadata(root_attributes, root_described.kind, options.max_attributes)
+        root_attributes = root.attributes
+        root_tags, root_metadata = _span.tags_and_metadata(root_attributes, root.kind, options.max_attributes)
     records: list[Record] = []
-    start_ns = min((s.start_time or 0) for s in by_id.values()) if by_id else 0
+    start_ns = min(d.start for d in by_id.values()) if by_id else 0
     if prior is None:
-        ordered = ([root] if root is not None else []) + [s for s in tops if s is not root]
-        session = session_of(chain(ordered, (s for s in by_id.values() if s not in ordered)))
+        ordered = ([root] if root is not None else []) + [d for d in tops if d is not root]
+        session = _session_in(d.attributes for d in chain(ordered, (d for d in by_id.values() if d not in ordered)))
         trace_id = _maxim_trace_id(root_attributes, spans)
         state = TraceState(trace_id)
         source = root if root is not None else (tops[0] if tops else None)
         if source is not None:
             data: dict[str, object] = {
-                "name": source.name,
+                "name": source.span_name,
                 "tags": root_tags,
-                "startTimestamp": iso(root.start_time if root is not None and root.start_time else start_ns),
+                "startTimestamp": iso(root.start if root is not None and root.start else start_ns),
             }
             if session is not None:
                 data["sessionId"] = session.id
             if options.capture_content:
                 value = _span.trace_input(root_attributes, options)
                 if value is None:
-                    value = _first_user_message(by_id.values(), described)
+                    value = _first_user_message(by_id.values())
                 if value is not None:
                     data["input"] = value
             records.append(Record("trace", trace_id, "create", data))
@@ -206,30 +207,27 @@ def map_trace(
         state = TraceState(prior.maxim_id, dict(prior.containers), prior.root_seen)
         trace_id = prior.maxim_id
         if root is not None:
-            records.append(Record("trace", trace_id, "update", {"name": root.name}))
+            records.append(Record("trace", trace_id, "update", {"name": root.span_name}))
             if root_tags:
                 records.append(Record("trace", trace_id, "update", {"tags": root_tags}))
 
     trace_ref: Ref = ("trace", trace_id)
     # Depth-first, parent-first, siblings by start time; an explicit stack, so deep trees cannot
     # exhaust Python's recursion limit.  Each span: its announcement, its children, then its end.
-    stack: list[tuple[bool, ReadableSpan, Ref]] = []
+    stack: list[tuple[bool, genai.Described, Ref]] = []
     for top in reversed(tops):
         if top is root:
             continue
-        parent = top.parent.span_id if top.parent is not None else None
+        parent = top.parent_id
         ref = state.containers.get(parent, trace_ref) if parent is not None else trace_ref
         stack.append((True, top, ref))
     if root is not None:
-        root_id = root.context.span_id  # type: ignore[union-attr]
-        state.containers[root_id] = trace_ref
-        if described[root_id].kind == genai.SPAN:
+        state.containers[root.span_id] = trace_ref
+        if root.kind == genai.SPAN:
             records.extend(
-                _span.own_records(
-                    root, trace_ref, trace_ref, options, described[root_id], metadata=root_metadata, is_trace=True
-                )
+                _span.own_records(root, trace_ref, trace_ref, options, metadata=root_metadata, is_trace=True)
             )
-            for child in reversed(children.get(root_id, ())):
+            for child in reversed(children.get(root.span_id, ())):
                 stack.append((True, child, trace_ref))
         else:
             # A root that is itself a generation, tool call or retrieval (an LLM call with no
@@ -237,39 +235,38 @@ def map_trace(
             stack.append((True, root, trace_ref))
     seen = 0
     while stack:
-        opening, span, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
-        span_id = span.context.span_id  # type: ignore[union-attr]
+        opening, described, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
         if not opening:
-            records.extend(_span.close_records(span, ref, options, described[span_id]))
+            records.extend(_span.close_records(described, ref, options))
             continue
         seen += 1
-        opened, own_ref = _span.open_records(span, ref, options, described[span_id])
+        opened, own_ref = _span.open_records(described, ref, options)
         records.extend(opened)
         # Only traces and spans take children: below a generation, tool call or retrieval,
         # children attach to the nearest trace or span above it.
         container = own_ref if own_ref[0] == "span" else ref
-        state.containers[span_id] = container
-        stack.append((False, span, own_ref))
-        for child in reversed(children.get(span_id, ())):
+        state.containers[described.span_id] = container
+        stack.append((False, described, own_ref))
+        for child in reversed(children.get(described.span_id, ())):
             stack.append((True, child, container))
 
     if root is not None:
         state.root_seen = True
         output = _span.trace_output(root_attributes, options)
         if output is None and options.capture_content:
-            output = _last_assistant_answer(by_id.values(), described)
+            output = _last_assistant_answer(by_id.values())
         records.extend(_span.trace_close_records(trace_id, root, output))
-    root_counted = 1 if root is not None and described[root.context.span_id].kind == genai.SPAN else 0  # type: ignore[union-attr]
+    root_counted = 1 if root is not None and root.kind == genai.SPAN else 0
     unreached = len(by_id) - seen - root_counted
     if unreached:
         # Only a cycle of parent ids (a producer's bug) leaves spans unreached: attach them to the trace.
         _logger.warning("%d spans of trace %s form a parent cycle; attaching them to the trace.", unreached, trace_id)
-        for span_id, span in by_id.items():
+        for span_id, described in by_id.items():
             if span_id not in state.containers:
-                opened, own_ref = _span.open_records(span, trace_ref, options, described[span_id])
+                opened, own_ref = _span.open_records(described, trace_ref, options)
                 records.extend(opened)
                 state.containers[span_id] = own_ref if own_ref[0] == "span" else trace_ref
-                records.extend(_span.close_records(span, own_ref, options, described[span_id]))
+                records.extend(_span.close_records(described, own_ref, options))
     return MappedTrace(records, state, start_ns, session)
 
 
@@ -284,30 +281,24 @@ def _maxim_trace_id(root_attributes: Attributes, spans: Sequence[ReadableSpan]) 
     return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
 
 
-def _first_user_message(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
+def _first_user_message(spans: Iterable[genai.Described]) -> str | None:
     """The newest user message of the trace's first generation (the trace's input when its root has none).
 
     A chat model gets the whole conversation: the turn's own question is the last user message.
     """
-    generations = sorted(
-        (s for s in spans if described[s.context.span_id].kind == genai.GENERATION),  # type: ignore[union-attr]
-        key=_sort_key,
-    )
-    for span in generations:
-        for message in reversed(described[span.context.span_id].messages):  # type: ignore[union-attr]
+    generations = sorted((d for d in spans if d.kind == genai.GENERATION), key=_start_order)
+    for described in generations:
+        for message in reversed(described.messages):
             if message.get("role") == "user" and message.get("content"):
                 return str(message["content"])
     return None
 
 
-def _last_assistant_answer(spans: Iterable[ReadableSpan], described: Mapping[int, genai.Described]) -> str | None:
+def _last_assistant_answer(spans: Iterable[genai.Described]) -> str | None:
     """The last answer of the trace's last generation (the trace's output when its root has none)."""
-    generations = sorted(
-        (s for s in spans if described[s.context.span_id].kind == genai.GENERATION),  # type: ignore[union-attr]
-        key=lambda s: (s.end_time or 0, s.start_time or 0),
-    )
-    for span in reversed(generations):
-        for choice in reversed(described[span.context.span_id].choices):  # type: ignore[union-attr]
+    generations = sorted((d for d in spans if d.kind == genai.GENERATION), key=attrgetter("end", "start"))
+    for described in reversed(generations):
+        for choice in reversed(described.choices):
             content = choice.get("message", {}).get("content")
             if content:
                 return str(content)

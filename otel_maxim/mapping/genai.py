@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from otel_maxim.mapping._common import Attributes, as_text, attributes_of, events_of, first, json_text, parse_json, text
 
@@ -155,10 +155,26 @@ _FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai
 
 @dataclass(slots=True)
 class Described:
-    """What one span says, read once: its entity and the parts each entity needs."""
+    """What one span says, read once: where it sits, its entity and the parts each entity needs.
+
+    The mapping reads a span only here; everything after works from its ``Described``.
+    """
 
     kind: str
+    #: The entity's name: the span's name, or a tool call's tool name.
     name: str
+    span_id: int
+    #: The parent's span id, ``None`` for a span without a parent; ``parent_remote`` when it is in another process.
+    parent_id: int | None
+    parent_remote: bool
+    #: Start and end (never before the start), in nanoseconds since the epoch.
+    start: int
+    end: int
+    span_name: str
+    status: Status
+    #: The span's events and attributes (see ``events_of`` and ``attributes_of``).
+    events: Sequence[Event]
+    attributes: Attributes
     model: str | None = None
     provider: str = "unknown"
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -175,9 +191,6 @@ class Described:
     documents: list[str] | None = None
     #: Events consumed as messages (not repeated as ``add-event``).
     consumed_events: frozenset[int] = frozenset()
-    #: The span's events and attributes, read once (see ``events_of`` and ``attributes_of``).
-    events: Sequence[Event] = ()
-    attributes: Attributes = field(default_factory=dict)
 
 
 def classify(attributes: Attributes) -> str:
@@ -210,15 +223,31 @@ def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
     attributes = attributes_of(span)
     kind = classify(attributes)
-    described = Described(kind, span.name, events=events_of(span), attributes=attributes)
+    name = span.name
+    parent = span.parent
+    start = span.start_time or 0
+    end = span.end_time or start
+    described = Described(
+        kind,
+        name,
+        span.context.span_id,  # type: ignore[union-attr]
+        None if parent is None else parent.span_id,
+        parent is not None and parent.is_remote,
+        start,
+        end if end >= start else start,
+        name,
+        span.status,
+        events_of(span),
+        attributes,
+    )
     if kind == GENERATION:
-        _describe_generation(span, attributes, described)
+        _describe_generation(attributes, described)
     elif kind == TOOL_CALL:
-        _describe_tool_call(span, attributes, described)
+        _describe_tool_call(attributes, described)
     elif kind == RETRIEVAL:
         _describe_retrieval(attributes, described)
     if kind != SPAN:
-        described.error = _error_of(span, attributes, described.events)
+        described.error = _error_of(described)
     return described
 
 
@@ -236,7 +265,7 @@ def normalize_provider(value: object) -> str:
 # --- generations ----------------------------------------------------------------------------
 
 
-def _describe_generation(span: ReadableSpan, attributes: Attributes, out: Described) -> None:
+def _describe_generation(attributes: Attributes, out: Described) -> None:
     invocation = _json_object(attributes.get("llm.invocation_parameters"))
     model = first(
         attributes,
@@ -630,9 +659,9 @@ def _openai_tool_call(raw: dict[str, Any]) -> dict[str, Any]:
 # --- tool calls and retrievals -------------------------------------------------------------------
 
 
-def _describe_tool_call(span: ReadableSpan, attributes: Attributes, out: Described) -> None:
+def _describe_tool_call(attributes: Attributes, out: Described) -> None:
     name = first(attributes, ("gen_ai.tool.name", "tool.name", "ai.toolCall.name", "traceloop.entity.name"))
-    out.name = (text(name) if name is not None else None) or span.name
+    out.name = (text(name) if name is not None else None) or out.span_name
     description = first(attributes, ("gen_ai.tool.description", "tool.description"))
     out.description = text(description) if description is not None else None
     arguments = first(
@@ -705,13 +734,14 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
     out.documents = documents or None
 
 
-def _error_of(span: ReadableSpan, attributes: Attributes, events: Sequence[Event]) -> dict[str, str] | None:
+def _error_of(described: Described) -> dict[str, str] | None:
     """``{message, code, type}`` when the span failed (an ERROR status or an ``exception`` event)."""
-    exception = next((e for e in events if e.name == "exception"), None)
-    if span.status.status_code is not StatusCode.ERROR and exception is None:
+    exception = next((e for e in described.events if e.name == "exception"), None)
+    if described.status.status_code is not StatusCode.ERROR and exception is None:
         return None
+    attributes = described.attributes
     event_attributes = exception.attributes or {} if exception is not None else {}
-    message = event_attributes.get("exception.message") or span.status.description or "error"
+    message = event_attributes.get("exception.message") or described.status.description or "error"
     error_type = event_attributes.get("exception.type") or attributes.get("error.type") or ""
     if isinstance(error_type, str) and (match := _CLASS_REPR.fullmatch(error_type)):
         error_type = match.group(1)  # openai-v2 2.4b0 writes str(type(exc)): "<class 'openai.InternalServerError'>"
