@@ -100,12 +100,13 @@ def data_encoder(*, fast: bool, compact: bool | None = None) -> Callable[[Any], 
 
     def with_orjson(data: Any) -> str:
         try:
-            raw = dumps(data, option=options)
+            text: str = dumps(data, option=options).decode()
         except TypeError:  # orjson.JSONEncodeError
             return standard(data)
-        if b"null" in raw or not raw.isascii():
+        # Checked on the text, not the bytes: ``in`` on bytes first tries its argument as an
+        # integer and pays for the exception, and ``isascii`` of a str is known without a scan.
+        if "null" in text or not text.isascii():
             return standard(data)
-        text: str = raw.decode("ascii")
         return text
 
     return with_orjson
