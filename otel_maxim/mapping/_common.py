@@ -34,7 +34,8 @@ def iso(ns: int) -> str:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _iso_cache = (seconds, prefix)
     micros = rest // 1000
-    return f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
+    # "%" is faster here than an f-string with a format spec.
+    return "%s.%06d+00:00" % (prefix, micros) if micros else prefix + "+00:00"  # noqa: UP031
 
 
 def attributes_of(span: ReadableSpan) -> Attributes:
@@ -46,8 +47,10 @@ def attributes_of(span: ReadableSpan) -> Attributes:
     plain dict underneath when there is one (finished spans are no longer
     written to), and falls back to the public property otherwise.
     """
-    bounded = getattr(span, "_attributes", None)
-    plain = getattr(bounded, "_dict", None)
+    try:
+        plain = span._attributes._dict  # type: ignore[union-attr]
+    except AttributeError:
+        plain = None
     if type(plain) is dict:
         return plain
     return span.attributes or {}
@@ -60,7 +63,10 @@ def events_of(span: ReadableSpan) -> Sequence[Event]:
     tuple of it) on every read; a finished span's events no longer change, so the deque inside
     is read when there is one, and the public property otherwise.
     """
-    queue = getattr(getattr(span, "_events", None), "_dq", None)
+    try:
+        queue = span._events._dq  # type: ignore[attr-defined]
+    except AttributeError:
+        queue = None
     if type(queue) is deque:
         return tuple(queue)
     return span.events
