@@ -185,7 +185,7 @@ def open_records(described: Described, parent: Ref, options: Options) -> tuple[l
             data["model"] = described.model
         data["provider"] = described.provider
         data["messages"] = described.messages if options.capture_content else []
-        data["modelParameters"] = described.parameters
+        data["modelParameters"] = described.parameters or {}
         data["id"] = span_id
         if under_span:
             data["spanId"] = parent[1]

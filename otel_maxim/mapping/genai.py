@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -175,11 +175,13 @@ class Described:
     #: The span's events and attributes (see ``events_of`` and ``attributes_of``).
     events: Sequence[Event]
     attributes: Attributes
+    #: A generation's model, provider, messages, parameters, choices and the rest: set by
+    #: :func:`_describe_generation`; other spans keep these defaults, which nothing changes.
     model: str | None = None
     provider: str = "unknown"
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    parameters: dict[str, str] = field(default_factory=dict)
-    choices: list[dict[str, Any]] = field(default_factory=list)
+    messages: Sequence[dict[str, Any]] = ()
+    parameters: dict[str, str] | None = None
+    choices: Sequence[dict[str, Any]] = ()
     usage: dict[str, int] | None = None
     response_id: str | None = None
     error: dict[str, str] | None = None
