@@ -364,10 +364,11 @@ class MaximSpanExporter(SpanExporter):
     def _lines(self, records: list[Record]) -> list[str]:
         """The wire lines of ``records``, redacted (if a callback is set) and each fitted to ``max_record_bytes``."""
         lines: list[str] = []
+        redact, encode, limit = self._redact, self._encode, self._max_record_bytes
         for record in records:
-            if self._redact is not None:
+            if redact is not None:
                 try:
-                    redacted = self._redact(record)
+                    redacted = redact(record)
                 except Exception:  # a user callback: its failure must not leak content nor stop export
                     self._limited.error(
                         "redact",
@@ -388,15 +389,15 @@ class MaximSpanExporter(SpanExporter):
                     continue
                 record = redacted
             try:
-                line = serialize(record, self._encode)
-                if len(line) > self._max_record_bytes:  # the line is ASCII: characters are bytes
-                    line = serialize(fit_record(record, self._max_record_bytes, self._encode), self._encode)
+                line = serialize(record, encode)
+                if len(line) > limit:  # the line is ASCII: characters are bytes
+                    line = serialize(fit_record(record, limit, encode), encode)
                     self._limited.warning(
                         "truncated",
                         "A %s %s record was over %d bytes; its longest text fields were truncated.",
                         record.entity,
                         record.action,
-                        self._max_record_bytes,
+                        limit,
                     )
                 lines.append(line)
             except (ValueError, TypeError, RecursionError) as exc:

@@ -170,8 +170,8 @@ def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
             metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
 
 
-def open_records(described: Described, parent: Ref, options: Options) -> tuple[list[Record], Ref]:
-    """The records that announce the span on ``parent`` and describe it; and the span's own ref."""
+def open_records(described: Described, parent: Ref, options: Options, records: list[Record]) -> Ref:
+    """Append the records that announce the span on ``parent`` and describe it; return the span's own ref."""
     span_id = span_hex(described.span_id)
     attributes = described.attributes
     kind = described.kind
@@ -209,9 +209,9 @@ def open_records(described: Described, parent: Ref, options: Options) -> tuple[l
         data["startTimestamp"] = start
         action = "add-retrieval" if kind == genai.RETRIEVAL else "add-span"
     own: Ref = (kind, span_id)
-    records = [Record(parent[0], parent[1], action, data)]
-    records.extend(own_records(described, own, parent, options, metadata=metadata))
-    return records, own
+    records.append(Record(parent[0], parent[1], action, data))
+    own_records(described, own, parent, options, records, metadata=metadata)
+    return own
 
 
 def own_records(
@@ -219,17 +219,17 @@ def own_records(
     ref: Ref,
     container: Ref,
     options: Options,
+    records: list[Record],
     *,
     metadata: dict[str, str],
     is_trace: bool = False,
-) -> list[Record]:
-    """Metadata, input, events and errors of ``span``.
+) -> None:
+    """Append the span's metadata, input, events and errors to ``records``.
 
     Addressed to the entity it became (``ref``); events and errors of a generation,
     tool call or retrieval go to ``container``, the nearest trace or span, since
     only traces and spans take them.  ``metadata`` is the span's (see :func:`tags_and_metadata`).
     """
-    records: list[Record] = []
     attributes = described.attributes
     kind = described.kind
     if metadata:
@@ -267,7 +267,6 @@ def own_records(
     status = described.status
     if status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
         records.append(_error(event_target, status.description, attributes, described.end))
-    return records
 
 
 def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
@@ -290,9 +289,8 @@ def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestam
     return Record(ref[0], ref[1], "add-error", data)
 
 
-def close_records(described: Described, own: Ref, options: Options) -> list[Record]:
-    """The records after the span's children: its result or error, then its end."""
-    records: list[Record] = []
+def close_records(described: Described, own: Ref, options: Options, records: list[Record]) -> None:
+    """Append the records after the span's children: its result or error, then its end."""
     kind = described.kind
     if kind == genai.GENERATION:
         result = _generation_result(described, own[1], options)
@@ -304,7 +302,6 @@ def close_records(described: Described, own: Ref, options: Options) -> list[Reco
         elif described.result is not None and options.capture_content:
             records.append(Record(own[0], own[1], "result", {"result": described.result}))
     records.append(Record(own[0], own[1], "end", {"endTimestamp": iso(described.end)}))
-    return records
 
 
 def _generation_result(described: Described, gen_id: str, options: Options) -> dict[str, object] | None:
@@ -349,10 +346,8 @@ def trace_output(root_attributes: Attributes, options: Options) -> str | None:
     return first_text(root_attributes, (conv.OUTPUT, "output.value"))
 
 
-def trace_close_records(trace_id: str, root: Described, output: str | None) -> list[Record]:
-    """The trace's output and its end, from the root span."""
-    records: list[Record] = []
+def trace_close_records(trace_id: str, root: Described, output: str | None, records: list[Record]) -> None:
+    """Append the trace's output and its end, from the root span."""
     if output is not None:
         records.append(Record("trace", trace_id, "update", {"output": output}))
     records.append(Record("trace", trace_id, "end", {"endTimestamp": iso(root.end)}))
-    return records

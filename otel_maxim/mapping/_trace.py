@@ -224,9 +224,7 @@ def map_trace(
     if root is not None:
         state.containers[root.span_id] = trace_ref
         if root.kind == genai.SPAN:
-            records.extend(
-                _span.own_records(root, trace_ref, trace_ref, options, metadata=root_metadata, is_trace=True)
-            )
+            _span.own_records(root, trace_ref, trace_ref, options, records, metadata=root_metadata, is_trace=True)
             for child in reversed(children.get(root.span_id, ())):
                 stack.append((True, child, trace_ref))
         else:
@@ -237,11 +235,10 @@ def map_trace(
     while stack:
         opening, described, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
         if not opening:
-            records.extend(_span.close_records(described, ref, options))
+            _span.close_records(described, ref, options, records)
             continue
         seen += 1
-        opened, own_ref = _span.open_records(described, ref, options)
-        records.extend(opened)
+        own_ref = _span.open_records(described, ref, options, records)
         # Only traces and spans take children: below a generation, tool call or retrieval,
         # children attach to the nearest trace or span above it.
         container = own_ref if own_ref[0] == "span" else ref
@@ -255,7 +252,7 @@ def map_trace(
         output = _span.trace_output(root_attributes, options)
         if output is None and options.capture_content:
             output = _last_assistant_answer(by_id.values())
-        records.extend(_span.trace_close_records(trace_id, root, output))
+        _span.trace_close_records(trace_id, root, output, records)
     root_counted = 1 if root is not None and root.kind == genai.SPAN else 0
     unreached = len(by_id) - seen - root_counted
     if unreached:
@@ -263,10 +260,9 @@ def map_trace(
         _logger.warning("%d spans of trace %s form a parent cycle; attaching them to the trace.", unreached, trace_id)
         for span_id, described in by_id.items():
             if span_id not in state.containers:
-                opened, own_ref = _span.open_records(described, trace_ref, options)
-                records.extend(opened)
+                own_ref = _span.open_records(described, trace_ref, options, records)
                 state.containers[span_id] = own_ref if own_ref[0] == "span" else trace_ref
-                records.extend(_span.close_records(described, own_ref, options))
+                _span.close_records(described, own_ref, options, records)
     return MappedTrace(records, state, start_ns, session)
 
 
