@@ -148,8 +148,14 @@ def assert_all_delivered(fake: FakeMaxim, produced: list[str], excluded: Sequenc
 
 
 def spool_files(spool: Path, *, quarantine: bool = False) -> list[Path]:
-    files = sorted(p for p in spool.rglob("*.seg") if (QUARANTINE in p.parts) == quarantine)
-    return files
+    # The spool makes each process's directory under a hidden name and renames it once locked:
+    # a listing that meets it mid-rename (FileNotFoundError from the walk) is taken again.
+    for _ in range(100):
+        try:
+            return sorted(p for p in spool.rglob("*.seg") if (QUARANTINE in p.parts) == quarantine)
+        except FileNotFoundError:
+            time.sleep(0.001)
+    raise AssertionError(f"the spool at {spool} kept changing under the listing")
 
 
 def assert_private(spool: Path) -> None:
