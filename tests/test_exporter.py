@@ -410,3 +410,27 @@ def test_a_marker_waiting_for_a_trace_that_never_comes_ends_the_session_after_th
         ("session", "end"),
     ]
     provider.shutdown()
+
+
+def test_a_span_that_ends_before_it_starts_is_ended_and_failed_at_its_start() -> None:
+    """A skewed clock: the span's end record and its error both read its end as never before its
+    start (the error used the raw end before)."""
+    second = 1_000_000_000
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        root = tracer.start_span("turn", start_time=1_780_308_000 * second)
+        with trace.use_span(root, end_on_exit=False):
+            child = tracer.start_span("step", start_time=1_780_308_015 * second)
+            child.set_status(trace.Status(trace.StatusCode.ERROR, "boom"))
+            child.end(end_time=1_780_308_012 * second)  # three seconds before its start
+        root.end(end_time=1_780_308_020 * second)
+
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export(_record_spans(build))
+    exporter.shutdown()
+    step = [r for r in sink.records() if r.entity == "span"]
+    error = next(r for r in step if r.action == "add-error")
+    end = next(r for r in step if r.action == "end")
+    assert error.data["startTimestamp"] == end.data["endTimestamp"] == "2026-06-01T10:00:15+00:00"
+    assert error.data["message"] == "boom"
