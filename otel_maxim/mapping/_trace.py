@@ -181,8 +181,10 @@ def map_trace(
     records: list[Record] = []
     start_ns = min(d.start for d in by_id.values()) if by_id else 0
     if prior is None:
-        ordered = ([root] if root is not None else []) + [d for d in tops if d is not root]
-        session = _session_in(d.attributes for d in chain(ordered, (d for d in by_id.values() if d not in ordered)))
+        # The root first, then the other spans at the top, then the rest; a span met again names
+        # no session (the search would have stopped at it), so none needs leaving out.
+        first_looked_at = [root] if root is not None else []
+        session = _session_in(d.attributes for d in chain(first_looked_at, tops, by_id.values()))
         trace_id = _maxim_trace_id(root_attributes, spans)
         state = TraceState(trace_id)
         source = root if root is not None else (tops[0] if tops else None)
