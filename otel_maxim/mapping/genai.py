@@ -153,7 +153,7 @@ _CHOICE_EVENT = "gen_ai.choice"
 _FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
 
 
-@dataclass(slots=True, eq=False)  # compared by identity: "d in list" must not compare every field
+@dataclass(slots=True, eq=False)  # one per span, compared by identity (not field by field)
 class Described:
     """What one span says, read once: where it sits, its entity and the parts each entity needs.
 
