@@ -33,7 +33,7 @@ from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SentTrace, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import attributes_of, iso
-from otel_maxim.records import ORJSON_AVAILABLE, Record, data_encoder, fit_record, serialize
+from otel_maxim.records import ORJSON_AVAILABLE, Record, data_encoder, fit_record, mapped_line, serialize
 from otel_maxim.sinks import FileSink, Sink
 
 __all__ = ["MaximSpanExporter"]
@@ -389,7 +389,7 @@ class MaximSpanExporter(SpanExporter):
                     continue
                 record = redacted
             try:
-                line = serialize(record, encode)
+                line = mapped_line(record, encode) if redact is None else serialize(record, encode)
                 if len(line) > limit:  # the line is ASCII: characters are bytes
                     line = serialize(fit_record(record, limit, encode), encode)
                     self._limited.warning(
