@@ -178,8 +178,7 @@ def serialize(record: Record, encode: Callable[[Any], str] | None = None) -> str
         raise ValueError(f"invalid record action {action!r}")
     if type(data) is not dict and not isinstance(data, Mapping):
         raise ValueError("record data must be a mapping")
-    body = (encode or _encode_data)(data)
-    return f"{entity}{{id={id_},action={action},data={body}}}"
+    return mapped_line(record, encode or _encode_data)
 
 
 def mapped_line(record: Record, encode: Callable[[Any], str]) -> str:
