@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor, records
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.mapping import _trace, genai
 from otel_maxim.records import Record, parse
 
 
@@ -24,6 +27,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(("MAXIM_", "OTEL_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mapping_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapping's rate-limited logs live as long as the process: each test starts with none held back."""
+    for module in (genai, _trace):
+        monkeypatch.setattr(module, "_limited", RateLimitedLog(logging.getLogger(module.__name__)))
 
 
 @pytest.fixture(params=["standard", "fast"])

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim.mapping import genai
 from otel_maxim.records import TRUNCATION_MARKER, Record, parse
 from tests.record_checks import ListSink, assert_parent_first
 
@@ -70,6 +71,11 @@ _keys = st.sampled_from(
         "metadata",
         "retrieval.documents.0.document.content",
         "maxim.session.end",
+        "llm.input_messages.\u00b2.message.role",  # a digit that int() refuses
+        "ai.prompt",
+        "index",  # fields of the older GenAI events
+        "message",
+        "tool_calls",
     ]
 ) | st.text(max_size=30)
 _attributes = st.dictionaries(_keys, _values, max_size=8)
@@ -89,11 +95,25 @@ def _traces(draw: st.DrawFn) -> list[tuple[int, dict[str, object], list[tuple[st
             -1 if i == 0 else draw(st.integers(0, i - 1)),
             draw(_attributes),
             draw(
-                st.lists(st.tuples(st.sampled_from(["exception", "gen_ai.user.message", "x"]), _attributes), max_size=2)
+                st.lists(
+                    st.tuples(st.sampled_from(["exception", "gen_ai.user.message", "gen_ai.choice", "x"]), _attributes),
+                    max_size=2,
+                )
             ),
         )
         for i in range(size)
     ]
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps the messages logged at ERROR or above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -104,6 +124,8 @@ def test_nothing_hostile_raises_and_every_line_parses(
     status_error: bool,
     end_session: bool,
 ) -> None:
+    errors = _ErrorRecords()
+    logging.getLogger("otel_maxim").addHandler(errors)
     sink = ListSink()
     exporter = MaximSpanExporter(sink=sink, max_record_bytes=50_000)
     provider = TracerProvider()
@@ -133,8 +155,10 @@ def test_nothing_hostile_raises_and_every_line_parses(
             otel_maxim.end_session(bag["session.id"], tracer_provider=provider)
     finally:
         context.detach(token)
-    provider.shutdown()
+        provider.shutdown()
+        logging.getLogger("otel_maxim").removeHandler(errors)
 
+    assert errors.messages == []  # no span or trace was given up on
     records = [parse(line) for line in sink.lines]  # every line parses, as strict JSON (no NaN/Infinity)
     assert all(len(line) <= 50_000 and line.isascii() for line in sink.lines)
     assert_parent_first(records)
@@ -231,6 +255,81 @@ def test_a_trace_that_cannot_be_mapped_costs_only_itself(
     broken_id = f"{finished[1].context.trace_id:032x}"
     assert f"Could not map trace {broken_id} (1 spans)" in caplog.text
     assert "simulated mapping bug" in caplog.text
+
+
+_ODD_SHAPES = {
+    # Digits that str.isdigit() accepts and int() refuses.
+    "usage-superscript": ({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": "\u00b2"}, None),
+    "flat-index-superscript": (
+        {"openinference.span.kind": "LLM", "llm.input_messages.\u00b2.message.role": "user"},
+        None,
+    ),
+    "document-index-superscript": (
+        {"gen_ai.operation.name": "retrieval", "retrieval.documents.\u00b9.document.content": "d"},
+        None,
+    ),
+    # Older GenAI events with fields of the wrong type.
+    "choice-index-text": ({"gen_ai.operation.name": "chat"}, ("gen_ai.choice", {"index": "first"})),
+    "choice-index-infinite": ({"gen_ai.operation.name": "chat"}, ("gen_ai.choice", {"index": math.inf})),
+    "choice-tool-calls-number": (
+        {"gen_ai.operation.name": "chat"},
+        ("gen_ai.choice", {"message": '{"content": "x", "tool_calls": 5}'}),
+    ),
+    # Vercel's prompt with messages that are not a list.
+    "vercel-messages-number": (
+        {"ai.operationId": "ai.generateText.doGenerate", "ai.prompt": '{"messages": 5}'},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", _ODD_SHAPES.values(), ids=_ODD_SHAPES.keys())
+def test_odd_attribute_shapes_are_read_as_far_as_they_go(
+    shape: tuple[dict[str, object], tuple[str, dict[str, object]] | None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each of these once cost its whole trace; now the span is read, and nothing is logged as an error."""
+    attributes, event = shape
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(MaximSpanExporter(sink=sink)))
+    tracer = provider.get_tracer("t")
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        with tracer.start_as_current_span("root"), tracer.start_as_current_span("llm", attributes=attributes) as span:  # type: ignore[arg-type]
+            if event is not None:
+                span.add_event(*event)  # type: ignore[arg-type]
+        provider.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert (records[0].entity, records[0].action) == ("trace", "create")
+    assert (records[-1].entity, records[-1].action) == ("trace", "end")
+    announced = next(r for r in records if r.action.startswith("add-") and r.data.get("name") == "llm")
+    assert announced.action in ("add-generation", "add-retrieval")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_span_the_readers_cannot_read_is_sent_as_a_plain_span(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader's failure (a bug of ours, simulated here) costs the span its GenAI reading, not its trace."""
+
+    def failing(attributes: object, out: object) -> None:
+        raise RuntimeError("simulated reader bug")
+
+    monkeypatch.setattr(genai, "_describe_generation", failing)
+    sink = ListSink()
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        _one_span(MaximSpanExporter(sink=sink), {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}, "chat")
+    records = sink.records()
+    assert [(r.entity, r.action) for r in records] == [
+        ("trace", "create"),
+        ("trace", "add-span"),
+        ("span", "update"),
+        ("span", "end"),
+        ("trace", "end"),
+    ]
+    assert records[2].data == {"metadata": {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}}
+    assert "as a generation; sending it as a plain span" in caplog.text
+    assert "simulated reader bug" in caplog.text
 
 
 def test_attributes_taken_are_capped_and_counted() -> None:

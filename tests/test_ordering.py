@@ -1,18 +1,24 @@
-"""Parent-first order for random trees whose spans finish in any order, in any batches, interleaved."""
+"""Parent-first order for random trees whose spans finish in any order, in any batches, interleaved;
+and for the trees a buggy producer writes (parent cycles)."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from otel_maxim import MaximSpanExporter
 from otel_maxim.mapping._common import span_hex
+from otel_maxim.records import Record
 from tests.record_checks import ListSink, assert_parent_first
 
 
@@ -113,3 +119,66 @@ def test_children_first_finishing_keeps_the_tree(
         else:
             assert record.entity == "span" and record.id == span_hex(otel_parent.span_id)
             assert record.data["spanId"] == record.id
+
+
+class _FixedIds(IdGenerator):
+    """Hands out the given span ids in turn, and one trace id: a producer that can write parent cycles."""
+
+    def __init__(self, trace_id: int, span_ids: list[int]) -> None:
+        self._trace_id = trace_id
+        self._span_ids = list(span_ids)
+
+    def generate_span_id(self) -> int:
+        return self._span_ids.pop(0)
+
+    def generate_trace_id(self) -> int:
+        return self._trace_id
+
+
+def _cycle_records(with_root: bool, caplog: pytest.LogCaptureFixture) -> list[Record]:
+    """Spans A <-> B (each the other's parent) and C below A, all in one trace; with a root R if asked."""
+    trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=_FixedIds(trace_id, [0xA, 0xB, 0xC, 0x1]))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("cycles")
+
+    def under(span_id: int) -> Context:
+        return trace.set_span_in_context(
+            trace.NonRecordingSpan(trace.SpanContext(trace_id, span_id, False, trace.TraceFlags(1)))
+        )
+
+    a = tracer.start_span("A", context=under(0xB))
+    b = tracer.start_span("B", context=under(0xA))
+    c = tracer.start_span("C", context=under(0xA))
+    for span in (c, b, a):
+        span.end()
+    if with_root:
+        tracer.start_span("R", context=Context()).end()
+    provider.shutdown()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        records = _export(list(memory.get_finished_spans()), [10]).records()
+    assert "3 spans of trace 4bf92f3577b34da6a3ce929d0e0e4736 form a parent cycle" in caplog.text
+    return records
+
+
+@pytest.mark.parametrize("with_root", [True, False], ids=["with-root", "cycle-only"])
+def test_a_parent_cycle_hangs_from_the_trace_at_one_of_its_spans(
+    with_root: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A producer's bug (spans that are each other's parents) still gives one trace, created first, ended
+    last, with the cycle entered at one span and the rest of it (and what hangs below) in their places."""
+    records = _cycle_records(with_root, caplog)
+    assert_parent_first(records)
+    created = [r for r in records if r.entity == "trace" and r.action == "create"]
+    assert len(created) == 1 and created[0].data["name"] == ("R" if with_root else "A")
+    placed = {str(r.data["id"]): (r.entity, r.id) for r in records if r.action == "add-span"}
+    assert placed == {
+        "000000000000000a": ("trace", created[0].id),
+        "000000000000000b": ("span", "000000000000000a"),
+        "000000000000000c": ("span", "000000000000000a"),
+    }
+    ends = [(r.entity, r.id) for r in records if r.action == "end"]
+    assert len(ends) == len(set(ends)) == (4 if with_root else 3)
+    if with_root:
+        assert ends[-1] == ("trace", created[0].id)

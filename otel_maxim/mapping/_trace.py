@@ -18,6 +18,7 @@ from typing import NamedTuple
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_maxim import conventions as conv
+from otel_maxim._log import RateLimitedLog
 from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import _span, genai
 from otel_maxim.mapping._common import (
@@ -33,7 +34,7 @@ from otel_maxim.mapping._common import (
 )
 from otel_maxim.records import Record
 
-_logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(logging.getLogger(__name__))
 
 #: Where a child's ``add-*`` record goes: (entity, id) of the nearest trace or span above it.
 Ref = tuple[str, str]
@@ -150,8 +151,11 @@ def map_trace(
     for described in sorted(map(genai.describe, spans), key=_start_order):
         span_id = described.span_id
         if span_id in by_id or (prior is not None and span_id in prior.containers):
-            _logger.warning(
-                "Dropping a second span with the id %s in trace %s.", span_hex(span_id), _trace_of(spans[0])
+            _limited.warning(
+                "duplicate-span",
+                "Dropping a second span with the id %s in trace %s.",
+                span_hex(span_id),
+                _trace_of(spans[0]),
             )
             continue
         by_id[span_id] = described
@@ -187,7 +191,9 @@ def map_trace(
         session = _session_in(d.attributes for d in chain(first_looked_at, tops, by_id.values()))
         trace_id = _maxim_trace_id(root_attributes, spans)
         state = TraceState(trace_id)
-        source = root if root is not None else (tops[0] if tops else None)
+        # The trace is named by its root, else its earliest top span, else (every span in a
+        # parent cycle) its earliest span.
+        source = root if root is not None else (tops[0] if tops else next(iter(by_id.values()), None))
         if source is not None:
             data: dict[str, object] = {
                 "name": source.span_name,
@@ -214,8 +220,6 @@ def map_trace(
                 records.append(Record("trace", trace_id, "update", {"tags": root_tags}))
 
     trace_ref: Ref = ("trace", trace_id)
-    # Depth-first, parent-first, siblings by start time; an explicit stack, so deep trees cannot
-    # exhaust Python's recursion limit.  Each span: its announcement, its children, then its end.
     stack: list[tuple[bool, genai.Described, Ref]] = []
     for top in reversed(tops):
         if top is root:
@@ -224,8 +228,8 @@ def map_trace(
         ref = state.containers.get(parent, trace_ref) if parent is not None else trace_ref
         stack.append((True, top, ref))
     if root is not None:
-        state.containers[root.span_id] = trace_ref
         if root.kind == genai.SPAN:
+            state.containers[root.span_id] = trace_ref
             _span.own_records(root, trace_ref, trace_ref, options, records, metadata=root_metadata, is_trace=True)
             for child in reversed(children.get(root.span_id, ())):
                 stack.append((True, child, trace_ref))
@@ -233,21 +237,21 @@ def map_trace(
             # A root that is itself a generation, tool call or retrieval (an LLM call with no
             # application span around it): the trace, and that entity inside it.
             stack.append((True, root, trace_ref))
-    seen = 0
-    while stack:
-        opening, described, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
-        if not opening:
-            _span.close_records(described, ref, options, records)
-            continue
-        seen += 1
-        own_ref = _span.open_records(described, ref, options, records)
-        # Only traces and spans take children: below a generation, tool call or retrieval,
-        # children attach to the nearest trace or span above it.
-        container = own_ref if own_ref[0] == "span" else ref
-        state.containers[described.span_id] = container
-        stack.append((False, described, own_ref))
-        for child in reversed(children.get(described.span_id, ())):
-            stack.append((True, child, container))
+    opened = _walk(stack, children, state, options, records)
+    root_counted = 1 if root is not None and root.kind == genai.SPAN else 0
+    if opened + root_counted < len(by_id):
+        # Only a cycle of parent ids (a producer's bug) leaves spans unreached.  Each cycle is
+        # entered at one of its spans, attached to the trace; the rest hang below it as sent.
+        _limited.warning(
+            "parent-cycle",
+            "%d spans of trace %s form a parent cycle; attaching the cycle to the trace.",
+            len(by_id) - opened - root_counted,
+            trace_id,
+        )
+        for described in by_id.values():
+            if described.span_id not in state.containers:
+                stack.append((True, _cycle_entry(described, by_id), trace_ref))
+                opened += _walk(stack, children, state, options, records)
 
     if root is not None:
         state.root_seen = True
@@ -255,17 +259,50 @@ def map_trace(
         if output is None and options.capture_content:
             output = _last_assistant_answer(by_id.values())
         _span.trace_close_records(trace_id, root, output, records)
-    root_counted = 1 if root is not None and root.kind == genai.SPAN else 0
-    unreached = len(by_id) - seen - root_counted
-    if unreached:
-        # Only a cycle of parent ids (a producer's bug) leaves spans unreached: attach them to the trace.
-        _logger.warning("%d spans of trace %s form a parent cycle; attaching them to the trace.", unreached, trace_id)
-        for span_id, described in by_id.items():
-            if span_id not in state.containers:
-                own_ref = _span.open_records(described, trace_ref, options, records)
-                state.containers[span_id] = own_ref if own_ref[0] == "span" else trace_ref
-                _span.close_records(described, own_ref, options, records)
     return MappedTrace(records, state, start_ns, session)
+
+
+def _walk(
+    stack: list[tuple[bool, genai.Described, Ref]],
+    children: Mapping[int, Sequence[genai.Described]],
+    state: TraceState,
+    options: _span.Options,
+    records: list[Record],
+) -> int:
+    """Append the records of the spans on ``stack`` and of all below them; return how many spans were opened.
+
+    Depth-first, parent-first, siblings by start time; an explicit stack, so deep trees cannot
+    exhaust Python's recursion limit.  Each span: its announcement, its children, then its end.
+    A span already placed (met again in a parent cycle) is not opened twice.
+    """
+    opened = 0
+    containers = state.containers
+    while stack:
+        opening, described, ref = stack.pop()  # ref: the parent's when opening, the span's own when closing
+        if not opening:
+            _span.close_records(described, ref, options, records)
+            continue
+        if described.span_id in containers:
+            continue
+        opened += 1
+        own_ref = _span.open_records(described, ref, options, records)
+        # Only traces and spans take children: below a generation, tool call or retrieval,
+        # children attach to the nearest trace or span above it.
+        container = own_ref if own_ref[0] == "span" else ref
+        containers[described.span_id] = container
+        stack.append((False, described, own_ref))
+        for child in reversed(children.get(described.span_id, ())):
+            stack.append((True, child, container))
+    return opened
+
+
+def _cycle_entry(described: genai.Described, by_id: Mapping[int, genai.Described]) -> genai.Described:
+    """A span of the parent cycle above ``described`` (not reached, so each parent is in ``by_id``)."""
+    met: set[int] = set()
+    while described.span_id not in met:
+        met.add(described.span_id)
+        described = by_id[described.parent_id]  # type: ignore[index]
+    return described
 
 
 def _trace_of(span: ReadableSpan) -> str:

@@ -13,11 +13,15 @@ Which entity a span becomes, in priority order (the first convention that speaks
    -> generation; ``traceloop.span.kind = tool`` -> tool call.
 5. Anything else -> span.
 
-Pure functions of one span's attributes and events: no I/O, no state.
+Pure functions of one span's attributes and events: no I/O, no state (a rate-limited log aside).
+An attribute shape that no reader here foresaw costs the span its GenAI reading, not its
+trace: :func:`describe` logs it and reads the span as a plain span (its convention
+attributes become metadata).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +30,20 @@ from typing import Any, NamedTuple
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status, StatusCode
 
-from otel_maxim.mapping._common import Attributes, as_text, attributes_of, events_of, first, json_text, parse_json, text
+from otel_maxim._log import RateLimitedLog
+from otel_maxim.mapping._common import (
+    Attributes,
+    as_text,
+    attributes_of,
+    events_of,
+    first,
+    json_text,
+    parse_json,
+    span_hex,
+    text,
+)
+
+_limited = RateLimitedLog(logging.getLogger(__name__))
 
 GENERATION = "generation"
 TOOL_CALL = "tool_call"
@@ -225,11 +242,37 @@ def describe(span: ReadableSpan) -> Described:
     """Read everything the mapping needs from ``span``, once."""
     attributes = attributes_of(span)
     kind = classify(attributes)
+    described = _described(span, attributes, kind)
+    if kind == SPAN:
+        return described
+    try:
+        if kind == GENERATION:
+            _describe_generation(attributes, described)
+        elif kind == TOOL_CALL:
+            _describe_tool_call(attributes, described)
+        elif kind == RETRIEVAL:
+            _describe_retrieval(attributes, described)
+        described.error = _error_of(described)
+    except Exception:  # a shape no reader foresaw (a bug of ours): the span's GenAI reading, not its trace
+        _limited.error(
+            "describe",
+            "Could not read span %s (%r) as a %s; sending it as a plain span.",
+            span_hex(described.span_id),
+            described.span_name,
+            kind,
+            exc_info=True,
+        )
+        return _described(span, attributes, SPAN)
+    return described
+
+
+def _described(span: ReadableSpan, attributes: Attributes, kind: str) -> Described:
+    """The span's place, times and what it holds; the entity's own parts are left at their defaults."""
     name = span.name
     parent = span.parent
     start = span.start_time or 0
     end = span.end_time or start
-    described = Described(
+    return Described(
         kind,
         name,
         span.context.span_id,  # type: ignore[union-attr]
@@ -242,15 +285,6 @@ def describe(span: ReadableSpan) -> Described:
         events_of(span),
         attributes,
     )
-    if kind == GENERATION:
-        _describe_generation(attributes, described)
-    elif kind == TOOL_CALL:
-        _describe_tool_call(attributes, described)
-    elif kind == RETRIEVAL:
-        _describe_retrieval(attributes, described)
-    if kind != SPAN:
-        described.error = _error_of(described)
-    return described
 
 
 def normalize_provider(value: object) -> str:
@@ -501,7 +535,7 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
         prompt = _json_object(attributes.get("ai.prompt"))
         if prompt is None:
             return []
-        raw = list(prompt.get("messages") or [])
+        raw = _json_list(prompt.get("messages")) or []
         if not raw and prompt.get("prompt"):
             raw = [{"role": "user", "content": prompt["prompt"]}]
         if prompt.get("system"):
@@ -608,12 +642,13 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
             "role": "assistant",
             "content": as_text(body.get("content", attributes.get("content"))),
         }
-        calls = body.get("tool_calls") or _json_list(attributes.get("tool_calls"))
+        calls = _json_list(body.get("tool_calls")) or _json_list(attributes.get("tool_calls"))
         if calls:
             message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
             if not message["content"]:
                 message["content"] = None  # as OpenAI (and maxim-py) write a tool-call answer
-        choice: dict[str, Any] = {"index": int(attributes.get("index", len(choices)) or 0), "message": message}  # type: ignore[arg-type]
+        number = _int(attributes.get("index"))
+        choice: dict[str, Any] = {"index": len(choices) if number is None else number, "message": message}
         if attributes.get("finish_reason") is not None:
             choice["finish_reason"] = _finish_reason(attributes["finish_reason"])
         choices.append(choice)
@@ -762,7 +797,7 @@ def _indexed(attributes: Mapping[str, Any], prefix: str) -> dict[int, dict[str, 
         if not key.startswith(prefix):
             continue
         index, dot, rest = key[n:].partition(".")
-        if dot and index.isdigit():
+        if dot and index.isascii() and index.isdigit():  # "²".isdigit() too, but int() refuses it
             out.setdefault(int(index), {})[rest] = value
     return out
 
@@ -783,7 +818,7 @@ def _int(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
 
