@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from opentelemetry.trace import Status, StatusCode, Tracer
@@ -965,11 +966,33 @@ def test_trace_input_and_output(root_attributes: dict[str, Any], expected: tuple
 
 # --- content switched off --------------------------------------------------------------------------
 
+
+def _content_in_events(tracer: Tracer) -> None:
+    """Content in span events that are not read as messages: beside ``gen_ai.input.messages``, on an
+    agent span, and Semantic Kernel's ``gen_ai.content.prompt`` / ``gen_ai.content.completion``."""
+    with _span(tracer, "invoke_agent support", {"gen_ai.operation.name": "invoke_agent"}) as agent:
+        agent.add_event("gen_ai.user.message", {"content": "agent secret", "gen_ai.system": "openai"})
+        agent.add_event("gen_ai.choice", {"index": 0, "message": '{"content": "choice secret"}'})
+        agent.add_event("gen_ai.tool.message", {"gen_ai.event.content": '{"content": "azure secret"}'})
+        messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "question"}]}])
+        with _span(tracer, "chat", {"gen_ai.operation.name": "chat", "gen_ai.input.messages": messages}) as chat:
+            chat.add_event(
+                "gen_ai.assistant.message", {"tool_calls": '[{"id": "c", "function": {"name": "tool secret"}}]'}
+            )
+            chat.add_event("gen_ai.content.prompt", {"gen_ai.prompt": "prompt secret"})
+            chat.add_event("gen_ai.content.completion", {"gen_ai.completion": "completion secret"})
+            chat.add_event("audit", {"input.value": "input secret", "message": "an application's own message"})
+
+
 SCENARIOS: dict[str, tuple[Build, tuple[str, ...]]] = {
     "vercel": (_vercel_generate_text, (VERCEL_SYSTEM, VERCEL_QUESTION, VERCEL_ANSWER, "Paris", "celsius")),
     "traceloop-0.54": (_traceloop_054_agent, ("Use tools when helpful.", "weather in Paris", "sunny")),
     "events": (_older_events_chat, ("be nice", "Where is my order?", "which order?")),
     "retriever": (_retriever_under_agent, ("capital of France", "document number")),
+    "content-in-events": (
+        _content_in_events,
+        ("secret", "question"),
+    ),
     "roots": (
         lambda tracer: _generation_under(tracer, {"maxim.input": "maxim in", "output.value": "oi out"}),
         ("be nice", "question", "answer", "maxim in", "oi out"),
@@ -992,3 +1015,17 @@ def test_capture_content_off_for_hand_built_conventions(scenario: str) -> None:
         assert not [u for u in retrieval.of("update") if "input" in u or "docs" in u]
     (trace_create,) = trace_creates(records)
     assert "input" not in trace_create.data and trace_output(records, trace_create.id) is None
+    if scenario == "content-in-events":  # the events themselves stay, with what is not content
+        events = [r.data for r in records if r.action == "add-event"]
+        assert [e["name"] for e in events] == [
+            "gen_ai.user.message",
+            "gen_ai.choice",
+            "gen_ai.tool.message",
+            "gen_ai.assistant.message",
+            "gen_ai.content.prompt",
+            "gen_ai.content.completion",
+            "audit",
+        ]
+        assert events[0]["metadata"] == {"gen_ai.system": "openai"}
+        assert events[1]["metadata"] == {"index": "0"}
+        assert events[-1]["metadata"] == {"message": "an application's own message", "maxim.entity": ANY}

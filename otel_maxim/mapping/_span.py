@@ -42,6 +42,8 @@ _CONTENT = frozenset(
         "gen_ai.input.messages",
         "gen_ai.output.messages",
         "gen_ai.system_instructions",
+        "gen_ai.prompt",  # the attributes of the gen_ai.content.prompt / .completion events
+        "gen_ai.completion",
         "gen_ai.tool.call.arguments",
         "gen_ai.tool.call.result",
         "llm.prompt_template.template",
@@ -65,6 +67,8 @@ _CONTENT_PREFIXES = (
     "retrieval.documents.",
     "embedding.embeddings.",
 )
+#: What the older GenAI message events (``gen_ai.user.message``, ``gen_ai.choice``, ...) carry their messages in.
+_GENAI_EVENT_CONTENT = frozenset({"content", "message", "tool_calls", "gen_ai.event.content"})
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
 _OI_TAGS = "tag.tags"
 _OI_METADATA = "metadata"
@@ -258,7 +262,10 @@ def own_records(
                 )
             continue
         data: dict[str, object] = {"id": f"{ref[1]}-e{index}", "name": event.name, "timestamp": iso(event.timestamp)}
-        event_metadata = {k: as_text(v) for k, v in event_attributes.items()}
+        if options.capture_content:
+            event_metadata = {k: as_text(v) for k, v in event_attributes.items()}
+        else:
+            event_metadata = _event_metadata_without_content(event.name, event_attributes)
         if kind != genai.SPAN:
             event_metadata.setdefault("maxim.entity", f"{kind}:{ref[1]}")
         if event_metadata:
@@ -267,6 +274,17 @@ def own_records(
     status = described.status
     if status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
         records.append(_error(event_target, status.description, attributes, described.end))
+
+
+def _event_metadata_without_content(name: str, attributes: Attributes) -> dict[str, str]:
+    """An event's attributes as metadata, less the content: what spans never show as metadata
+    either, and the message fields of the GenAI events (an application's own ``message`` stays)."""
+    genai_event = name.startswith("gen_ai.")
+    return {
+        key: as_text(value)
+        for key, value in attributes.items()
+        if not (key in _CONTENT or key.startswith(_CONTENT_PREFIXES) or (genai_event and key in _GENAI_EVENT_CONTENT))
+    }
 
 
 def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
