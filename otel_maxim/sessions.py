@@ -33,6 +33,13 @@ __all__ = ["Session", "carry_context", "end_session", "session"]
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+#: The sessions entered in the current context (thread, asyncio task), each with the token that
+#: detaches it.  Kept in the context, not on the ``Session``: one ``Session`` entered by two
+#: requests at once must detach, on each exit, what that request attached.
+_entered: contextvars.ContextVar[tuple[tuple[Session, object], ...]] = contextvars.ContextVar(
+    "otel_maxim_entered_sessions", default=()
+)
+
 
 class Session:
     """A Maxim session: a ``with`` / ``async with`` block that puts the session into baggage.
@@ -41,7 +48,7 @@ class Session:
     times (a web service enters it once per request); entering never ends it.
     """
 
-    __slots__ = ("_tokens", "_tracer_provider", "id", "name", "tags")
+    __slots__ = ("_tracer_provider", "id", "name", "tags")
 
     def __init__(
         self,
@@ -59,7 +66,6 @@ class Session:
         self.name = name
         self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
         self._tracer_provider = tracer_provider
-        self._tokens: list[object] = []
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, name={self.name!r})"
@@ -74,14 +80,20 @@ class Session:
         return ctx
 
     def __enter__(self) -> Session:
-        self._tokens.append(context.attach(self.context()))
+        token = context.attach(self.context())
+        _entered.set((*_entered.get(), (self, token)))
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._tokens:
-            context.detach(self._tokens.pop())  # type: ignore[arg-type]
+        entered = _entered.get()
+        for index in range(len(entered) - 1, -1, -1):  # the latest entry of this session here
+            session, token = entered[index]
+            if session is self:
+                _entered.set(entered[:index] + entered[index + 1 :])
+                context.detach(token)  # type: ignore[arg-type]
+                return
 
     async def __aenter__(self) -> Session:
         return self.__enter__()

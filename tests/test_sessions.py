@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -111,6 +112,65 @@ def test_asyncio_tasks_keep_their_own_sessions(pipeline: Pipeline) -> None:
     for n in range(5):
         for turn in range(2):
             assert traces[f"c{n}-t{turn}"].data["sessionId"] == f"conv-{n}"
+
+
+def test_one_session_entered_by_two_requests_at_once_leaves_neither_thread_in_it() -> None:
+    """A service keeps one ``Session`` and enters it per request: the requests overlap in two threads,
+    the first to start exits first, and each thread's context is its own again afterwards."""
+    shared = otel_maxim.session("conv-A")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    after: dict[str, object] = {}
+    failures: list[BaseException] = []
+
+    def request_a() -> None:
+        with shared:
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+        after["A"] = baggage.get_baggage("session.id")
+
+    def request_b() -> None:
+        a_in.wait(5)
+        with shared:
+            b_in.set()
+            a_out.wait(5)
+        after["B"] = baggage.get_baggage("session.id")
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in (request_a, request_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert failures == []
+    assert after == {"A": None, "B": None}
+
+
+def test_nested_and_interleaved_sessions_unwind_to_what_was_there() -> None:
+    """Two asyncio tasks enter the same sessions; the first in leaves first; each unwinds its own."""
+    outer, inner = otel_maxim.session("outer"), otel_maxim.session("inner")
+
+    async def request(start: float, stay: float) -> list[object]:
+        seen = []
+        await asyncio.sleep(start)
+        async with outer:
+            async with inner:
+                await asyncio.sleep(stay)
+                seen.append(baggage.get_baggage("session.id"))
+            seen.append(baggage.get_baggage("session.id"))
+        seen.append(baggage.get_baggage("session.id"))
+        return seen
+
+    async def main() -> list[list[object]]:
+        return list(await asyncio.gather(request(0.0, 0.02), request(0.01, 0.05)))
+
+    assert asyncio.run(main()) == [["inner", "outer", None]] * 2
+    assert baggage.get_baggage("session.id") is None
 
 
 def test_an_incoming_w3c_baggage_header_joins_the_session(pipeline: Pipeline) -> None:
