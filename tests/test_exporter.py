@@ -144,6 +144,32 @@ def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.
     assert records[4].data == {"name": "long-running"}
 
 
+@pytest.mark.parametrize("child_in_session", [True, False], ids=["child-in-session", "only-root-in-session"])
+def test_a_late_root_sends_its_input_and_says_when_its_session_came_too_late(
+    child_in_session: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The trace was sent with its child only; the root comes in a later batch with the trace's
+    input and a session.  The input is an update; a trace cannot join a session after its create."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        root_attributes = {"session.id": "conv-42", "maxim.input": "Where is my order?"}
+        with tracer.start_as_current_span("turn", attributes=root_attributes):
+            tracer.start_span("child", attributes={"session.id": "conv-42"} if child_in_session else {}).end()
+
+    child, root = _record_spans(build)
+    first = map_trace([child], None, Options())
+    assert (first.session is not None) is child_in_session
+    frozen = first.state.freeze()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        later = map_trace([root], TraceState.thaw(frozen), Options())
+    assert [(r.action, r.data) for r in later.records[:2]] == [
+        ("update", {"name": "turn"}),
+        ("update", {"input": "Where is my order?"}),
+    ]
+    late_session_warned = "which names session conv-42" in caplog.text
+    assert late_session_warned is not child_in_session
+
+
 def test_held_spans_are_capped(caplog: pytest.LogCaptureFixture) -> None:
     def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
         for t in range(3):

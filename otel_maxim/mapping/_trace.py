@@ -74,16 +74,18 @@ class TraceState:
     containers: dict[int, Ref] = field(default_factory=dict)
     #: Whether the trace's root arrived (and the trace was ended).
     root_seen: bool = False
+    #: Whether the trace's ``create`` named a session (Maxim joins a trace to a session only there).
+    in_session: bool = False
 
     def freeze(self) -> SentTrace:
-        """This state as one flat tuple: ``(maxim id, root seen, span id, entity, id, span id, entity, id, ...)``.
+        """This state as one flat tuple: ``(maxim id, root seen, in session, span id, entity, id, ...)``.
 
         The exporter remembers thousands of sent traces.  The garbage collector stops tracking a
         tuple of strings and numbers the first time it looks at it, so frozen states add nothing
         to its full passes.  A class instance or a dict would be walked on every one of them, and
         so would a tuple of tuples, as long as it is looked at before what it holds.
         """
-        flat: list[str | int] = [self.maxim_id, self.root_seen]
+        flat: list[str | int] = [self.maxim_id, self.root_seen, self.in_session]
         for span_id, (entity, id_) in self.containers.items():
             flat += (span_id, entity, id_)
         return tuple(flat)
@@ -91,10 +93,10 @@ class TraceState:
     @classmethod
     def thaw(cls, sent: SentTrace) -> TraceState:
         containers: dict[int, Ref] = {}
-        for i in range(2, len(sent), 3):
+        for i in range(3, len(sent), 3):
             span_id, entity, id_ = sent[i : i + 3]
             containers[int(span_id)] = (str(entity), str(id_))
-        return cls(str(sent[0]), containers, bool(sent[1]))
+        return cls(str(sent[0]), containers, bool(sent[1]), bool(sent[2]))
 
 
 class MappedTrace(NamedTuple):
@@ -190,7 +192,7 @@ def map_trace(
         first_looked_at = [root] if root is not None else []
         session = _session_in(d.attributes for d in chain(first_looked_at, tops, by_id.values()))
         trace_id = _maxim_trace_id(root_attributes, spans)
-        state = TraceState(trace_id)
+        state = TraceState(trace_id, in_session=session is not None)
         # The trace is named by its root, else its earliest top span, else (every span in a
         # parent cycle) its earliest span.
         source = root if root is not None else (tops[0] if tops else next(iter(by_id.values()), None))
@@ -212,12 +214,25 @@ def map_trace(
     else:
         # A copy: ``prior`` stays as it was if mapping these spans fails half way.
         session = None
-        state = TraceState(prior.maxim_id, dict(prior.containers), prior.root_seen)
+        state = TraceState(prior.maxim_id, dict(prior.containers), prior.root_seen, prior.in_session)
         trace_id = prior.maxim_id
         if root is not None:
+            # A root that arrives after its trace was sent (held too long): what it says of the trace.
             records.append(Record("trace", trace_id, "update", {"name": root.span_name}))
             if root_tags:
                 records.append(Record("trace", trace_id, "update", {"tags": root_tags}))
+            value = _span.trace_input(root_attributes, options)
+            if value is not None:
+                records.append(Record("trace", trace_id, "update", {"input": value}))
+            late_session = None if prior.in_session else _session_in([root_attributes])
+            if late_session is not None:
+                _limited.warning(
+                    "late-session",
+                    "Trace %s was sent before its root, which names session %s; Maxim joins a trace to a "
+                    "session only when the trace is created, so this trace stays out of it.",
+                    trace_id,
+                    late_session.original_id,
+                )
 
     trace_ref: Ref = ("trace", trace_id)
     stack: list[tuple[bool, genai.Described, Ref]] = []
