@@ -1029,3 +1029,75 @@ def test_capture_content_off_for_hand_built_conventions(scenario: str) -> None:
         assert events[0]["metadata"] == {"gen_ai.system": "openai"}
         assert events[1]["metadata"] == {"index": "0"}
         assert events[-1]["metadata"] == {"message": "an application's own message", "maxim.entity": ANY}
+
+
+# --- tool results ----------------------------------------------------------------------------------
+
+_PARALLEL_RESULTS_EXPECTED = [
+    {"role": "tool", "content": "12C", "tool_call_id": "call_paris"},
+    {"role": "tool", "content": "20C", "tool_call_id": "call_rome"},
+    {"role": "tool", "content": "ok", "tool_call_id": "call_x"},
+    {"role": "user", "content": "and now summarise please"},
+]
+
+
+@pytest.mark.parametrize("convention", ["genai-parts", "vercel"])
+def test_each_tool_result_is_a_tool_message_with_its_own_call_id(convention: str) -> None:
+    """Parallel tool calls answered in one message, and a user message of results then text
+    (Anthropic's shape): one tool message per result, then the text, nothing glued or lost."""
+    if convention == "genai-parts":
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.input.messages": json.dumps(
+                [
+                    {
+                        "role": "tool",
+                        "parts": [
+                            {"type": "tool_call_response", "id": "call_paris", "response": "12C"},
+                            {"type": "tool_call_response", "id": "call_rome", "response": "20C"},
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "parts": [
+                            {"type": "tool_call_response", "id": "call_x", "response": "ok"},
+                            {"type": "text", "content": "and now summarise please"},
+                        ],
+                    },
+                ]
+            ),
+        }
+    else:
+        attributes = {
+            "ai.operationId": "ai.generateText.doGenerate",
+            "ai.prompt.messages": json.dumps(
+                [
+                    {
+                        "role": "tool",
+                        "content": [
+                            {"type": "tool-result", "toolCallId": "call_paris", "result": "12C"},
+                            {
+                                "type": "tool-result",
+                                "toolCallId": "call_rome",
+                                "output": {"type": "text", "value": "20C"},
+                            },
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool-result", "toolCallId": "call_x", "result": "ok"},
+                            {"type": "text", "text": "and now summarise please"},
+                        ],
+                    },
+                ]
+            ),
+        }
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "llm", attributes):
+            pass
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == _PARALLEL_RESULTS_EXPECTED

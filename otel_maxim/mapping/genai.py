@@ -375,28 +375,37 @@ def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
 
 
 def _parts_messages(raw: object) -> list[dict[str, Any]]:
-    """OTel GenAI ``gen_ai.input.messages``: ``[{role, parts: [{type, ...}]}]`` -> chat messages."""
+    """OTel GenAI ``gen_ai.input.messages``: ``[{role, parts: [{type, ...}]}]`` -> chat messages.
+
+    Tool results (``tool_call_response`` parts) become one ``tool`` message each, as in a chat
+    completion request, each with the id of the call it answers; what else their message says
+    (an Anthropic-style user message: results, then text) follows them as a message of its own.
+    """
     messages: list[dict[str, Any]] = []
     for item in _json_list(raw) or ():
         if not isinstance(item, dict):
             continue
-        message = _message_from_parts(item)
-        if message is not None:
+        message, results = _message_from_parts(item)
+        messages += results
+        if not results or message["content"] or "tool_calls" in message:
+            if results and message["role"] == "tool":
+                message["role"] = "user"
             messages.append(message)
     return messages
 
 
-def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
+def _message_from_parts(item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A GenAI message -> the chat message of its text and tool calls, and a ``tool`` message per tool result."""
     role = str(item.get("role") or "user")
     if role == "unknown":
         role = "assistant"  # Traceloop's streamed answers
     parts = item.get("parts")
     if not isinstance(parts, list):
         content = item.get("content")
-        return {"role": role, "content": content if isinstance(content, str) else json_text(content)}
+        return {"role": role, "content": content if isinstance(content, str) else json_text(content)}, []
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
-    responses: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for part in parts:  # one pass: messages are the bulk of a generation's mapping
         if not isinstance(part, dict):
             continue
@@ -406,15 +415,18 @@ def _message_from_parts(item: dict[str, Any]) -> dict[str, Any] | None:
         elif kind == "tool_call":
             tool_calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
-            responses.append(part)
+            results.append(_tool_result(part.get("id"), part.get("response")))
     message: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    if responses:
-        message["role"] = "tool"
-        message["content"] = "\n".join(as_text(p.get("response")) for p in responses)
-        if responses[0].get("id") is not None:
-            message["tool_call_id"] = str(responses[0]["id"])
+    return message, results
+
+
+def _tool_result(call_id: object, content: object) -> dict[str, Any]:
+    """A ``tool`` message: the result of the call ``call_id``."""
+    message: dict[str, Any] = {"role": "tool", "content": as_text(content)}
+    if call_id is not None:
+        message["tool_call_id"] = str(call_id)
     return message
 
 
@@ -423,9 +435,7 @@ def _parts_choices(raw: object) -> list[dict[str, Any]]:
     for item in _json_list(raw) or ():
         if not isinstance(item, dict):
             continue
-        message = _message_from_parts(item)
-        if message is None:
-            continue
+        message, _ = _message_from_parts(item)  # a model's answer holds no tool results
         message["role"] = "assistant"
         if not message.get("content") and "tool_calls" in message:
             message["content"] = None
@@ -557,12 +567,18 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
             ]
             if calls:
                 message["tool_calls"] = calls
-            results = [p for p in content if isinstance(p, dict) and p.get("type") == "tool-result"]
-            if results:  # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}
-                message["content"] = "\n".join(as_text(_vercel_tool_output(p)) for p in results)
-                if results[0].get("toolCallId") is not None:
-                    message["tool_call_id"] = str(results[0]["toolCallId"])
-            messages.append(message)
+            # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}: a
+            # tool message each, then what else the message says (as for the GenAI parts above).
+            results = [
+                _tool_result(p.get("toolCallId"), _vercel_tool_output(p))
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "tool-result"
+            ]
+            messages += results
+            if not results or message["content"] or calls:
+                if results and message["role"] == "tool":
+                    message["role"] = "user"
+                messages.append(message)
         else:
             messages.append({"role": str(item.get("role") or "user"), "content": as_text(content)})
     return messages
