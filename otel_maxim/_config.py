@@ -8,6 +8,7 @@ naming the variable, then the default is used.
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 _logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def resolve_number(
             raise ValueError(f"{arg_name} must be {kind}, not {arg!r}")
         if not arg >= minimum:  # also rejects NaN
             raise ValueError(f"{arg_name} must be at least {minimum}, not {arg!r}")
+        if arg == math.inf:
+            raise ValueError(f"{arg_name} must be finite, not {arg!r}")
         return arg
     raw = env_str(env)
     if raw is None:
@@ -65,7 +68,9 @@ def resolve_number(
     except ValueError:
         _logger.warning("Ignoring %s=%r: expected %s; using the default %s.", env, raw, kind, default)
         return default
-    if not value >= minimum:
-        _logger.warning("Ignoring %s=%r: must be at least %s; using the default %s.", env, raw, minimum, default)
+    if not minimum <= value < math.inf:  # NaN fails both
+        _logger.warning(
+            "Ignoring %s=%r: must be finite, at least %s; using the default %s.", env, raw, minimum, default
+        )
         return default
     return value

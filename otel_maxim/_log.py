@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from otel_maxim._fork import reinit_after_fork
+
 
 class RateLimitedLog:
     """Log one message per ``key`` at most once every ``interval`` seconds, counting what was held back.
@@ -21,6 +23,10 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
+        reinit_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def log(self, level: int, key: str, msg: str, *args: Any, exc_info: bool = False) -> None:
         now = time.monotonic()

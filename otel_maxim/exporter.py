@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SentTrace, SessionInfo, TraceState, map_trace, session_of
@@ -174,7 +175,13 @@ class MaximSpanExporter(SpanExporter):
         self._shutdown = False
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
-        self._reaper_pid = 0
+        reinit_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may be a copy held by a thread that is not there; no reaper runs."""
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._reaper = None
 
     def __repr__(self) -> str:
         return f"MaximSpanExporter(sink={self._sink!r})"
@@ -191,6 +198,11 @@ class MaximSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         try:
             with self._lock:
+                if self._shutdown:  # shut down while this export waited for the lock
+                    self._limited.warning(
+                        "after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans)
+                    )
+                    return SpanExportResult.FAILURE
                 ok = self._send(self._take(spans))
             self._ensure_reaper()
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
@@ -202,12 +214,16 @@ class MaximSpanExporter(SpanExporter):
         """Send the traces whose wait is over, then flush the sink, within ``timeout_millis``."""
         deadline = time.monotonic() + timeout_millis / 1000
         try:
-            with self._lock:
+            if not self._acquire(deadline, "flush"):
+                return False
+            try:
                 ready = self._assembler.expire()
                 lines = self._take_ready(ready)
                 if ready:
                     lines.extend(self._lines(self._release_ends()))
                 self._send(lines)
+            finally:
+                self._lock.release()
             return self._sink.flush(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             _logger.exception("Could not flush Maxim records.")
@@ -218,19 +234,34 @@ class MaximSpanExporter(SpanExporter):
         if self._shutdown:
             return
         deadline = time.monotonic() + timeout_millis / 1000
+        self._shutdown = True  # from now on export() refuses spans, even one already waiting for the lock
+        self._wake.set()
         try:
-            with self._lock:
-                self._shutdown = True
-                self._wake.set()
-                held = self._assembler.held_spans
-                if held:
-                    _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
-                lines = self._take_ready(self._assembler.release_all())
-                lines.extend(self._lines(self._release_ends(force=True)))
-                self._send(lines)
+            if self._acquire(deadline, "shutdown"):
+                try:
+                    held = self._assembler.held_spans
+                    if held:
+                        _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
+                    lines = self._take_ready(self._assembler.release_all())
+                    lines.extend(self._lines(self._release_ends(force=True)))
+                    self._send(lines)
+                finally:
+                    self._lock.release()
             self._sink.close(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             _logger.exception("Could not shut the Maxim exporter down cleanly.")
+
+    def _acquire(self, deadline: float, what: str) -> bool:
+        """Take the lock by ``deadline``; an export stuck in its sink (a pipe nobody reads) may hold it."""
+        if self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return True
+        self._limited.warning(
+            "busy-" + what,
+            "Could not %s in time: an export is still writing records%s.",
+            what,
+            "; the traces still held are not sent" if what == "shutdown" else "",
+        )
+        return False
 
     # --- assemble and map ----------------------------------------------------
 
@@ -411,12 +442,12 @@ class MaximSpanExporter(SpanExporter):
     def _ensure_reaper(self) -> None:
         if self._assembler.held_spans == 0 and not self._held_ends:
             return
-        if self._reaper is not None and self._reaper_pid == os.getpid() and self._reaper.is_alive():
+        reaper = self._reaper
+        if reaper is not None and reaper.is_alive():  # it looks again before it stops, then clears this under the lock
             return
         with self._lock:
-            if self._shutdown:
+            if self._shutdown or (self._reaper is not None and self._reaper.is_alive()):
                 return
-            self._reaper_pid = os.getpid()  # a forked child starts its own
             self._reaper = threading.Thread(target=self._reap, name="OtelMaximTraceReaper", daemon=True)
             self._reaper.start()
 
@@ -427,8 +458,11 @@ class MaximSpanExporter(SpanExporter):
                 if self._held_ends:
                     soonest = min(wait_until for *_, wait_until in self._held_ends.values()) - time.monotonic()
                     due = soonest if due is None else min(due, soonest)
-            if due is None:
-                return  # nothing held: the next export starts a new reaper when needed
+                if due is None:
+                    # Nothing held: stop, and say so under the lock, so that an export that holds
+                    # something after this look starts a new reaper.
+                    self._reaper = None
+                    return
             if self._wake.wait(min(max(due, 0.05), 60.0)):
                 return
             try:

@@ -638,11 +638,13 @@ def test_settings_precedence(
     assert user_cache_dir() == str(tmp_path / "cache")
 
 
+@pytest.mark.parametrize("timeout", ["-1", "inf", "nan"])
 def test_bad_environment_values_warn_and_use_the_default(
-    fake: FakeMaxim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    timeout: str, fake: FakeMaxim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
+    """An infinite export timeout once passed, and each send then failed after its POST went out."""
     monkeypatch.setenv(env.MAXIM_MAX_SPOOL_BYTES, "lots")
-    monkeypatch.setenv(env.MAXIM_EXPORT_TIMEOUT, "-1")
+    monkeypatch.setenv(env.MAXIM_EXPORT_TIMEOUT, timeout)
     sink = build_sink(api_key=KEY, key_from_env=True, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path)
     assert sink is not None
     sink.close(1)

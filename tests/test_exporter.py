@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_maxim
 import otel_maxim.mapping._span
 from otel_maxim import MaximSpanExporter
 from otel_maxim.mapping import Options, TraceState, map_trace
-from otel_maxim.records import Record
+from otel_maxim.records import Record, parse
 from otel_maxim.sinks import FileSink
 from tests.record_checks import ListSink, assert_parent_first
 
@@ -358,6 +364,7 @@ def test_output_precedence(
         ({"trace_timeout": 0}, {"MAXIM_TRACE_TIMEOUT": "2.5"}, "timeout", 0, None),  # an explicit 0 counts
         ({}, {"MAXIM_TRACE_TIMEOUT": "soon"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
         ({}, {"MAXIM_TRACE_TIMEOUT": "-1"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
+        ({}, {"MAXIM_TRACE_TIMEOUT": "inf"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
         ({}, {"MAXIM_MAX_HELD_SPANS": "10"}, "max_spans", 10, None),
         ({}, {"MAXIM_MAX_HELD_SPANS": "1.5"}, "max_spans", 100_000, "MAXIM_MAX_HELD_SPANS"),
     ],
@@ -386,6 +393,7 @@ def test_setting_precedence(
     ("kwargs", "message"),
     [
         ({"trace_timeout": -1}, "trace_timeout"),
+        ({"trace_timeout": float("inf")}, "trace_timeout"),
         ({"trace_timeout": "5"}, "trace_timeout"),
         ({"max_held_spans": 1.5}, "max_held_spans"),
         ({"capture_content": "yes"}, "capture_content"),
@@ -460,3 +468,166 @@ def test_a_span_that_ends_before_it_starts_is_ended_and_failed_at_its_start() ->
     end = next(r for r in step if r.action == "end")
     assert error.data["startTimestamp"] == end.data["endTimestamp"] == "2026-06-01T10:00:15+00:00"
     assert error.data["message"] == "boom"
+
+
+# --- threads: a stuck sink, the reaper, fork ----------------------------------------------------------
+
+
+class _StuckSink(ListSink):
+    """A sink whose writes do not return until released (a pipe nobody reads, a full stdout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, lines: Sequence[str]) -> bool:
+        self.entered.set()
+        self.release.wait(30)
+        return super().write(lines)
+
+
+def _one_trace() -> list[ReadableSpan]:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            pass
+
+    return _record_spans(build)
+
+
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_flush_and_shutdown_keep_their_timeouts_while_an_export_is_stuck_in_the_sink(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = _StuckSink()
+    exporter = MaximSpanExporter(sink=sink)
+    worker, _ = _in_thread(lambda: exporter.export(_one_trace()))
+    assert sink.entered.wait(10)  # the worker's export now holds the exporter's lock, writing
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+            flusher, flushed = _in_thread(lambda: exporter.force_flush(timeout_millis=100))
+            flusher.join(10)
+            stopper, _ = _in_thread(lambda: exporter.shutdown(timeout_millis=100))
+            stopper.join(10)
+        assert not flusher.is_alive() and flushed == [False]
+        assert not stopper.is_alive()
+        assert "Could not flush in time: an export is still writing records." in caplog.text
+        assert "Could not shutdown in time" in caplog.text and "the traces still held are not sent" in caplog.text
+    finally:
+        sink.release.set()
+        worker.join(10)
+    assert exporter.export(_one_trace()) is SpanExportResult.FAILURE  # shut down, though late
+
+
+def test_an_export_just_as_the_reaper_stops_starts_a_new_reaper() -> None:
+    """The reaper stops when nothing is held.  A trace held just after its last look, before it has
+    ended, must still be sent when its wait is over (with no further export to start a reaper)."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.1)
+    paused, resume = threading.Event(), threading.Event()
+    real_lock = exporter._lock
+    reaper_found_nothing = [0]
+
+    class PauseTheStoppingReaper:
+        """The exporter's lock.  The reaper leaves it with nothing held twice: after sending the
+        held trace, then after the look that finds nothing more; after that look it waits."""
+
+        def __enter__(self) -> None:
+            real_lock.acquire()
+
+        def __exit__(self, *_: object) -> None:
+            nothing_held = exporter._assembler.held_spans == 0 and not exporter._held_ends
+            real_lock.release()
+            if threading.current_thread().name == "OtelMaximTraceReaper" and nothing_held:
+                reaper_found_nothing[0] += 1
+                if reaper_found_nothing[0] == 2:
+                    paused.set()
+                    resume.wait(10)
+
+        def acquire(self, *args: Any, **kwargs: Any) -> bool:
+            return real_lock.acquire(*args, **kwargs)
+
+        def release(self) -> None:
+            real_lock.release()
+
+    exporter._lock = PauseTheStoppingReaper()  # type: ignore[assignment]
+
+    def held_child(name: str) -> list[ReadableSpan]:
+        def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+            root = tracer.start_span("root-" + name)  # never ends: the child is held until the timeout
+            with trace.use_span(root), tracer.start_as_current_span(name):
+                pass
+
+        return [s for s in _record_spans(build) if s.name == name]
+
+    exporter.export(held_child("first"))
+    assert paused.wait(10)  # "first" was sent; the reaper found nothing held and is leaving
+    exporter.export(held_child("second"))
+    resume.set()
+    deadline = time.monotonic() + 10
+    while not any('"second"' in line for line in sink.lines) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    names = [r.data["name"] for r in sink.records() if r.action == "add-span"]  # before shutdown sends all
+    exporter.shutdown()
+    assert names == ["first", "second"]
+
+
+_FORK_SCRIPT = """
+import os, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_maxim import MaximSpanExporter
+from otel_maxim.sinks import FileSink
+
+writing, forked = threading.Event(), threading.Event()
+
+class SlowFileSink(FileSink):
+    def write(self, lines):
+        writing.set()
+        forked.wait(10)  # the fork happens while this export holds the exporter's and the sink's locks
+        return super().write(lines)
+
+exporter = MaximSpanExporter(sink=SlowFileSink(sys.argv[1]))
+memory = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(memory))
+with provider.get_tracer("t").start_as_current_span("before-fork"):
+    pass
+worker = threading.Thread(target=exporter.export, args=(memory.get_finished_spans(),))
+worker.start()
+writing.wait(10)
+pid = os.fork()
+if pid == 0:
+    forked.set()  # this process's copy of the event: the child's own writes go straight through
+    memory.clear()
+    with provider.get_tracer("t").start_as_current_span("in-child"):
+        pass
+    exporter.export(memory.get_finished_spans())
+    exporter.shutdown(timeout_millis=2000)
+    os._exit(0)
+forked.set()
+worker.join()
+exporter.shutdown()
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_child_forked_during_an_export_exports_and_shuts_down(tmp_path: Path) -> None:
+    """A fork copies the locks an export holds; the child gets its own, so it exports and exits."""
+    out = tmp_path / "records.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT, str(out)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout
+    names = {str(r.data.get("name")) for r in map(parse, out.read_text().splitlines()) if r.action == "create"}
+    assert names == {"before-fork", "in-child"}

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 
 _logger = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ class FileSink:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._closed = False
+        reinit_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a write in another thread at the fork never ends in the child
 
     def __repr__(self) -> str:
         return f"FileSink({self.path!r})"
@@ -64,7 +69,11 @@ class FileSink:
         return True  # every write is flushed already
 
     def close(self, timeout: float) -> None:
-        with self._lock:
+        # A write that does not return (a pipe nobody reads, a full standard output) holds the lock.
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            _logger.warning("Could not close %s within %.1f s: a write to it has not returned.", self.path, timeout)
+            return
+        try:
             if self._closed:
                 return
             self._closed = True
@@ -74,3 +83,5 @@ class FileSink:
                 except OSError as exc:
                     _logger.error("Could not close %s: %s", self.path, exc)
             self._file = None
+        finally:
+            self._lock.release()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -127,8 +128,8 @@ class MaximApiSink:
             ("backoff_initial", backoff_initial),
             ("backoff_max", backoff_max),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a number above 0, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
         for name, count in (
             ("max_spool_bytes", max_spool_bytes),
             ("max_memory_bytes", max_memory_bytes),
