@@ -25,12 +25,14 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
 
 from otel_maxim import conventions as conv
+from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
 from otel_maxim.mapping._common import trace_hex
 
 __all__ = ["Session", "carry_context", "end_session", "session"]
 
 _logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(_logger)
 _T = TypeVar("_T")
 
 #: The sessions entered in the current context (thread, asyncio task), each with the token that
@@ -180,6 +182,14 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
         span = _tracer(tracer_provider).start_span(
             conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes
         )
+        if not span.is_recording():
+            _limited.warning(
+                "marker-not-recorded",
+                "The end marker of session %s was not recorded, so the session is not ended: no SDK "
+                "TracerProvider is set, or its sampler dropped the marker (sample %r spans always).",
+                id,
+                conv.SESSION_END_SPAN_NAME,
+            )
         span.end()
     except Exception:  # never raise into the application (a broken provider is not its problem)
         _logger.exception("Could not emit the end marker of a session.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from opentelemetry import baggage, context, propagate
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter
@@ -250,3 +252,16 @@ def test_end_session_with_bad_input_never_raises(pipeline: Pipeline) -> None:
     assert pipeline.records() == []
     with pytest.raises(ValueError, match="id"):
         otel_maxim.session("")  # a caller's mistake in code: raised at once
+
+
+def test_an_end_marker_the_sampler_drops_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A sampler that drops root spans drops the marker too: the session is not ended, and that is said."""
+    sink = ListSink()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        otel_maxim.end_session("conv-9", tracer_provider=provider)
+    provider.shutdown()
+    assert sink.lines == []
+    assert "The end marker of session conv-9 was not recorded, so the session is not ended" in caplog.text
+    assert "'maxim.session.end'" in caplog.text
