@@ -307,6 +307,23 @@ def test_odd_attribute_shapes_are_read_as_far_as_they_go(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def test_integers_too_long_for_decimal_text_cost_nothing_else() -> None:
+    """Python refuses to write an int of over 4300 digits in decimal; that once cost the whole trace."""
+    huge = 10**5000
+    sink = ListSink()
+    _one_span(
+        MaximSpanExporter(sink=sink),
+        {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": huge, "big": huge, "bigs": [1, huge]},
+        "chat",
+    )
+    records = sink.records()
+    assert [r.action for r in records if r.entity == "trace"] == ["create", "add-generation", "end"]
+    metadata = next(r.data["metadata"] for r in records if r.action == "update" and "metadata" in r.data)
+    assert metadata["big"] == hex(huge)
+    assert metadata["bigs"] == "<a value holding an integer too long to write in decimal>"
+    assert not [r for r in records if r.action == "result"]  # no usage: the count is no count
+
+
 def test_a_span_the_readers_cannot_read_is_sent_as_a_plain_span(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -99,17 +99,24 @@ def json_text(value: Any) -> str:
 
     Sequences become lists; NaN and infinities read ``NaN``/``Infinity`` (this is text inside
     a record, not JSON of the record, which stays strict); unknown objects use ``str()``.
+    An integer too long for Python to write in decimal (over 4300 digits) is written in hex
+    (``0x...``); a sequence holding one reads as a placeholder.
     """
     kind = type(value)
-    if kind is int:  # the common cases, as json.dumps writes them, without its machinery
-        return str(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is float and value == value and value not in (_INF, -_INF):
-        return repr(value)
-    if kind is tuple:
-        value = list(value)
-    return json.dumps(value, default=str)
+    try:
+        if kind is int:  # the common cases, as json.dumps writes them, without its machinery
+            return str(value)
+        if kind is bool:
+            return "true" if value else "false"
+        if kind is float and value == value and value not in (_INF, -_INF):
+            return repr(value)
+        if kind is tuple:
+            value = list(value)
+        return json.dumps(value, default=str)
+    except ValueError:  # sys.get_int_max_str_digits(): the only ValueError these raise
+        if kind is int:
+            return hex(value)
+        return "<a value holding an integer too long to write in decimal>"
 
 
 def parse_json(raw: str) -> Any:

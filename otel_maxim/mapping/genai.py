@@ -828,15 +828,17 @@ def _parts_text(parts: Iterable[Any]) -> str:
 
 
 def _int(value: object) -> int | None:
+    """A count (tokens, an index): an int, or a whole float or decimal text, that fits in 64 bits."""
     if isinstance(value, bool):
         return None
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    return number if number is not None and -(2**63) <= number < 2**63 else None
 
 
 def _json_list(value: object) -> list[Any] | None:
