@@ -24,7 +24,8 @@ Behaviour, in OTLP/HTTP's terms:
   encoding: 415.  No valid bearer token when one is configured: 401.
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
-* ``GET /healthz``: 200 while serving, 503 while shutting down.
+* ``GET /healthz``: 200 while serving.  Under :class:`BridgeServer` the listener closes first on
+  shutdown, so a probe then fails to connect; an app mounted elsewhere answers 503 once closed.
 * Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight,
   drain the queue into the exporter, then shut the exporter down, which sends
   the traces it still holds and spools what it cannot deliver.
@@ -207,6 +208,8 @@ class Bridge:
         )
         if token is not None and not isinstance(token, str):
             raise ValueError("token must be a string")
+        if token is not None and not token.strip():  # "--token $UNSET" must not turn authentication off
+            raise ValueError("token must not be empty (leave it out for no authentication)")
         secret = token if token is not None else env_str(env.MAXIM_BRIDGE_TOKEN)
         self._token = secret.encode("utf-8") if secret else None
         if exporter is None:
@@ -235,6 +238,11 @@ class Bridge:
 
     def __repr__(self) -> str:  # never the token
         return f"Bridge(exporter={self._exporter!r}, auth={'on' if self._token else 'off'})"
+
+    @property
+    def requires_token(self) -> bool:
+        """Whether requests need ``Authorization: Bearer <token>``."""
+        return self._token is not None
 
     @property
     def exporter(self) -> SpanExporter:
@@ -449,7 +457,12 @@ class BridgeServer:
         return self._server.started
 
     def run(self) -> None:
-        _logger.info("otel-maxim bridge listening on %s%s", self.url, _TRACES_PATH)
+        _logger.info(
+            "otel-maxim bridge listening on %s%s (bearer token %s)",
+            self.url,
+            _TRACES_PATH,
+            "required" if self.bridge.requires_token else "not required",
+        )
         try:
             self._server.run(sockets=[self._socket])
         finally:

@@ -52,15 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "bridge":
         return _bridge(args)
-    if args.file == "-":
-        print(render_tree(sys.stdin))
-    else:
-        try:
+    try:
+        if args.file == "-":
+            print(render_tree(sys.stdin))
+        else:
             with open(args.file, encoding="utf-8") as f:
                 print(render_tree(f))
-        except OSError as exc:
-            print(f"otel-maxim: {exc}", file=sys.stderr)
-            return 1
+    except (OSError, UnicodeDecodeError) as exc:  # records files are UTF-8 (ASCII, as otel_maxim writes them)
+        print(f"otel-maxim: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

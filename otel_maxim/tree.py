@@ -73,7 +73,8 @@ def _apply(record: Record, nodes: dict[tuple[str, str], _Node], sessions: list[_
     elif record.action in ("add-error", "error"):
         target = nodes.get(key)
         if target is not None:
-            message = data.get("message") or (data.get("error") or {}).get("message", "")
+            error = data.get("error")
+            message = data.get("message") or (error.get("message", "") if isinstance(error, dict) else error or "")
             target.details.append(f"error: {message}")
     elif record.action == "end":
         target = nodes.get(key)

@@ -621,8 +621,9 @@ def test_configuration_arguments_then_environment_then_defaults(
     assert bridge._retry_after == 2
     assert bridge._token == b"from-env"
     assert env.MAXIM_BRIDGE_MAX_BODY_BYTES in caplog.text and env.MAXIM_BRIDGE_RETRY_AFTER in caplog.text
-    explicit = Bridge(RecordingExporter(), queue_size=0 + 9, max_body_bytes=10, retry_after=0, token="")
+    explicit = Bridge(RecordingExporter(), queue_size=0 + 9, max_body_bytes=10, retry_after=0, token="from-arg")
     assert (explicit._queue.capacity, explicit._max_body, explicit._retry_after) == (9, 10, 0)
+    assert explicit._token == b"from-arg"
     for bad in ({"queue_size": 0}, {"max_body_bytes": 1.5}, {"retry_after": -1}, {"cross_service_grace": 1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             Bridge(RecordingExporter(), **bad)  # type: ignore[arg-type]
@@ -647,6 +648,30 @@ def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     assert "--queue-size must be at least 1" in capsys.readouterr().err
     assert main(["bridge", "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_an_empty_token_is_refused_not_taken_for_no_authentication(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--token "$TOKEN"`` with TOKEN unset once replaced MAXIM_BRIDGE_TOKEN and turned authentication off."""
+    monkeypatch.setenv(env.MAXIM_BRIDGE_TOKEN, "s3cret")
+    with pytest.raises(ValueError, match="token must not be empty"):
+        Bridge(token=token)
+    assert main(["bridge", "--port", "0", "--token", token]) == 2
+    assert "--token must not be empty" in capsys.readouterr().err
+    bridge = Bridge()  # the variable, when no argument is given
+    try:
+        assert bridge.requires_token
+    finally:
+        bridge.close()
+
+
+def test_show_says_when_a_file_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary = tmp_path / "records.log"
+    binary.write_bytes(b"\xff\xfe not utf-8")
+    assert main(["show", str(binary)]) == 1
+    assert f"otel-maxim: cannot read {binary}:" in capsys.readouterr().err
 
 
 def test_the_command_says_which_extra_is_missing(
@@ -713,3 +738,18 @@ def _exported(port: int) -> bool:
 def test_parse_request_rejects_an_unknown_media_type() -> None:
     with pytest.raises(ValueError, match="unsupported Content-Type"):
         parse_request(b"", "text/plain")
+
+
+def test_show_draws_errors_of_any_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Well-formed lines whose error is text or a list, not an object, are drawn, not a crash."""
+    log = tmp_path / "records.log"
+    log.write_text(
+        'trace{id=t1,action=create,data={"name": "x"}}\n'
+        'trace{id=t1,action=add-tool-call,data={"id": "c1", "name": "f"}}\n'
+        'tool_call{id=c1,action=error,data={"error": "boom"}}\n'
+        'trace{id=t1,action=add-error,data={"error": ["x"]}}\n'
+    )
+    assert main(["show", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "tool_call 'f'  [c1]  error: boom" in out
+    assert "error: ['x']" in out
