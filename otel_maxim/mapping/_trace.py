@@ -266,7 +266,7 @@ def map_trace(
         for described in by_id.values():
             if described.span_id not in state.containers:
                 stack.append((True, _cycle_entry(described, by_id), trace_ref))
-                opened += _walk(stack, children, state, options, records)
+                _walk(stack, children, state, options, records)
 
     if root is not None:
         state.root_seen = True
