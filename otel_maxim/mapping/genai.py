@@ -377,21 +377,27 @@ def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
 def _parts_messages(raw: object) -> list[dict[str, Any]]:
     """OTel GenAI ``gen_ai.input.messages``: ``[{role, parts: [{type, ...}]}]`` -> chat messages.
 
-    Tool results (``tool_call_response`` parts) become one ``tool`` message each, as in a chat
-    completion request, each with the id of the call it answers; what else their message says
-    (an Anthropic-style user message: results, then text) follows them as a message of its own.
+    Tool results (``tool_call_response`` parts) are split off as :func:`_results_then` says.
     """
     messages: list[dict[str, Any]] = []
     for item in _json_list(raw) or ():
         if not isinstance(item, dict):
             continue
-        message, results = _message_from_parts(item)
-        messages += results
-        if not results or message["content"] or "tool_calls" in message:
-            if results and message["role"] == "tool":
-                message["role"] = "user"
-            messages.append(message)
+        messages += _results_then(*_message_from_parts(item))
     return messages
+
+
+def _results_then(message: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A message that holds tool results -> a ``tool`` message per result (each with the id of the
+    call it answers, as in a chat completion request), then what else it says (an Anthropic-style
+    user message: results, then text) as a message of its own, if it says anything else."""
+    if not results:
+        return [message]
+    if not message["content"] and "tool_calls" not in message:
+        return results
+    if message["role"] == "tool":
+        message["role"] = "user"
+    return [*results, message]
 
 
 def _message_from_parts(item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -567,18 +573,13 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
             ]
             if calls:
                 message["tool_calls"] = calls
-            # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}: a
-            # tool message each, then what else the message says (as for the GenAI parts above).
+            # {type: "tool-result", toolCallId, toolName, result (v4) | output: {type, value} (v5)}
             results = [
                 _tool_result(p.get("toolCallId"), _vercel_tool_output(p))
                 for p in content
                 if isinstance(p, dict) and p.get("type") == "tool-result"
             ]
-            messages += results
-            if not results or message["content"] or calls:
-                if results and message["role"] == "tool":
-                    message["role"] = "user"
-                messages.append(message)
+            messages += _results_then(message, results)
         else:
             messages.append({"role": str(item.get("role") or "user"), "content": as_text(content)})
     return messages
