@@ -112,7 +112,7 @@ def _key_kind(key: str) -> tuple[int, str]:
             found = (_OI_TAG_LIST, "")
         elif key == _OI_METADATA:
             found = (_OI_METADATA_JSON, "")
-        elif is_consumed(key) or key in _CONTENT or key.startswith(_CONTENT_PREFIXES):
+        elif is_consumed(key) or _is_content(key):
             found = (_SKIP, "")
         elif key.startswith(genai.CONVENTION_PREFIXES):
             found = (_CONVENTION, "")
@@ -121,6 +121,11 @@ def _key_kind(key: str) -> tuple[int, str]:
     if len(_known_keys) < _MAX_KNOWN_KEYS:
         _known_keys[key] = found
     return found
+
+
+def _is_content(key: str) -> bool:
+    """Whether the attribute ``key`` holds content (inputs, outputs, messages, documents)."""
+    return key in _CONTENT or key.startswith(_CONTENT_PREFIXES)
 
 
 def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -283,7 +288,7 @@ def _event_metadata_without_content(name: str, attributes: Attributes) -> dict[s
     return {
         key: as_text(value)
         for key, value in attributes.items()
-        if not (key in _CONTENT or key.startswith(_CONTENT_PREFIXES) or (genai_event and key in _GENAI_EVENT_CONTENT))
+        if not (_is_content(key) or (genai_event and key in _GENAI_EVENT_CONTENT))
     }
 
 
