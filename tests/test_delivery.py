@@ -286,6 +286,52 @@ def test_server_down_at_shutdown_then_a_new_process_delivers_everything(
     assert [p.name for p in p.spool.iterdir()] == []  # the adopted producer directory is gone too
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_forked_child_delivers_its_own_records(fake: FakeMaxim, tmp_path: Path) -> None:
+    """The child starts empty, with its own locks, sender and sockets (the parent keeps what it queued),
+    even when another thread of the parent was inside the sink, holding its lock, at the fork."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading
+        from otel_maxim.sinks.maxim_api import MaximApiSink
+        sink = MaximApiSink(api_key=os.environ["KEY"], repo_id={REPO!r}, base_url={fake.base_url!r},
+                            spool_dir={str(tmp_path / "spool")!r}, check_repository=False)
+        assert sink.write([{line(0)!r}]) and sink.flush(10)
+        inside, leave = threading.Event(), threading.Event()
+        def busy():
+            with sink._cond:  # as a write in another thread holds it
+                inside.set()
+                leave.wait(10)
+        worker = threading.Thread(target=busy)
+        worker.start()
+        inside.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(4))  # stuck on a copied lock
+            signal.alarm(20)
+            ok = sink.write([{line(1)!r}]) and sink.flush(10)
+            sink.close(10)
+            os._exit(0 if ok else 3)
+        leave.set()
+        worker.join()
+        _, status = os.waitpid(pid, 0)
+        sink.close(10)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "KEY": KEY},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stderr
+    assert_all_delivered(fake, [line(0), line(1)])
+
+
 def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> None:
     """A process killed after spooling: its lock dies with it, and the next process sends its batches."""
     spool = tmp_path / "spool"

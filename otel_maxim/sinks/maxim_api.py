@@ -41,6 +41,7 @@ from itertools import islice
 
 from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
 from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem
@@ -154,6 +155,7 @@ class MaximApiSink:
         self._quarantined = 0
         self._start()
         _SINKS.add(self)
+        reinit_after_fork(self)
         if check_repository:
             threading.Thread(target=self._check_repository, name="OtelMaximRepositoryCheck", daemon=True).start()
 
@@ -587,12 +589,8 @@ class MaximApiSink:
             )
 
 
+#: Live sinks, so that a process ending without a shutdown spills what they hold (see _at_exit).
 _SINKS: weakref.WeakSet[MaximApiSink] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for sink in list(_SINKS):
-        sink._after_fork()
 
 
 def _at_exit() -> None:
@@ -601,8 +599,6 @@ def _at_exit() -> None:
         sink._spill_at_exit()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)
 
 
