@@ -1,6 +1,6 @@
 """One trace's finished spans -> its Maxim records, parent-first.
 
-Pure functions: no I/O, no clocks, no shared state.  The exporter keeps the
+Pure functions: no I/O, no clocks, no shared state (a rate-limited log aside).  The exporter keeps the
 :class:`TraceState` of each trace it has sent (frozen, see :meth:`TraceState.freeze`),
 so that spans arriving after their trace was sent (a child outliving its root, a
 trace sent early because it was held too long) attach to what Maxim already has.
