@@ -172,6 +172,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _run_python(script: str, environment: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a new Python process from the repository root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        input=stdin,
+        env=environment,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def line(i: int, **data: Any) -> str:
     return serialize(Record("trace", f"t{i}", "create", {"name": f"trace {i}", **data}))
 
@@ -275,9 +288,7 @@ def test_server_down_at_shutdown_then_a_new_process_delivers_everything(
         env.MAXIM_BASE_URL: fake.base_url,
         env.MAXIM_SPOOL_DIR: str(p.spool),
     }
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = _run_python(script, environment)
     assert done.returncode == 0, done.stderr
     assert "FLUSHED" in done.stdout, done.stderr
     assert KEY not in done.stdout + done.stderr
@@ -319,14 +330,7 @@ def test_a_forked_child_delivers_its_own_records(fake: FakeMaxim, tmp_path: Path
         print("child exit", os.waitstatus_to_exitcode(status))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "KEY": KEY},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run_python(script, {**os.environ, "KEY": KEY})
     assert done.returncode == 0, done.stderr
     assert "child exit 0" in done.stdout, done.stderr
     assert_all_delivered(fake, [line(0), line(1)])
@@ -350,15 +354,7 @@ def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> Non
         os._exit(9)  # no close(): a crash
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        input=json.dumps(produced),
-        env={**os.environ, "KEY": KEY},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run_python(script, {**os.environ, "KEY": KEY}, stdin=json.dumps(produced))
     assert done.returncode == 9, done.stderr
     assert KEY not in done.stderr
     assert len(spool_files(spool)) == 4
