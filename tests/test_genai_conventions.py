@@ -431,6 +431,74 @@ def test_azure_ai_inference_events_with_gen_ai_event_content() -> None:
     assert not of(records, "trace", "add-event")
 
 
+def _semantic_kernel_chat(tracer: Tracer) -> None:
+    """Semantic Kernel's spans before the GenAI message attributes: the conventions' first events
+    (``gen_ai.content.prompt``/``.completion``), each holding ``json.dumps([m.to_dict() ...])``."""
+    call = {"id": "call_7", "type": "function", "function": {"name": "orders-lookup", "arguments": '{"id": 7}'}}
+    history = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "Where is order 7?"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "content": "shipped", "tool_call_id": "call_7"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "And when"}, {"type": "text", "text": "will it arrive?"}],
+        },
+    ]
+    with (
+        _span(tracer, "kernel", {}),
+        _span(
+            tracer,
+            "chat.completions gpt-4o",
+            {
+                "gen_ai.operation.name": "chat.completions",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.request.temperature": 0.1,
+                "gen_ai.response.id": "chatcmpl-sk",
+                "gen_ai.response.prompt_tokens": 31,
+                "gen_ai.response.completion_tokens": 6,
+            },
+        ) as span,
+    ):
+        span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps(history)})
+        span.add_event("retry", {"attempt": 2})
+        answer = [{"role": "assistant", "content": "Tomorrow."}]
+        span.add_event("gen_ai.content.completion", {"gen_ai.completion": json.dumps(answer)})
+        with _span(
+            tracer, "text.completions gpt-3.5-turbo-instruct", {"gen_ai.operation.name": "text.completions"}
+        ) as inner:
+            inner.add_event("gen_ai.content.prompt", {"gen_ai.prompt": "Say hi"})
+            inner.add_event("gen_ai.content.completion", {"gen_ai.completion": "Hi there"})
+
+
+def test_semantic_kernel_prompt_and_completion_events() -> None:
+    _, records = _run(_semantic_kernel_chat)
+    chat, text_completion = entities(records, "generation")
+    assert chat.announced["model"] == "gpt-4o" and chat.announced["modelParameters"] == {"temperature": "0.1"}
+    assert chat.announced["messages"] == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "Where is order 7?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_7", "type": "function", "function": {"name": "orders-lookup", "arguments": '{"id": 7}'}}
+            ],
+        },
+        {"role": "tool", "content": "shipped", "tool_call_id": "call_7"},
+        {"role": "user", "content": "And when\nwill it arrive?"},
+    ]
+    assert chat.result["id"] == "chatcmpl-sk"
+    assert chat.result["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Tomorrow."}}]
+    assert chat.result["usage"] == {"prompt_tokens": 31, "completion_tokens": 6, "total_tokens": 37}
+    # A text completion's prompt and answer are plain text.
+    assert text_completion.announced["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert text_completion.result["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}}]
+    # The two content events are read into the generations; any other event stays an event.
+    assert [r.data["name"] for r in records if r.action == "add-event"] == ["retry"]
+
+
 # --- Traceloop <= 0.54: gen_ai.prompt.N.* / gen_ai.completion.N.* --------------------------------
 
 _TL054_COMMON = {
@@ -968,14 +1036,16 @@ def test_trace_input_and_output(root_attributes: dict[str, Any], expected: tuple
 
 
 def _content_in_events(tracer: Tracer) -> None:
-    """Content in span events that are not read as messages: beside ``gen_ai.input.messages``, on an
-    agent span, and Semantic Kernel's ``gen_ai.content.prompt`` / ``gen_ai.content.completion``."""
+    """Content in span events that are not read as messages: on an agent span, and beside
+    ``gen_ai.input.messages``/``gen_ai.output.messages`` (which win over any message event)."""
     with _span(tracer, "invoke_agent support", {"gen_ai.operation.name": "invoke_agent"}) as agent:
         agent.add_event("gen_ai.user.message", {"content": "agent secret", "gen_ai.system": "openai"})
         agent.add_event("gen_ai.choice", {"index": 0, "message": '{"content": "choice secret"}'})
         agent.add_event("gen_ai.tool.message", {"gen_ai.event.content": '{"content": "azure secret"}'})
         messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "question"}]}])
-        with _span(tracer, "chat", {"gen_ai.operation.name": "chat", "gen_ai.input.messages": messages}) as chat:
+        answer = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "answer secret"}]}])
+        chat_attributes = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": messages}
+        with _span(tracer, "chat", {**chat_attributes, "gen_ai.output.messages": answer}) as chat:
             chat.add_event(
                 "gen_ai.assistant.message", {"tool_calls": '[{"id": "c", "function": {"name": "tool secret"}}]'}
             )
@@ -988,6 +1058,10 @@ SCENARIOS: dict[str, tuple[Build, tuple[str, ...]]] = {
     "vercel": (_vercel_generate_text, (VERCEL_SYSTEM, VERCEL_QUESTION, VERCEL_ANSWER, "Paris", "celsius")),
     "traceloop-0.54": (_traceloop_054_agent, ("Use tools when helpful.", "weather in Paris", "sunny")),
     "events": (_older_events_chat, ("be nice", "Where is my order?", "which order?")),
+    "semantic-kernel": (
+        _semantic_kernel_chat,
+        ("be nice", "order 7", "shipped", "arrive", "Tomorrow", "Say hi", "Hi there"),
+    ),
     "retriever": (_retriever_under_agent, ("capital of France", "document number")),
     "content-in-events": (
         _content_in_events,

@@ -76,9 +76,19 @@ _keys = st.sampled_from(
         "index",  # fields of the older GenAI events
         "message",
         "tool_calls",
+        "gen_ai.prompt",  # of the first GenAI events
+        "gen_ai.completion",
     ]
 ) | st.text(max_size=30)
 _attributes = st.dictionaries(_keys, _values, max_size=8)
+_EVENT_NAMES = [
+    "exception",
+    "gen_ai.user.message",
+    "gen_ai.choice",
+    "gen_ai.content.prompt",
+    "gen_ai.content.completion",
+    "x",
+]
 _baggage = st.dictionaries(
     st.sampled_from(["session.id", "session.name", "maxim.session.tags.a", "other"]) | st.text(min_size=1, max_size=8),
     st.text(max_size=300) | st.text(alphabet=st.characters(max_codepoint=0x1F), max_size=5) | st.just("y" * 5000),
@@ -96,7 +106,7 @@ def _traces(draw: st.DrawFn) -> list[tuple[int, dict[str, object], list[tuple[st
             draw(_attributes),
             draw(
                 st.lists(
-                    st.tuples(st.sampled_from(["exception", "gen_ai.user.message", "gen_ai.choice", "x"]), _attributes),
+                    st.tuples(st.sampled_from(_EVENT_NAMES), _attributes),
                     max_size=2,
                 )
             ),
@@ -274,6 +284,18 @@ _ODD_SHAPES = {
     "choice-tool-calls-number": (
         {"gen_ai.operation.name": "chat"},
         ("gen_ai.choice", {"message": '{"content": "x", "tool_calls": 5}'}),
+    ),
+    # The first GenAI events with messages of odd shapes.
+    "content-prompt-odd-message": (
+        {"gen_ai.operation.name": "chat"},
+        (
+            "gen_ai.content.prompt",
+            {"gen_ai.prompt": '[{"role": 5, "content": {"a": 1}, "tool_calls": [5, {"function": 5}]}]'},
+        ),
+    ),
+    "content-completion-not-messages": (
+        {"gen_ai.operation.name": "chat"},
+        ("gen_ai.content.completion", {"gen_ai.completion": "[1, 2]"}),
     ),
     # Vercel's prompt with messages that are not a list.
     "vercel-messages-number": (

@@ -3,7 +3,8 @@
 Which entity a span becomes, in priority order (the first convention that speaks decides):
 
 1. OTel GenAI ``gen_ai.operation.name``: ``chat``, ``text_completion``, ``generate_content``
-   -> generation; ``execute_tool`` -> tool call; ``vector_db_retrieve``/``retrieval`` -> retrieval;
+   (and Semantic Kernel's earlier ``chat.completions``, ``text.completions``) -> generation;
+   ``execute_tool`` -> tool call; ``vector_db_retrieve``/``retrieval`` -> retrieval;
    anything else (``embeddings``, ``invoke_agent``, ``create_agent``, ``execute_task``) -> span.
 2. OpenInference ``openinference.span.kind``: ``LLM`` -> generation, ``TOOL`` -> tool call,
    ``RETRIEVER`` -> retrieval, others (``CHAIN``, ``AGENT``, ``EMBEDDING``, ...) -> span.
@@ -55,6 +56,8 @@ _GENAI_OPS = {
     "text_completion": GENERATION,
     "generate_content": GENERATION,
     "llm_request": GENERATION,  # Traceloop <= 0.54
+    "chat.completions": GENERATION,  # Semantic Kernel before the conventions' names
+    "text.completions": GENERATION,
     "execute_tool": TOOL_CALL,
     "vector_db_retrieve": RETRIEVAL,  # Traceloop
     "retrieval": RETRIEVAL,
@@ -148,6 +151,7 @@ _USAGE_PROMPT = (
     "llm.token_count.prompt",
     "ai.usage.inputTokens",
     "ai.usage.promptTokens",
+    "gen_ai.response.prompt_tokens",  # Semantic Kernel before the usage attributes
 )
 _USAGE_COMPLETION = (
     "gen_ai.usage.output_tokens",
@@ -155,6 +159,7 @@ _USAGE_COMPLETION = (
     "llm.token_count.completion",
     "ai.usage.outputTokens",
     "ai.usage.completionTokens",
+    "gen_ai.response.completion_tokens",
 )
 _USAGE_TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.totalTokens")
 
@@ -166,6 +171,10 @@ _MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 _CHOICE_EVENT = "gen_ai.choice"
+#: The first GenAI span events (conventions 1.26 and 1.27, Semantic Kernel): the whole prompt and the
+#: whole completion, each in one attribute, as a JSON list of OpenAI-format messages (or plain text).
+_PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
+_COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
 #: Where the flattened message conventions keep their messages (``<prefix>N.<field>``).
 _FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
 
@@ -324,13 +333,14 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         or (_openinference_messages(attributes, "llm.input_messages.") if flat else [])
         or (_traceloop_messages(attributes, "gen_ai.prompt.") if flat else [])
         or _vercel_messages(attributes)
-    ) or _event_messages(out.events, consumed)
+    ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed))
     choices = (
         _parts_choices(attributes.get("gen_ai.output.messages"))
         or (_openinference_choices(attributes) if flat else [])
         or (_traceloop_choices(attributes) if flat else [])
         or _vercel_choices(attributes)
         or _event_choices(out.events, consumed)
+        or _completion_event_choices(out.events, consumed)
     )
     _fill_finish_reasons(choices, attributes)
     out.choices = choices
@@ -670,6 +680,58 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
             choice["finish_reason"] = _finish_reason(attributes["finish_reason"])
         choices.append(choice)
     return choices
+
+
+def _prompt_event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+    """The ``gen_ai.content.prompt`` event: a JSON list of OpenAI-format messages, or a text prompt."""
+    raw = _content_event(events, _PROMPT_EVENT, consumed)
+    if raw is None:
+        return []
+    messages = [_openai_message(item) for item in _json_list(raw) or () if isinstance(item, dict)]
+    return messages or [{"role": "user", "content": as_text(raw)}]
+
+
+def _completion_event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+    """The ``gen_ai.content.completion`` event: a JSON list of OpenAI-format messages, or a text answer."""
+    raw = _content_event(events, _COMPLETION_EVENT, consumed)
+    if raw is None:
+        return []
+    items = [item for item in _json_list(raw) or () if isinstance(item, dict)]
+    choices: list[dict[str, Any]] = []
+    for item in items or [{"content": as_text(raw)}]:
+        message = _openai_message(item)
+        message["role"] = "assistant"
+        if not message["content"] and "tool_calls" in message:
+            message["content"] = None  # as OpenAI (and maxim-py) write a tool-call answer
+        choice: dict[str, Any] = {"index": len(choices), "message": message}
+        if item.get("finish_reason"):
+            choice["finish_reason"] = _finish_reason(item["finish_reason"])
+        choices.append(choice)
+    return choices
+
+
+def _content_event(events: Sequence[Event], name_and_key: tuple[str, str], consumed: set[int]) -> object:
+    """The attribute ``key`` of the first event called ``name`` (which is then consumed), else ``None``."""
+    name, key = name_and_key
+    for index, event in enumerate(events):
+        if event.name == name and event.attributes and event.attributes.get(key) is not None:
+            consumed.add(index)
+            return event.attributes[key]
+    return None
+
+
+def _openai_message(item: dict[str, Any]) -> dict[str, Any]:
+    """A message in OpenAI's chat format (content as text or as parts) -> a chat message."""
+    content = item.get("content")
+    if isinstance(content, list):  # [{type: "text", text: ...}, ...]
+        content = "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
+    message: dict[str, Any] = {"role": str(item.get("role") or "user"), "content": as_text(content)}
+    calls = _json_list(item.get("tool_calls"))
+    if calls:
+        message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
+    if item.get("tool_call_id") is not None:
+        message["tool_call_id"] = str(item["tool_call_id"])
+    return message
 
 
 def _fill_finish_reasons(choices: list[dict[str, Any]], attributes: Attributes) -> None:
