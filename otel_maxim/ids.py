@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["MAX_ID_LENGTH", "maxim_id", "unmap_id"]
+__all__ = ["MAX_ID_LENGTH", "MAX_SESSION_ID_LENGTH", "maxim_id", "session_id_problem", "unmap_id"]
 
 #: Longest id written as is (longer ones are escaped or hashed).
 MAX_ID_LENGTH = 128
@@ -35,6 +35,25 @@ _ESCAPED_PREFIX = "mx-"
 _HASHED_PREFIX = "mxh-"
 _KEPT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _BYTE_FORM = tuple(chr(b) if b in _KEPT_BYTES else f"_{b:02X}" for b in range(256))
+
+#: Longest session id that the span processors read from baggage (baggage comes from the outside world).
+MAX_SESSION_ID_LENGTH = 256
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def session_id_problem(session_id: str) -> str | None:
+    """Why ``session_id`` is refused as a session id from baggage, or ``None`` if it is not.
+
+    Refused: an empty id, an id longer than :data:`MAX_SESSION_ID_LENGTH`, and an id with
+    control characters (C0, DEL, C1).  Other ids are mapped by :func:`maxim_id`, never refused.
+    """
+    if not session_id:
+        return "empty"
+    if len(session_id) > MAX_SESSION_ID_LENGTH:
+        return f"longer than {MAX_SESSION_ID_LENGTH} characters"
+    if _CONTROL_CHARACTER.search(session_id) is not None:
+        return "has control characters"
+    return None
 
 
 def maxim_id(value: str) -> str:

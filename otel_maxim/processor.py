@@ -24,6 +24,7 @@ from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str
 from otel_maxim._log import RateLimitedLog
+from otel_maxim.ids import MAX_SESSION_ID_LENGTH, session_id_problem
 
 __all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
 
@@ -32,7 +33,7 @@ _limited = RateLimitedLog(_logger)
 
 
 #: Longest ``session.id`` read from baggage; longer values are refused (baggage is attacker-controlled).
-MAX_BAGGAGE_SESSION_ID_LENGTH = 256
+MAX_BAGGAGE_SESSION_ID_LENGTH = MAX_SESSION_ID_LENGTH
 #: Most session tags read from baggage, and the longest tag key and value.
 MAX_BAGGAGE_TAGS = 16
 MAX_BAGGAGE_TAG_LENGTH = 256
@@ -119,13 +120,20 @@ class _Stamper:
 
     def attributes(self, entries: Mapping[str, object]) -> dict[str, Any] | None:
         """The session attributes that the baggage ``entries`` give, or ``None``."""
-        session_id = entries.get(conv.SESSION_ID)
-        if not isinstance(session_id, str) or not session_id:
+        raw = entries.get(conv.SESSION_ID)
+        if raw is None:
             return None
-        if len(session_id) > MAX_BAGGAGE_SESSION_ID_LENGTH or not session_id.isprintable():
+        # As the W3C propagator carries it to the services this one calls: as text, without the
+        # whitespace around it, so that the span here and the spans there name the same session.
+        session_id = (raw if type(raw) is str else str(raw)).strip()
+        if not session_id:
+            return None
+        problem = session_id_problem(session_id)
+        if problem is not None:
             _limited.warning(
                 "baggage-refused",
-                "Ignoring a session.id from baggage: %d characters, or not printable (%.40r...).",
+                "Ignoring a session.id from baggage that is %s (%d characters: %.40r...).",
+                problem,
                 len(session_id),
                 session_id,
             )
@@ -231,7 +239,8 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
     Baggage comes from the outside world (any HTTP client can send a ``baggage``
     header), so what is read from it is limited: a ``session.id`` longer than
-    256 characters or with control characters is refused, at most 16 session
+    256 characters or with control characters is refused (whitespace around it is
+    dropped, as the W3C propagator drops it), at most 16 session
     tags are read, and ``session_filter`` (a regular expression the whole id must
     match, or a callable returning ``True`` to accept; default: the
     ``MAXIM_SESSION_ID_PATTERN`` variable) decides which ids are accepted.

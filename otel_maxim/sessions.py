@@ -27,6 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
 from otel_maxim import conventions as conv
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
+from otel_maxim.ids import session_id_problem
 from otel_maxim.mapping._common import trace_hex
 
 __all__ = ["Session", "carry_context", "end_session", "session"]
@@ -60,11 +61,21 @@ class Session:
         *,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        if not isinstance(id, str) or not id:
+        if not isinstance(id, str) or not id.strip():
             raise ValueError("id must be a non-empty string")
         if name is not None and not isinstance(name, str):
             raise ValueError("name must be a string")
-        self.id = id
+        # Baggage carries the id without the whitespace around it: so does the session.
+        self.id = id = id.strip()
+        problem = session_id_problem(id)
+        if problem is not None:
+            _limited.warning(
+                "session-id-refused",
+                "Session id %.40r... is %s: span processors refuse it from baggage, so only the spans of "
+                "Session.trace() name this session.",
+                id,
+                problem,
+            )
         self.name = name
         self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
         self._tracer_provider = tracer_provider
@@ -73,8 +84,13 @@ class Session:
         return f"Session(id={self.id!r}, name={self.name!r})"
 
     def context(self, parent: context.Context | None = None) -> context.Context:
-        """``parent`` (default: the current context) with this session's baggage entries set."""
-        ctx = baggage.set_baggage(conv.SESSION_ID, self.id, parent)
+        """``parent`` (default: the current context) with this session's baggage entries set,
+        in place of any other session's (its name and tags included)."""
+        ctx = parent
+        for key in baggage.get_all(parent):
+            if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
+                ctx = baggage.remove_baggage(key, ctx)
+        ctx = baggage.set_baggage(conv.SESSION_ID, self.id, ctx)
         if self.name is not None:
             ctx = baggage.set_baggage(conv.SESSION_NAME, self.name, ctx)
         for key, value in self.tags.items():
@@ -171,12 +187,15 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
     the exporter turns it into ``session{id=...,action=end}``.  Never raises.
     """
     try:
-        if not isinstance(id, str) or not id:
+        if not isinstance(id, str) or not id.strip():
             _logger.warning("end_session() needs a non-empty session id; got %r; nothing ended.", type(id).__name__)
             return
+        id = id.strip()  # noqa: A001 - as the session (see Session)
         attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
         current = trace.get_current_span().get_span_context()
-        if current.is_valid:  # ended inside a trace (a "goodbye" request): end after that trace
+        if current.is_valid and current.trace_flags.sampled:
+            # Ended inside a trace (a "goodbye" request): end after that trace.  A trace that is
+            # not sampled is never exported, so waiting for it would only delay the end.
             attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = _tracer(tracer_provider).start_span(

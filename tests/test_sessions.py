@@ -265,3 +265,73 @@ def test_an_end_marker_the_sampler_drops_is_logged(caplog: pytest.LogCaptureFixt
     assert sink.lines == []
     assert "The end marker of session conv-9 was not recorded, so the session is not ended" in caplog.text
     assert "'maxim.session.end'" in caplog.text
+
+
+def test_a_session_entered_inside_another_takes_none_of_its_name_and_tags(pipeline: Pipeline) -> None:
+    """Session B inside session A (or inside a request whose baggage names A) is B alone."""
+    tracer = pipeline.tracer
+    alice = otel_maxim.session("A", name="Alice's support chat", tags={"user": "alice"})
+    with alice, otel_maxim.session("B"), tracer.start_as_current_span("turn-in-B"):
+        assert baggage.get_all() == {"session.id": "B"}
+    incoming = propagate.extract({"baggage": "session.id=A,session.name=Alice,maxim.session.tags.user=alice,other=1"})
+    token = context.attach(incoming)
+    try:
+        with otel_maxim.session("C", name="Carol", tags={"plan": "pro"}):
+            assert baggage.get_all() == {
+                "other": "1",
+                "session.id": "C",
+                "session.name": "Carol",
+                "maxim.session.tags.plan": "pro",
+            }
+    finally:
+        context.detach(token)
+    records = pipeline.records()
+    (created,) = [r for r in records if r.entity == "session" and r.action == "create"]
+    assert created.id == "B" and "name" not in created.data and created.data["tags"] == {}
+
+
+@pytest.mark.parametrize(
+    ("flags", "waits_for_the_trace"),
+    [pytest.param("01", True, id="sampled"), pytest.param("00", False, id="not-sampled")],
+)
+def test_a_session_ended_inside_a_trace_waits_for_it_only_if_it_is_sampled(
+    memory_provider, flags: str, waits_for_the_trace: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """A trace that is not sampled never reaches the exporter: waiting for it would hold the end back."""
+    provider, memory = memory_provider
+    incoming = propagate.extract({"traceparent": f"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}"})
+    token = context.attach(incoming)
+    try:
+        otel_maxim.end_session("conv-9", tracer_provider=provider)
+    finally:
+        context.detach(token)
+    (marker,) = memory.get_finished_spans()
+    assert marker.attributes is not None
+    after = marker.attributes.get("maxim.session.end.after_trace")
+    assert after == ("0af7651916cd43dd8448eb211c80319c" if waits_for_the_trace else None)
+
+
+def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -> None:
+    """What a Session keeps and what the processor reads agree with what the W3C propagator sends on."""
+    assert otel_maxim.session("  pad\t").id == "pad"  # the propagator drops the whitespace around a value
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        otel_maxim.session("x" * 300)
+    assert "is longer than 256 characters: span processors refuse it from baggage" in caplog.text
+
+    def stamped(value: object) -> object:
+        sink = ListSink()
+        provider = TracerProvider()
+        provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+        token = context.attach(baggage.set_baggage("session.id", value))
+        try:
+            span = provider.get_tracer("t").start_span("s")
+        finally:
+            context.detach(token)
+        span.end()
+        provider.shutdown()
+        return (span.attributes or {}).get("session.id")  # type: ignore[attr-defined]
+
+    assert stamped(" pad ") == "pad"
+    assert stamped(42) == "42"  # the propagator sends str(value) downstream
+    assert stamped("nbsp\xa0and-emoji-\U0001f468\u200d\U0001f469") == "nbsp\xa0and-emoji-\U0001f468\u200d\U0001f469"
+    assert stamped("tab\tid") is None and stamped("c1\x85id") is None and stamped("   ") is None
