@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Union
@@ -37,6 +38,12 @@ MAX_BAGGAGE_SESSION_ID_LENGTH = MAX_SESSION_ID_LENGTH
 #: Most session tags read from baggage, and the longest tag key and value.
 MAX_BAGGAGE_TAGS = 16
 MAX_BAGGAGE_TAG_LENGTH = 256
+
+#: The SDK's BatchSpanProcessor defaults (its specification's), for when OTEL_BSP_* variables are refused.
+_BSP_DEFAULT_MAX_QUEUE_SIZE = 2048
+_BSP_DEFAULT_SCHEDULE_DELAY_MILLIS = 5000
+_BSP_DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
+_BSP_DEFAULT_EXPORT_TIMEOUT_MILLIS = 30000
 
 #: What decides whether a session id from baggage is accepted: a regular expression that must
 #: match the whole id, or a callable returning ``True`` to accept.
@@ -262,13 +269,36 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
             exporter = MaximSpanExporter()
         self._exporter = exporter
-        super().__init__(
-            exporter,
-            max_queue_size=max_queue_size,
-            schedule_delay_millis=schedule_delay_millis,
-            max_export_batch_size=max_export_batch_size,
-            export_timeout_millis=export_timeout_millis,
-        )
+        self._flushing: threading.Thread | None = None
+        try:
+            super().__init__(
+                exporter,
+                max_queue_size=max_queue_size,
+                schedule_delay_millis=schedule_delay_millis,
+                max_export_batch_size=max_export_batch_size,
+                export_timeout_millis=export_timeout_millis,
+            )
+        except ValueError as exc:
+            if None not in (max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis):
+                raise  # the arguments alone are wrong: the caller's to fix
+            # The OTEL_BSP_* variables gave what the SDK refuses (a batch larger than the queue, a
+            # zero delay): the SDK's defaults where no argument was given, rather than no processor.
+            _logger.warning(
+                "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
+            )
+            super().__init__(
+                exporter,
+                max_queue_size=_BSP_DEFAULT_MAX_QUEUE_SIZE if max_queue_size is None else max_queue_size,
+                schedule_delay_millis=_BSP_DEFAULT_SCHEDULE_DELAY_MILLIS
+                if schedule_delay_millis is None
+                else schedule_delay_millis,
+                max_export_batch_size=_BSP_DEFAULT_MAX_EXPORT_BATCH_SIZE
+                if max_export_batch_size is None
+                else max_export_batch_size,
+                export_timeout_millis=_BSP_DEFAULT_EXPORT_TIMEOUT_MILLIS
+                if export_timeout_millis is None
+                else export_timeout_millis,
+            )
 
     @property
     def exporter(self) -> SpanExporter:
@@ -278,14 +308,44 @@ class MaximSpanProcessor(BatchSpanProcessor):
         self._stamper.stamp(span, parent_context)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
-        """Export what is queued, then flush the exporter (held traces whose wait is over, the sink)."""
+        """Export what is queued, then flush the exporter (held traces whose wait is over, the sink).
+
+        Returns ``False`` when that is not done within ``timeout_millis``.  The SDK's own
+        ``force_flush`` exports on the calling thread and waits for the export lock without a
+        limit (an export stuck in a sink would hold the application's thread), so it runs on a
+        thread of its own here, which the caller waits for only until the deadline.
+        """
         timeout = 30_000 if timeout_millis is None else timeout_millis
         deadline = time.monotonic() + timeout / 1000
         try:
-            if not super().force_flush(timeout):
+            flushing = self._flushing
+            if flushing is None or not flushing.is_alive():  # else: the earlier flush, still going, is joined
+                flushing = threading.Thread(
+                    target=self._flush_queue, args=(timeout,), name="OtelMaximForceFlush", daemon=True
+                )
+                self._flushing = flushing
+                flushing.start()
+            flushing.join(max(0.0, deadline - time.monotonic()))
+            if flushing.is_alive():
+                _limited.warning(
+                    "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout
+                )
                 return False
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             return self._exporter.force_flush(remaining)
         except Exception:  # see on_start
             _logger.exception("Could not flush the Maxim span processor.")
             return False
+
+    def _flush_queue(self, timeout_millis: int) -> None:
+        try:
+            super().force_flush(timeout_millis)
+        except Exception:  # a thread of ours: log, never lose the reason
+            _logger.exception("Could not export the queued spans.")
+
+    def shutdown(self) -> None:
+        """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
+        try:
+            super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread
+            _logger.exception("Could not shut the Maxim span processor down.")

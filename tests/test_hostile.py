@@ -6,6 +6,7 @@ import enum
 import json
 import logging
 import math
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -593,3 +594,78 @@ def test_a_redact_callback_returning_something_else_costs_only_that_record(caplo
     assert ("trace", "create") in actions and ("span", "end") in actions
     assert ("trace", "end") not in actions
     assert "returned a dict, not a Record or None" in caplog.text
+
+
+class _StuckExporter(MaximSpanExporter):
+    """An exporter whose export waits until released (a sink blocked on a pipe nobody reads)."""
+
+    def __init__(self) -> None:
+        super().__init__(sink=ListSink())
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        self.entered.set()
+        self.release.wait(30)
+        return super().export(spans)
+
+
+def test_the_processor_force_flush_keeps_its_deadline_while_an_export_is_stuck(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK's own force_flush waits for the export lock without a limit; ours gives up at the deadline."""
+    exporter = _StuckExporter()
+    processor = MaximSpanProcessor(exporter, schedule_delay_millis=3_600_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("s").end()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        flushed = processor.force_flush(100)
+        assert exporter.entered.is_set() and not exporter.release.is_set()  # still stuck, and we are back
+        again = processor.force_flush(100)  # joins the flush already under way, starts no second one
+    assert flushed is False and again is False
+    assert "force_flush: the queued spans were not exported within 100 ms" in caplog.text
+    exporter.release.set()
+    assert processor.force_flush(10_000) is True
+    provider.shutdown()
+    assert [r.data["name"] for r in exporter.sink.records() if r.action == "create"] == ["s"]  # type: ignore[attr-defined]
+
+
+def test_the_processor_shutdown_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    class Failing(MaximSpanExporter):
+        def shutdown(self, timeout_millis: float | None = None) -> None:  # type: ignore[override]
+            raise RuntimeError("exporter shutdown failed")
+
+    processor = MaximSpanProcessor(Failing(sink=ListSink()))
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        processor.shutdown()
+    assert "Could not shut the Maxim span processor down" in caplog.text
+    assert "exporter shutdown failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"},  # larger than the queue
+        {"OTEL_BSP_MAX_QUEUE_SIZE": "0"},
+        {"OTEL_BSP_SCHEDULE_DELAY": "0"},
+    ],
+)
+def test_otel_bsp_variables_the_sdk_refuses_give_its_defaults(
+    variables: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
+    assert "The OTEL_BSP_* variables give settings the SDK refuses" in caplog.text
+    assert processor._batch_processor._max_export_batch_size == 512  # private, read only to check
+    processor.shutdown()
+    with pytest.raises(ValueError, match="max_export_batch_size"):  # explicit arguments are the caller's
+        MaximSpanProcessor(
+            MaximSpanExporter(sink=ListSink()),
+            max_queue_size=10,
+            schedule_delay_millis=10,
+            max_export_batch_size=20,
+            export_timeout_millis=10,
+        )
