@@ -99,7 +99,7 @@ def pre_instrument() -> None:
         if exporter_configured and _no_provider_set() and not _configure_sdk():
             return
         if _stamping_wanted(exporter_configured):
-            _add_session_stamping(trace.get_tracer_provider(), exporter_configured)
+            _add_session_stamping(trace.get_tracer_provider())
     except Exception:  # an exception here would stop every instrumentor from loading: log it and go on
         _logger.exception("Could not set up Maxim sessions under opentelemetry-instrument; the program runs without.")
 
@@ -230,11 +230,14 @@ def _configure_sdk() -> bool:
     return True
 
 
-def _add_session_stamping(provider: trace.TracerProvider, exporter_configured: bool) -> None:
-    """Add a :class:`SessionBaggageProcessor` to ``provider`` (once), if it is the SDK's."""
+def _add_session_stamping(provider: trace.TracerProvider) -> None:
+    """Add a :class:`SessionBaggageProcessor` to ``provider`` (once), if it is the SDK's.
+
+    Called when the stamping is wanted (the ``maxim`` exporter, or ``MAXIM_SESSION_BAGGAGE=true``),
+    so a provider that cannot take it is worth a warning.
+    """
     if not isinstance(provider, TracerProvider):
-        log = _logger.warning if exporter_configured else _logger.debug
-        log(
+        _logger.warning(
             "The global tracer provider is %s, not the SDK's TracerProvider; "
             "sessions in baggage are not copied onto spans.",
             type(provider).__name__,

@@ -328,8 +328,8 @@ def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCa
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    auto._add_session_stamping(provider, True)
-    auto._add_session_stamping(provider, True)
+    auto._add_session_stamping(provider)
+    auto._add_session_stamping(provider)
     processors = provider._active_span_processor._span_processors  # private, read only to count
     assert sum(isinstance(p, SessionBaggageProcessor) for p in processors) == 1
 
@@ -342,8 +342,17 @@ def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCa
     assert memory.get_finished_spans()[0].attributes == {"session.id": "conv-9"}
 
     with caplog.at_level(logging.WARNING, logger="otel_maxim.auto"):
-        auto._add_session_stamping(trace.ProxyTracerProvider(), True)
+        auto._add_session_stamping(trace.ProxyTracerProvider())
     assert "not the SDK's TracerProvider" in caplog.text
+
+
+def test_asked_for_stamping_that_cannot_be_added_is_a_warning() -> None:
+    """``MAXIM_SESSION_BAGGAGE=true`` beside another exporter, with no SDK provider: said, not only debugged."""
+    script = "import logging; logging.basicConfig(); from otel_maxim import auto; auto.pre_instrument()"
+    env = {**os.environ, "MAXIM_SESSION_BAGGAGE": "true", "OTEL_TRACES_EXPORTER": "otlp"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING:otel_maxim.auto:The global tracer provider is ProxyTracerProvider" in done.stderr
 
 
 # --- opentelemetry-instrument, for real --------------------------------------------------------------
