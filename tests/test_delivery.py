@@ -9,6 +9,7 @@ the order it produced them (so each trace's order is kept).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from otel_maxim.records import Record, serialize
 from otel_maxim.sinks import FileSink
 from otel_maxim.sinks._http import base_url_problem
 from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
-from otel_maxim.sinks.spool import QUARANTINE, default_spool_dir, user_cache_dir
+from otel_maxim.sinks.spool import QUARANTINE, Spool, default_spool_dir, user_cache_dir
 from tests.fake_maxim import STORAGE_PREFIX, UPLOAD_URL_PATH, FakeMaxim, Fault
 
 KEY = "sk-maxim-TEST-5f1c2a9e77d04b1b"  # distinctive, so a leak anywhere is found
@@ -258,6 +259,53 @@ def test_one_batch_answered_400_is_quarantined_and_the_rest_delivered(
     assert "set aside in" in caplog.text
     assert p.sink.stats()["quarantined_batches"] == 1
     assert_private(p.spool)
+
+
+def test_a_spooled_batch_that_cannot_be_read_stays_until_it_can(
+    fake: FakeMaxim, make: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that fails for a moment (too many open files: not something a test can cause) loses nothing."""
+    p = make(max_memory_bytes=0)  # every batch goes through the spool
+    real_read = Spool.read
+    failures: list[str] = []
+
+    def read_failing_once(spool: Spool, segment: Any) -> list[str]:
+        if not failures:
+            failures.append(segment.path)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_read(spool, segment)
+
+    monkeypatch.setattr(Spool, "read", read_failing_once)
+    p.produce(5)
+    assert p.flush()
+    assert failures, "no spooled batch was read"
+    assert_all_delivered(fake, p.tee.lines)
+    assert spool_files(p.spool) == [] and p.sink.stats()["quarantined_batches"] == 0
+
+
+def test_a_spooled_batch_that_never_reads_is_set_aside_not_deleted(
+    fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    earlier = make()
+    fake.go_down()
+    earlier.produce(3, "unreadable")
+    earlier.provider.shutdown()  # Maxim is down: the batch is left in the spool
+    (head,) = spool_files(earlier.spool)
+    kept = head.read_text()
+    head.unlink()
+    head.mkdir()  # a real read error: a directory where the batch was
+    (head / "batch").write_text(kept)
+    fake.go_up()
+    p = make(max_rejections=2)  # adopts what the earlier one left
+    p.produce(3, "behind")
+    assert p.flush()
+    (set_aside,) = [path for path in (p.spool.rglob("*.seg")) if QUARANTINE in path.parts]
+    assert (set_aside / "batch").read_text() == kept  # moved, never deleted
+    assert_all_delivered(fake, p.tee.lines, excluded=kept.splitlines())
+    assert any("behind" in line for line in fake.distinct())  # what came behind it went on
+    assert f"Could not read spooled records {head}" in caplog.text
+    assert "could not be read 2 times; the batch is set aside in" in caplog.text
+    assert p.sink.stats()["quarantined_batches"] == 1
 
 
 def test_server_down_at_shutdown_then_a_new_process_delivers_everything(

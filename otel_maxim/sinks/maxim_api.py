@@ -18,7 +18,9 @@ delivery is at least once, and an acknowledged body is never sent again.
 A batch Maxim rejects (a status other than 429/502/503/504, or a 200 whose
 JSON carries ``error``) is sent again alone, after a backoff; after
 ``max_rejections`` rejections it is moved to ``<spool dir>/quarantine`` and
-logged, and the batches behind it go on.
+logged, and the batches behind it go on.  A spooled batch that cannot be read (too many open
+files, an I/O error) stays on disk and is tried again after a backoff; after ``max_rejections``
+failed reads it is moved to the quarantine the same way.
 
 The spool outlives the process: a batch left on disk at shutdown (or by a
 crash) is sent by the next process that uses the same spool directory, before
@@ -72,6 +74,7 @@ class _Item:
     seq: int = 0  # order of writing in this process (names the spool file)
     label: str = ""  # for the quarantine's file name
     rejections: int = 0
+    failed_reads: int = 0  # a spooled batch whose file could not be read
     isolate: bool = False  # part of a rejected body: send it alone to find the culprit
 
 
@@ -85,6 +88,7 @@ class _Unit:
     lines: list[str] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     done: int = 0  # items fully acknowledged
+    unreadable: _Item | None = None  # the spooled item the unit stops before: its file could not be read
 
 
 class MaximApiSink:
@@ -440,12 +444,22 @@ class MaximApiSink:
 
     def _send(self, unit: _Unit) -> Result:
         for i, item in enumerate(unit.items):
-            if item.segment is not None:
-                try:
-                    unit.parts[i] = self._spool.read(item.segment)
-                except OSError as exc:
-                    self._log.error("read", "Could not read spooled records %s: %s", item.segment.path, exc)
-                    unit.parts[i] = []
+            if item.segment is None:
+                continue
+            try:
+                unit.parts[i] = self._spool.read(item.segment)
+            except FileNotFoundError:  # removed by someone else: there is nothing left to send
+                self._log.error("gone", "Spooled records %s were removed before they were sent.", item.segment.path)
+                unit.parts[i] = []
+            except OSError as exc:  # may pass (too many open files, I/O error): the batch stays, for later
+                self._log.error(
+                    "read", "Could not read spooled records %s (%s); they stay spooled.", item.segment.path, exc
+                )
+                unit.unreadable = item
+                del unit.items[i:], unit.parts[i:]
+                break
+        if not unit.items:
+            return Result(Outcome.RETRY, None, time.monotonic() + self._backoff.next_delay())
         for part in unit.parts:
             unit.starts.append(len(unit.lines))
             unit.lines.extend(part)
@@ -500,6 +514,8 @@ class MaximApiSink:
         item.size = size
 
     def _settle(self, unit: _Unit, result: Result) -> None:
+        if unit.unreadable is not None:
+            self._read_failed(unit.unreadable)
         if result.outcome is Outcome.DELIVERED:
             self._failing = False
             self._retry_at, self._honour = 0.0, False
@@ -551,6 +567,27 @@ class MaximApiSink:
                 why,
                 where,
             )
+
+    def _read_failed(self, item: _Item) -> None:
+        """A spooled batch could not be read: after ``max_rejections`` times, set it aside (never deleted)."""
+        item.failed_reads += 1
+        if item.failed_reads < self._max_rejections or item.segment is None:
+            return
+        path = item.segment.path
+        try:
+            where = self._spool.quarantine(item.label, segment=item.segment)
+        except (SpoolFull, OSError) as exc:
+            where = f"{path} (it could not be moved: {exc})"
+        item.segment = None  # the file stays on disk, the quarantine's or where it was
+        self._forget(item)
+        self._quarantined += 1
+        _logger.error(
+            "Spooled records %s could not be read %d times; the batch is set aside in %s and will not be sent"
+            " again automatically.",
+            path,
+            item.failed_reads,
+            where,
+        )
 
     # --- the repository check -------------------------------------------------------------
 
