@@ -94,7 +94,10 @@ _SPAN_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "pa
 _LINK_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id")
 #: What a malformed hex id becomes: one byte, a length no id has, so the span is rejected, not the request.
 _BAD_ID = base64.b64encode(b"\xff").decode("ascii")
+#: How much compressed input an inflater gets at a time, and the most it gives back at a time.
 _DECOMPRESS_CHUNK = 1 << 16
+#: Most gzip members in one body (senders write one; a body of countless empty ones is an attack).
+MAX_GZIP_MEMBERS = 1000
 
 
 class OtlpDecodeError(ValueError):
@@ -146,19 +149,33 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """Inflate ``data``, gzip member after member, feeding the inflater bounded slices.
+
+    Each member's inflater gets the body a slice at a time, so what it leaves over (the next
+    members) is never copied whole: a body of many tiny members costs time in proportion to
+    its size, and past :data:`MAX_GZIP_MEMBERS` members it is refused.
+    """
     out = bytearray()
+    view = memoryview(data)
+    position = 0  # how far into ``data`` the inflaters have been fed
+    members = 0
     while True:  # gzip allows several members one after another
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise zlib.error(f"more than {MAX_GZIP_MEMBERS} gzip members")
         inflater = zlib.decompressobj(wbits)
-        chunk = inflater.decompress(data, limit + 1 - len(out))
-        out += chunk
-        while inflater.unconsumed_tail and len(out) <= limit:
-            out += inflater.decompress(inflater.unconsumed_tail, min(_DECOMPRESS_CHUNK, limit + 1 - len(out)))
-        if len(out) > limit:
-            raise BodyTooLarge(f"the decompressed body is larger than {limit} bytes")
-        if not inflater.eof:
-            raise zlib.error("the compressed stream is truncated")
-        data = inflater.unused_data
-        if not data or wbits < 0:
+        while not inflater.eof:
+            piece: bytes | memoryview = inflater.unconsumed_tail
+            if not piece:
+                if position >= len(view):
+                    raise zlib.error("the compressed stream is truncated")
+                piece = view[position : position + _DECOMPRESS_CHUNK]
+                position += len(piece)
+            out += inflater.decompress(piece, min(_DECOMPRESS_CHUNK, limit + 1 - len(out)))
+            if len(out) > limit:
+                raise BodyTooLarge(f"the decompressed body is larger than {limit} bytes")
+        position -= len(inflater.unused_data)  # fed to this member, but the start of the next one
+        if position >= len(view) or wbits < 0:
             return bytes(out)
 
 

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from otel_maxim import MaximSpanExporter, SessionBaggageProcessor
 from otel_maxim import environment_variables as env
 from otel_maxim.bridge import Bridge
 from otel_maxim.cli import main
-from otel_maxim.otlp import decompress, parse_request, spans_from_request
+from otel_maxim.otlp import BodyTooLarge, decompress, parse_request, spans_from_request
 from otel_maxim.records import Record, parse
 from tests.conftest import read_records
 from tests.fake_maxim import FakeMaxim
@@ -418,6 +419,7 @@ def _good_request(name: str = "good") -> bytes:
         (b"\xc3\x28", JSON, "not JSON"),
         (b"not gzip at all", {**PROTOBUF, "Content-Encoding": "gzip"}, "not valid gzip"),
         (gzip.compress(_good_request())[:-8], {**PROTOBUF, "Content-Encoding": "gzip"}, "truncated"),
+        (gzip.compress(b"") * 1001, {**PROTOBUF, "Content-Encoding": "gzip"}, "more than 1000 gzip members"),
     ],
 )
 def test_a_malformed_body_is_answered_400_and_nothing_else_is_lost(
@@ -497,6 +499,13 @@ def test_gzip_and_deflate_bodies(recorder_bridge: tuple[str, RecordingExporter])
     # Several gzip members one after another are one body.
     two = _request(_span("first", 1)).SerializeToString()
     assert decompress(gzip.compress(two[:5]) + gzip.compress(two[5:]), "gzip", 1024) == two
+    # Members larger than the slices the inflater is fed, then many small ones, then a last large one.
+    noise = random.Random(7).randbytes(200_000)  # incompressible: 200 kB compressed too
+    pieces = [noise, *(bytes([i % 256]) * i for i in range(998)), noise[::-1]]
+    joined = b"".join(pieces)
+    assert decompress(b"".join(gzip.compress(p) for p in pieces), "gzip", len(joined)) == joined
+    with pytest.raises(BodyTooLarge):
+        decompress(b"".join(gzip.compress(p) for p in pieces), "gzip", len(joined) - 1)
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_recovers() -> None:
