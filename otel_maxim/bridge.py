@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan
@@ -386,7 +387,63 @@ class Bridge:
 
     def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
         raw = otlp.decompress(body, encoding, self._max_body)
-        return otlp.spans_from_request(otlp.parse_request(raw, media))
+        with _sdk_refusals.held() as held:
+            decoded = otlp.spans_from_request(otlp.parse_request(raw, media))
+        if held.count:
+            _limited.warning(
+                "sdk-refused",
+                "The OpenTelemetry SDK dropped %d invalid items of one OTLP request (empty attribute keys, "
+                "malformed tracestates, ...); the first: %.200r",
+                held.count,
+                held.first,
+            )
+        return decoded
+
+
+@dataclasses.dataclass
+class _Held:
+    """What the SDK refused while one request was decoded: how many items, and its first message."""
+
+    count: int = 0
+    first: str = ""
+
+
+class _SdkRefusals(logging.Filter):
+    """Holds back, on a thread that decodes a request, what the SDK logs for each item it refuses.
+
+    The SDK warns once per empty attribute key or malformed tracestate: one request could log a
+    line per span, in text its client chose.  While :meth:`held` is active on a thread, those
+    records are counted instead (the bridge says it once per request, rate-limited); other
+    threads, and this one at other times, log as usual.
+    """
+
+    LOGGERS = ("opentelemetry.attributes", "opentelemetry.trace.span")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None:
+            return True
+        if not held.count:
+            held.first = record.getMessage()
+        held.count += 1
+        return False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[_Held]:
+        self._local.held = held = _Held()
+        try:
+            yield held
+        finally:
+            self._local.held = None
+
+
+_sdk_refusals = _SdkRefusals()
 
 
 def _status(code: int, rpc_code: int, message: str, answer_as: str, *, auth: bool = False) -> Response:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 from google.protobuf import json_format  # type: ignore[import-untyped]  # typed by types-protobuf when installed
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from google.rpc import status_pb2  # type: ignore[import-untyped]  # googleapis-common-protos ships no py.typed
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -356,6 +357,8 @@ def _attributes(pairs: Iterable[KeyValue]) -> dict[str, AttributeValue]:
         value = _attribute(pair.value)
         if value is not None:
             attributes[pair.key] = value
+    if "" in attributes:  # the one key the SDK refuses: it drops it (and says so) as for a span made here
+        return dict(BoundedAttributes(attributes=attributes, immutable=False))
     return attributes
 
 

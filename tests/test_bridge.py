@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -484,6 +485,31 @@ def test_media_types_and_encodings(
 ) -> None:
     url, _ = recorder_bridge
     assert requests.post(url, data=_good_request(), headers=headers, timeout=10).status_code == status
+
+
+def test_what_the_sdk_refuses_in_a_request_is_said_once_not_per_span(
+    recorder_bridge: tuple[str, RecordingExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed tracestate or an empty attribute key on every span: one line for the request."""
+    url, recorder = recorder_bridge
+    spans = []
+    for i in range(200):
+        span = _span(f"s{i}", i + 1)
+        span.trace_state = "not a valid tracestate!!"
+        span.attributes.add(key="", value=AnyValue(int_value=i))
+        span.attributes.add(key="kept", value=AnyValue(int_value=i))
+        spans.append(span)
+    with caplog.at_level(logging.WARNING):
+        assert requests.post(url, data=_request(*spans).SerializeToString(), headers=PROTOBUF, timeout=10).ok
+        wait_for(lambda: len(recorder.spans) == 200, what="every span")
+    assert all(span.attributes == {"kept": i} for i, span in enumerate(recorder.spans))
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+    (said,) = [r for r in caplog.records if r.name == "otel_maxim.bridge"]
+    assert "The OpenTelemetry SDK dropped 400 invalid items of one OTLP request" in said.getMessage()
+    # Elsewhere, the SDK still says what it says.
+    with caplog.at_level(logging.WARNING):
+        Resource({"": 1})
+    assert any(r.name == "opentelemetry.attributes" for r in caplog.records)
 
 
 def test_gzip_and_deflate_bodies(recorder_bridge: tuple[str, RecordingExporter]) -> None:
