@@ -345,7 +345,8 @@ def _scope(scope: InstrumentationScope, schema_url: str) -> SdkScope:
 
 # --- attribute values ---------------------------------------------------------
 
-_Primitive = (str, bool, int, float)
+#: The ``AnyValue`` kinds that are not primitives: an array holding one becomes JSON text.
+_NESTED = ("array_value", "kvlist_value")
 
 
 def _attributes(pairs: Iterable[KeyValue]) -> dict[str, AttributeValue]:
@@ -375,13 +376,12 @@ def _attribute(value: AnyValue) -> AttributeValue | None:
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     if kind == "array_value":
-        items = [_plain(v) for v in value.array_value.values]
-        kinds = {type(item) for item in items}
-        if not items:
-            return ()
-        if len(kinds) == 1 and isinstance(items[0], _Primitive):
-            return tuple(items)  # type: ignore[return-value]  # one primitive type: a valid SDK sequence
-        return _json_text(items)
+        values = value.array_value.values
+        if not any(v.WhichOneof("value") in _NESTED for v in values):
+            items = [_attribute(v) for v in values]  # None for an empty value, NaN kept: as the SDK keeps them
+            if len({type(item) for item in items if item is not None}) <= 1:
+                return tuple(items)  # type: ignore[return-value]  # one primitive type: a valid SDK sequence
+        return _json_text([_plain(v) for v in values])
     if kind == "kvlist_value":
         return _json_text({kv.key: _plain(kv.value) for kv in value.kvlist_value.values})
     return None  # unset (an empty value), or a profiling-only string index

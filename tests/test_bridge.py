@@ -21,7 +21,9 @@ import requests
 from google.rpc import status_pb2
 from opentelemetry import propagate
 from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans as encode_json
 from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter as JsonSpanExporter
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as encode_protobuf
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as ProtobufSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -31,12 +33,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import otel_maxim
-from otel_maxim import MaximSpanExporter, SessionBaggageProcessor
+from otel_maxim import MaximSpanExporter, SessionBaggageProcessor, otlp
 from otel_maxim import environment_variables as env
 from otel_maxim.bridge import Bridge
 from otel_maxim.cli import main
@@ -53,7 +56,7 @@ from tests.otlp_helpers import (
     wait_for,
     wait_for_port,
 )
-from tests.record_checks import assert_parent_first
+from tests.record_checks import ListSink, assert_parent_first
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -788,3 +791,39 @@ def test_show_draws_errors_of_any_shape(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "tool_call 'f'  [c1]  error: boom" in out
     assert "error: ['x']" in out
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(float("nan"), id="nan"),
+        pytest.param(2**63 - 1, id="int64-max"),
+        pytest.param([], id="empty-list"),
+        pytest.param(["a", None], id="list-with-none"),
+        pytest.param([float("nan"), 1.0], id="list-with-nan"),
+        pytest.param(b"\x00\xffhi", id="bytes"),
+        pytest.param([b"hi", b"yo"], id="list-of-bytes"),
+    ],
+)
+def test_a_span_received_over_otlp_maps_to_the_records_of_the_same_span_made_here(value: object) -> None:
+    """Encoded by the SDK's own OTLP encoders (protobuf and JSON), decoded by the bridge: the same records."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("root", attributes={"session.id": "s1", "odd": value}):  # type: ignore[dict-item]
+        pass
+    made_here = list(memory.get_finished_spans())
+
+    def records_of(spans: list[ReadableSpan]) -> list[str]:
+        sink = ListSink()
+        exporter = MaximSpanExporter(sink=sink)
+        exporter.export(spans)
+        exporter.shutdown()
+        return sink.lines
+
+    expected = records_of(made_here)
+    assert any('"odd":' in line for line in expected)
+    protobuf = otlp.parse_request(encode_protobuf(made_here).SerializeToString(), otlp.CONTENT_TYPE_PROTOBUF)
+    assert records_of(otlp.spans_from_request(protobuf).spans) == expected
+    as_json = otlp.parse_request(encode_json(made_here).to_json().encode(), otlp.CONTENT_TYPE_JSON)
+    assert records_of(otlp.spans_from_request(as_json).spans) == expected

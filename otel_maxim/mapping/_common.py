@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections import deque
@@ -98,7 +99,8 @@ def json_text(value: Any) -> str:
     """``value`` as JSON text, as maxim-py encodes metadata and parameters (``0.2`` -> ``"0.2"``).
 
     Sequences become lists; NaN and infinities read ``NaN``/``Infinity`` (this is text inside
-    a record, not JSON of the record, which stays strict); unknown objects use ``str()``.
+    a record, not JSON of the record, which stays strict); bytes are base64 (as in OTLP JSON, so a
+    span reads the same made here or received over OTLP); unknown objects use ``str()``.
     An integer too long for Python to write in decimal (over 4300 digits) is written in hex
     (``0x...``); a sequence holding one reads as a placeholder.
     """
@@ -110,13 +112,19 @@ def json_text(value: Any) -> str:
             return "true" if value else "false"
         if kind is float and value == value and value not in (_INF, -_INF):
             return repr(value)
+        if kind is bytes:
+            return base64.b64encode(value).decode("ascii")  # as OTLP carries bytes
         if kind is tuple:
             value = list(value)
-        return json.dumps(value, default=str)
+        return json.dumps(value, default=_unknown_as_text)
     except ValueError:  # sys.get_int_max_str_digits(): the only ValueError these raise
         if kind is int:
             return hex(value)
         return "<a value holding an integer too long to write in decimal>"
+
+
+def _unknown_as_text(value: object) -> str:
+    return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else str(value)
 
 
 def parse_json(raw: str) -> Any:
