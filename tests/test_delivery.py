@@ -531,6 +531,19 @@ def test_retry_after_is_honoured(fake: FakeMaxim, make: Callable[..., Pipeline])
     assert second.at - first.at >= 0.9  # backoff alone would have been about 20 ms
 
 
+def test_a_retry_after_shorter_than_the_backoff_does_not_shorten_it(
+    fake: FakeMaxim, make: Callable[..., Pipeline]
+) -> None:
+    """``Retry-After: 0`` on every 429 is the least to wait, not a licence to retry at once."""
+    p = make(backoff_initial=0.25, backoff_max=0.25)
+    fake.plan(*[Fault.of(429, retry_after=0)] * 3)
+    p.produce(1)
+    assert p.flush()
+    posts = fake.log_posts()
+    assert [post.status for post in posts] == [429, 429, 429, 200]
+    assert all(later.at - earlier.at >= 0.19 for earlier, later in zip(posts, posts[1:]))  # 0.25 s -20 % jitter
+
+
 def test_a_200_with_an_error_in_its_json_is_a_failure(
     fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
 ) -> None:

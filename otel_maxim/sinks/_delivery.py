@@ -166,10 +166,11 @@ class Deliverer:
             if reply.kind is Kind.FAIL:
                 self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
                 return Result(Outcome.REJECTED, reply)
-            honour = reply.retry_after is not None
-            delay = self._backoff.next_delay()
-            if reply.retry_after is not None:
-                delay = reply.retry_after
+            # A Retry-After is the least the server asks to wait: it lengthens the backoff, never
+            # shortens it (a "Retry-After: 0" on every 429 must not make a busy loop).
+            delay, honour = self._backoff.next_delay(), False
+            if reply.retry_after is not None and reply.retry_after >= delay:
+                delay, honour = reply.retry_after, True
             retry_at = time.monotonic() + delay
             self._log.warning(
                 "retry", "Maxim's log API did not take %s (%s); next try in %.2f s.", what, reply.describe(), delay
