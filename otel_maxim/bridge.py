@@ -211,7 +211,9 @@ class Bridge:
             raise ValueError("token must be a string")
         if token is not None and not token.strip():  # "--token $UNSET" must not turn authentication off
             raise ValueError("token must not be empty (leave it out for no authentication)")
-        secret = token if token is not None else env_str(env.MAXIM_BRIDGE_TOKEN)
+        # Stripped like the variable and like the credentials of a request (a token read from a file
+        # often ends in a newline, which no Authorization header can carry).
+        secret = token.strip() if token is not None else env_str(env.MAXIM_BRIDGE_TOKEN)
         self._token = secret.encode("utf-8") if secret else None
         if exporter is None:
             grace = resolve_number(
