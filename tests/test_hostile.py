@@ -404,7 +404,7 @@ def test_traces_held_open_are_capped(caplog: pytest.LogCaptureFixture) -> None:
 # --- baggage trust ------------------------------------------------------------------------------
 
 
-def _stamped(processor: otel_maxim.SessionBaggageProcessor | MaximSpanProcessor, session_id: str) -> object:
+def _stamped(processor: otel_maxim.SessionBaggageProcessor | MaximSpanProcessor, session_id: object) -> object:
     provider = TracerProvider()
     provider.add_span_processor(processor)
     token = context.attach(baggage.set_baggage("session.id", session_id, context.Context()))
@@ -433,6 +433,16 @@ def _stamped(processor: otel_maxim.SessionBaggageProcessor | MaximSpanProcessor,
 def test_session_filter(session_filter: object, session_id: str, accepted: bool) -> None:
     processor = otel_maxim.SessionBaggageProcessor(session_filter=session_filter)  # type: ignore[arg-type]
     assert (_stamped(processor, session_id) == session_id) is accepted
+
+
+def test_a_baggage_session_id_is_read_as_the_propagator_sends_it() -> None:
+    """As text, without the whitespace around it: the span here names the session the services it calls see."""
+    processor = otel_maxim.SessionBaggageProcessor
+    assert _stamped(processor(), " pad ") == "pad"
+    assert _stamped(processor(), 42) == "42"  # the propagator sends str(value) downstream
+    printable_enough = "nbsp\xa0and-emoji-\U0001f468\u200d\U0001f469"  # not isprintable(), not control characters
+    assert _stamped(processor(), printable_enough) == printable_enough
+    assert [_stamped(processor(), refused) for refused in ("tab\tid", "c1\x85id", "   ")] == [None, None, None]
 
 
 def test_session_filter_from_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
