@@ -269,7 +269,8 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
             exporter = MaximSpanExporter()
         self._exporter = exporter
-        self._flushing: threading.Thread | None = None
+        self._flushing: threading.Thread | None = None  # the latest force_flush's thread
+        self._queue_flushed = False  # what the SDK's force_flush said on it
         try:
             super().__init__(
                 exporter,
@@ -323,13 +324,15 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 flushing = threading.Thread(
                     target=self._flush_queue, args=(timeout,), name="OtelMaximForceFlush", daemon=True
                 )
-                self._flushing = flushing
+                self._flushing, self._queue_flushed = flushing, False
                 flushing.start()
             flushing.join(max(0.0, deadline - time.monotonic()))
             if flushing.is_alive():
                 _limited.warning(
                     "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout
                 )
+                return False
+            if not self._queue_flushed:  # shut down, or the export raised
                 return False
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             return self._exporter.force_flush(remaining)
@@ -339,7 +342,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
     def _flush_queue(self, timeout_millis: int) -> None:
         try:
-            super().force_flush(timeout_millis)
+            self._queue_flushed = super().force_flush(timeout_millis)
         except Exception:  # a thread of ours: log, never lose the reason
             _logger.exception("Could not export the queued spans.")
 

@@ -679,3 +679,10 @@ def test_otel_bsp_variables_the_sdk_refuses_give_its_defaults(
             max_export_batch_size=20,
             export_timeout_millis=10,
         )
+
+
+def test_the_processor_force_flush_after_shutdown_says_nothing_was_flushed() -> None:
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
+    assert processor.force_flush(1_000) is True
+    processor.shutdown()
+    assert processor.force_flush(1_000) is False
