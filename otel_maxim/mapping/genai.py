@@ -452,14 +452,19 @@ def _parts_choices(raw: object) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             continue
         message, _ = _message_from_parts(item)  # a model's answer holds no tool results
-        message["role"] = "assistant"
-        if not message.get("content") and "tool_calls" in message:
-            message["content"] = None
-        choice: dict[str, Any] = {"index": len(choices), "message": message}
-        if item.get("finish_reason"):
-            choice["finish_reason"] = _finish_reason(item["finish_reason"])
-        choices.append(choice)
+        choices.append(_answer_choice(len(choices), message, item.get("finish_reason")))
     return choices
+
+
+def _answer_choice(index: int, message: dict[str, Any], finish_reason: object) -> dict[str, Any]:
+    """``message`` as choice ``index`` of a chat completion: the assistant's, with no content beside tool calls."""
+    message["role"] = "assistant"
+    if not message.get("content") and "tool_calls" in message:
+        message["content"] = None  # as OpenAI (and maxim-py) write a tool-call answer
+    choice: dict[str, Any] = {"index": index, "message": message}
+    if finish_reason:
+        choice["finish_reason"] = _finish_reason(finish_reason)
+    return choice
 
 
 class _FlatKeys(NamedTuple):
@@ -574,7 +579,7 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
         if isinstance(content, list):  # [{type: "text", text: ...}, {type: "tool-call", ...}]
             message: dict[str, Any] = {
                 "role": str(item.get("role") or "user"),
-                "content": "\n".join(str(p.get("text")) for p in content if isinstance(p, dict) and "text" in p),
+                "content": _text_parts(content),
             }
             calls = [
                 _tool_call(p.get("toolCallId"), p.get("toolName"), p.get("args", p.get("input")))
@@ -696,18 +701,8 @@ def _completion_event_choices(events: Sequence[Event], consumed: set[int]) -> li
     raw = _content_event(events, _COMPLETION_EVENT, consumed)
     if raw is None:
         return []
-    items = [item for item in _json_list(raw) or () if isinstance(item, dict)]
-    choices: list[dict[str, Any]] = []
-    for item in items or [{"content": as_text(raw)}]:
-        message = _openai_message(item)
-        message["role"] = "assistant"
-        if not message["content"] and "tool_calls" in message:
-            message["content"] = None  # as OpenAI (and maxim-py) write a tool-call answer
-        choice: dict[str, Any] = {"index": len(choices), "message": message}
-        if item.get("finish_reason"):
-            choice["finish_reason"] = _finish_reason(item["finish_reason"])
-        choices.append(choice)
-    return choices
+    items = [item for item in _json_list(raw) or () if isinstance(item, dict)] or [{"content": as_text(raw)}]
+    return [_answer_choice(i, _openai_message(item), item.get("finish_reason")) for i, item in enumerate(items)]
 
 
 def _content_event(events: Sequence[Event], name_and_key: tuple[str, str], consumed: set[int]) -> object:
@@ -724,7 +719,7 @@ def _openai_message(item: dict[str, Any]) -> dict[str, Any]:
     """A message in OpenAI's chat format (content as text or as parts) -> a chat message."""
     content = item.get("content")
     if isinstance(content, list):  # [{type: "text", text: ...}, ...]
-        content = "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
+        content = _text_parts(content)
     message: dict[str, Any] = {"role": str(item.get("role") or "user"), "content": as_text(content)}
     calls = _json_list(item.get("tool_calls"))
     if calls:
@@ -883,6 +878,11 @@ def _indexed(attributes: Mapping[str, Any], prefix: str) -> dict[int, dict[str, 
 
 def _is(part: object, kind: str) -> bool:
     return isinstance(part, dict) and part.get("type") == kind
+
+
+def _text_parts(content: list[Any]) -> str:
+    """The text of content parts as OpenAI and the Vercel AI SDK write them: ``[{type: "text", text}, ...]``."""
+    return "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
 
 
 def _parts_text(parts: Iterable[Any]) -> str:
