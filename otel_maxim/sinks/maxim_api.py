@@ -541,24 +541,30 @@ class MaximApiSink:
         if item.rejections >= self._max_rejections:
             self._quarantine(item, len(unit.parts[unit.done]), result)
 
+    def _set_aside(self, item: _Item) -> tuple[str, Exception | None]:
+        """Move ``item`` to the quarantine and out of the queue: where it went, or why it could not go."""
+        try:
+            where, error = self._spool.quarantine(item.label, segment=item.segment, lines=item.lines), None
+        except (SpoolFull, OSError) as exc:
+            where, error = "", exc
+        item.segment = None  # moved (the file is the quarantine's now), or left where it was
+        self._forget(item)
+        self._quarantined += 1
+        return where, error
+
     def _quarantine(self, item: _Item, count: int, result: Result) -> None:
         why = result.reply.describe() if result.reply is not None else "rejected"
-        try:
-            where = self._spool.quarantine(item.label, segment=item.segment, lines=item.lines)
-        except (SpoolFull, OSError) as exc:
-            where = ""
+        where, error = self._set_aside(item)
+        if error is not None:
             _logger.error(
                 "Maxim's log API rejected a batch of %d records %d times (last: %s); it could not be set aside"
                 " (%s) and is lost.",
                 count,
                 item.rejections,
                 why,
-                exc,
+                error,
             )
-        item.segment = None  # moved: the file is the quarantine's now
-        self._forget(item)
-        self._quarantined += 1
-        if where:
+        else:
             _logger.error(
                 "Maxim's log API rejected a batch of %d records %d times (last: %s); it is set aside in %s"
                 " and will not be sent again automatically.",
@@ -574,13 +580,9 @@ class MaximApiSink:
         if item.failed_reads < self._max_rejections or item.segment is None:
             return
         path = item.segment.path
-        try:
-            where = self._spool.quarantine(item.label, segment=item.segment)
-        except (SpoolFull, OSError) as exc:
-            where = f"{path} (it could not be moved: {exc})"
-        item.segment = None  # the file stays on disk, the quarantine's or where it was
-        self._forget(item)
-        self._quarantined += 1
+        where, error = self._set_aside(item)  # the file stays on disk, the quarantine's or where it was
+        if error is not None:
+            where = f"{path} (it could not be moved: {error})"
         _logger.error(
             "Spooled records %s could not be read %d times; the batch is set aside in %s and will not be sent"
             " again automatically.",
