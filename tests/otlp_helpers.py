@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -107,3 +108,15 @@ def rotel_binary() -> Path:
     path = Path(rotel.__file__).parent / "rotel-agent"
     assert path.exists(), f"rotel's binary is not at {path}"
     return path
+
+
+def rotel_environment() -> dict[str, str]:
+    """The environment for :func:`rotel_binary`: it links this Python's ``libpython`` (for its
+    Python processors), which the loader finds only in a system directory unless told where."""
+    environment = dict(os.environ)
+    library_dir = sysconfig.get_config_var("LIBDIR")
+    if library_dir:
+        environment["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, (str(library_dir), environment.get("LD_LIBRARY_PATH")))
+        )
+    return environment

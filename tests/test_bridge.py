@@ -51,6 +51,7 @@ from tests.otlp_helpers import (
     RecordingExporter,
     free_port,
     rotel_binary,
+    rotel_environment,
     running_bridge,
     stop_process,
     wait_for,
@@ -216,7 +217,7 @@ def test_through_rotel_a_collector_style_relay(maxim_bridge: tuple[str, FakeMaxi
         "--log-file",
         str(tmp_path / "rotel.log"),
     ]
-    relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=rotel_environment())
     try:
         wait_for_port(http_port, relay)
         scenario = Scenario(lambda: ProtobufSpanExporter(endpoint=f"http://127.0.0.1:{http_port}/v1/traces"))
