@@ -180,7 +180,9 @@ def phase_throughput(spans: int, port: int, spool: str) -> dict[str, Any]:
     processor = MaximSpanProcessor(exporter, max_queue_size=spans + 1, max_export_batch_size=512)
     provider = TracerProvider()
     provider.add_span_processor(processor)
-    queue = processor._batch_processor._queue  # the SDK's queue, read for its length only
+    # The SDK's queue, read for its length only: private, and it moved in SDK 1.34.
+    batching = getattr(processor, "_batch_processor", None)
+    queue = batching._queue if batching is not None else processor.queue  # type: ignore[attr-defined]
 
     def pace() -> None:
         while len(queue) > PACED_BACKLOG:

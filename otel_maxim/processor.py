@@ -271,6 +271,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
         self._exporter = exporter
         self._flushing: threading.Thread | None = None  # the latest force_flush's thread
         self._queue_flushed = False  # what the SDK's force_flush said on it
+        self._shut_down = False  # flushing after shutdown says False, whatever the SDK version says
         try:
             super().__init__(
                 exporter,
@@ -316,6 +317,8 @@ class MaximSpanProcessor(BatchSpanProcessor):
         limit (an export stuck in a sink would hold the application's thread), so it runs on a
         thread of its own here, which the caller waits for only until the deadline.
         """
+        if self._shut_down:
+            return False
         timeout = 30_000 if timeout_millis is None else timeout_millis
         deadline = time.monotonic() + timeout / 1000
         try:
@@ -348,6 +351,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
     def shutdown(self) -> None:
         """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
+        self._shut_down = True
         try:
             super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
         except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -666,11 +667,24 @@ def test_otel_bsp_variables_the_sdk_refuses_give_its_defaults(
 ) -> None:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
+    batches: list[int] = []
+
+    class Counting(MaximSpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            batches.append(len(spans))
+            return super().export(spans)
+
     with caplog.at_level(logging.WARNING, logger="otel_maxim"):
-        processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
+        processor = MaximSpanProcessor(Counting(sink=ListSink()))
     assert "The OTEL_BSP_* variables give settings the SDK refuses" in caplog.text
-    assert processor._batch_processor._max_export_batch_size == 512  # private, read only to check
-    processor.shutdown()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    for _ in range(600):
+        provider.get_tracer("t").start_span("s").end()
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    assert sum(batches) == 600
+    assert max(batches) == 512  # the SDK's default batch, not one cut by what was refused
     with pytest.raises(ValueError, match="max_export_batch_size"):  # explicit arguments are the caller's
         MaximSpanProcessor(
             MaximSpanExporter(sink=ListSink()),
