@@ -283,11 +283,9 @@ class MaximSpanProcessor(BatchSpanProcessor):
         except ValueError as exc:
             if None not in (max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis):
                 raise  # the arguments alone are wrong: the caller's to fix
-            # The OTEL_BSP_* variables gave what the SDK refuses (a batch larger than the queue, a
-            # zero delay): the SDK's defaults where no argument was given, rather than no processor.
-            _logger.warning(
-                "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
-            )
+            # Perhaps the OTEL_BSP_* variables gave what the SDK refuses (a batch larger than the
+            # queue, a zero delay): the SDK's defaults where no argument was given, rather than no
+            # processor.  If the SDK refuses that too, the arguments are wrong, and that is raised.
             super().__init__(
                 exporter,
                 max_queue_size=_BSP_DEFAULT_MAX_QUEUE_SIZE if max_queue_size is None else max_queue_size,
@@ -300,6 +298,9 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 export_timeout_millis=_BSP_DEFAULT_EXPORT_TIMEOUT_MILLIS
                 if export_timeout_millis is None
                 else export_timeout_millis,
+            )
+            _logger.warning(
+                "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
             )
 
     @property

@@ -695,6 +695,17 @@ def test_otel_bsp_variables_the_sdk_refuses_give_its_defaults(
         )
 
 
+@pytest.mark.parametrize("arguments", [{"max_queue_size": -1}, {"max_export_batch_size": 5000}])
+def test_a_bad_processor_argument_raises_without_blaming_the_variables(
+    arguments: dict[str, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_SCHEDULE_DELAY"):
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"), pytest.raises(ValueError):
+        MaximSpanProcessor(MaximSpanExporter(sink=ListSink()), **arguments)  # type: ignore[arg-type]
+    assert "OTEL_BSP" not in caplog.text
+
+
 def test_the_processor_force_flush_after_shutdown_says_nothing_was_flushed() -> None:
     processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
     assert processor.force_flush(1_000) is True
