@@ -50,4 +50,4 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST) maxim-records.log .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST) maxim-records.log service-records.log .pytest_cache .mypy_cache .ruff_cache

@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="receive OTLP/HTTP traces (e.g. from a Collector) and send them to Maxim as sessions",
         description="An OTLP/HTTP receiver at POST /v1/traces (protobuf or JSON, gzip or not) that feeds\n"
         "the Maxim exporter; GET /healthz for probes.  Stops gracefully on SIGTERM or SIGINT.\n"
-        "Needs the 'bridge' extra: pip install 'otel-maxim[bridge]'.",
+        "Needs the 'bridge' extra: pip install '.[bridge]' in a checkout of otel_maxim.",
         epilog=_BRIDGE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -71,7 +71,7 @@ def _bridge(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(
             f"otel-maxim: the bridge needs the 'bridge' extra ({exc.name} is missing): "
-            "pip install 'otel-maxim[bridge]'",
+            "pip install '.[bridge]' in a checkout of otel_maxim",
             file=sys.stderr,
         )
         return 2

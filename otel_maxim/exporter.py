@@ -116,7 +116,9 @@ class MaximSpanExporter(SpanExporter):
             raise ValueError("redact must be callable")
         self._redact = redact
         if fast_json and not ORJSON_AVAILABLE:
-            raise ValueError("fast_json=True needs orjson: pip install 'otel-maxim[fast]'")
+            raise ValueError(
+                "fast_json=True needs orjson (the 'fast' extra: pip install '.[fast]' in a checkout of otel_maxim)"
+            )
         fast = resolve_bool(fast_json, "fast_json", env.MAXIM_FAST_JSON, ORJSON_AVAILABLE)
         if fast and not ORJSON_AVAILABLE:
             _logger.warning(

@@ -1,6 +1,6 @@
 """The Maxim log record: one line of text per record.
 
-The wire form (see ``maxim-records.md``) is not JSON Lines: it is the literal
+The wire form (what maxim-py 3.14.20 posts to Maxim's log API) is not JSON Lines: it is the literal
 template ``<entity>{id=<id>,action=<action>,data=<JSON object>}``, where only
 ``data`` is JSON.  :func:`serialize` writes that line and :func:`parse` reads it
 back; the two round-trip.
@@ -92,7 +92,7 @@ def data_encoder(*, fast: bool, compact: bool | None = None) -> Callable[[Any], 
     if not fast:
         return standard
     if _orjson is None or not ORJSON_AVAILABLE:
-        raise ValueError("fast JSON needs orjson: pip install 'otel-maxim[fast]'")
+        raise ValueError("fast JSON needs orjson (the 'fast' extra: pip install '.[fast]' in a checkout of otel_maxim)")
     dumps = _orjson.dumps
     # Subclasses, dataclasses and datetimes are left to the standard way, which writes them as
     # the standard library does (orjson would write them its own way).

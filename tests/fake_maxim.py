@@ -1,7 +1,7 @@
 """A fake of Maxim's log API for tests and benchmarks: a real HTTP server on 127.0.0.1 with a scripted fault plan.
 
-Endpoints (the paths maxim-py 3.14.20 uses, see /tmp/maxim-py-report.md section 6)
--------------------------------------------------------------------------------
+Endpoints (the paths maxim-py 3.14.20 uses)
+-------------------------------------------
 ``POST /api/sdk/v3/log?id=<repo>``
     The body is record lines joined by ``\\n``.  Every line is parsed with
     :func:`otel_maxim.records.parse`; a line that does not parse is a 400 (so a

@@ -720,7 +720,7 @@ def test_the_command_says_which_extra_is_missing(
     monkeypatch.delitem(sys.modules, "otel_maxim.bridge")
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if the 'bridge' extra were not installed
     assert main(["bridge"]) == 2
-    assert "pip install 'otel-maxim[bridge]'" in capsys.readouterr().err
+    assert "pip install '.[bridge]' in a checkout of otel_maxim" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("maxim", ["up", "down"])

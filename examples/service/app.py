@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     sock.listen(128)
     host, port = sock.getsockname()[:2]
     print(f"Serving on http://{host}:{port}", flush=True)
-    # uvicorn stops cleanly on SIGINT / SIGTERM; the SDK then flushes the last records at exit.
+    # uvicorn stops gracefully on SIGINT / SIGTERM, running the lifespan's end (which flushes the
+    # last records: after SIGTERM, uvicorn ends the process with that signal, skipping exit hooks).
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once it has stopped
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
