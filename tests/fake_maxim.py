@@ -74,6 +74,11 @@ class Fault:
     message: str = "scripted fault"
     delay: float = 0.0  # answer this late (the records are accepted first)
     error_200: bool = False  # 200 with {"error": ...}
+    location: str | None = None  # a redirect's target
+
+    @staticmethod
+    def redirect(location: str, status: int = 307) -> Fault:
+        return Fault(status, message="moved", location=location)
 
     @staticmethod
     def of(status: int, *, retry_after: str | float | None = None, message: str = "scripted fault") -> Fault:
@@ -114,6 +119,10 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        _share_port(self.socket)  # so that the port is held while the fake is down (see go_down)
+        super().server_bind()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that gave up on a slow answer is expected here
@@ -179,6 +188,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = _serve
 
 
+def _share_port(sock: socket.socket) -> None:
+    """Let our listening socket and the socket that holds the port while down share it (same user
+    only; without SO_REUSEADDR on the holder, no other socket may bind the port beside it)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
 def _error(message: str) -> dict[str, Any]:
     return {"error": {"message": message}}
 
@@ -211,6 +226,7 @@ class FakeMaxim:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._held: socket.socket | None = None  # the port, bound and not listening, while down
         self.port = 0
 
     # --- lifecycle -------------------------------------------------------------------
@@ -222,6 +238,9 @@ class FakeMaxim:
     def stop(self) -> None:
         self._stopping.set()
         self.go_down()
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def __enter__(self) -> FakeMaxim:
         return self.start()
@@ -241,11 +260,20 @@ class FakeMaxim:
         self._server, self._thread = server, thread
 
     def go_down(self) -> None:
-        """Stop listening: new connections are refused and open ones are cut."""
+        """Stop listening: new connections are refused and open ones are cut.
+
+        The port stays bound (not listening, which refuses connections as a closed port does),
+        so that no other program can take it before :meth:`go_up`.
+        """
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
             return
+        if not self._stopping.is_set():
+            held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            _share_port(held)
+            held.bind(("127.0.0.1", self.port))
+            self._held = held
         server.shutdown()
         server.server_close()
         server.cut_connections()
@@ -253,9 +281,12 @@ class FakeMaxim:
             thread.join(5)
 
     def go_up(self) -> None:
-        """Listen again, on the same port."""
+        """Listen again, on the same port (held since :meth:`go_down`)."""
         if self._server is None:
             self._serve_on(self.port)
+            if self._held is not None:
+                self._held.close()
+                self._held = None
 
     # --- the script ------------------------------------------------------------------
 
@@ -368,6 +399,8 @@ class FakeMaxim:
             fault = self._plan.pop(0) if self._plan else None
         if fault is not None and fault.status != 200:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            if fault.location is not None:
+                headers["Location"] = fault.location
             return fault.status, _error(fault.message), headers, 0.0
         if fault is not None and fault.error_200:
             return 200, _error(fault.message), {}, 0.0
