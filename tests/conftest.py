@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
-from otel_maxim import MaximSpanExporter, MaximSpanProcessor, records, sessions
+from otel_maxim import MaximSpanExporter, MaximSpanProcessor, records
 from otel_maxim._log import RateLimitedLog
-from otel_maxim.mapping import _trace, genai
 from otel_maxim.records import Record, parse
 
 
@@ -32,8 +32,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_module_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Module-level rate-limited logs live as long as the process: each test starts with none held back."""
-    for module in (genai, _trace, sessions):
-        monkeypatch.setattr(module, "_limited", RateLimitedLog(logging.getLogger(module.__name__)))
+    for name, module in list(sys.modules.items()):
+        if name.startswith("otel_maxim") and isinstance(getattr(module, "_limited", None), RateLimitedLog):
+            monkeypatch.setattr(module, "_limited", RateLimitedLog(logging.getLogger(name)))
 
 
 @pytest.fixture(params=["standard", "fast"])

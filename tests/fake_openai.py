@@ -81,9 +81,11 @@ The module is standard-library only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
+import socket
 import struct
 import threading
 import time
@@ -321,6 +323,7 @@ class FakeOpenAIServer:
         self.no_retry_header = no_retry_header
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._connections: set[socket.socket] = set()
         self._completion_counter = itertools.count(1)
         self._http_counter = itertools.count(1)
         self._httpd: ThreadingHTTPServer | None = None
@@ -354,6 +357,12 @@ class FakeOpenAIServer:
             return
         httpd.shutdown()
         httpd.server_close()
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:  # their handler threads end as their reads fail
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if thread is not None:
             thread.join(timeout=5)
 
@@ -502,6 +511,20 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         # Silence the default stderr access log.
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return
+
+        # Open connections are known, so that stop() can cut the keep-alive ones a client
+        # holds (LangChain's OpenAI client is cached for the whole process).
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server._connections.add(self.connection)
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            finally:
+                with server._lock:
+                    server._connections.discard(self.connection)
 
         # -- plumbing ------------------------------------------------------
 

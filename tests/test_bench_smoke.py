@@ -6,6 +6,7 @@ machines of every speed.  bench_delivery.py has its own smoke test (tests/test_d
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,15 +19,22 @@ BENCH = ROOT / "bench"
 RATIO_LINE = re.compile(r"^ratio: \d+\.\d+ \(target (<=|>=) \d+\.\d+\)$")
 
 
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark; its temporary files (maxim-py's spill directory) go under ``tmp_path``."""
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, check=False
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        timeout=timeout,
+        check=False,
     )
 
 
 @pytest.mark.parametrize("script", ["bench_processor.py", "bench_export.py", "bench_vs_maxim_py.py"])
-def test_the_benchmark_runs_quick_and_prints_its_ratio_last(script: str) -> None:
-    done = _run(str(BENCH / script), "--quick")
+def test_the_benchmark_runs_quick_and_prints_its_ratio_last(script: str, tmp_path: Path) -> None:
+    done = _run(str(BENCH / script), "--quick", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr
@@ -34,14 +42,14 @@ def test_the_benchmark_runs_quick_and_prints_its_ratio_last(script: str) -> None
 
 
 @pytest.mark.parametrize(("flags", "label"), [((), "orjson"), (("--standard-json",), "json")])
-def test_the_export_benchmark_says_what_writes_the_json(flags: tuple[str, ...], label: str) -> None:
-    done = _run(str(BENCH / "bench_export.py"), "--quick", *flags)
+def test_the_export_benchmark_says_what_writes_the_json(flags: tuple[str, ...], label: str, tmp_path: Path) -> None:
+    done = _run(str(BENCH / "bench_export.py"), "--quick", *flags, tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"| MaximSpanExporter -> discarding sink, {label} " in done.stdout
 
 
-def test_run_all_prints_a_markdown_table() -> None:
-    done = _run(str(BENCH / "run_all.py"), "--quick", "--skip-delivery", timeout=300)
+def test_run_all_prints_a_markdown_table(tmp_path: Path) -> None:
+    done = _run(str(BENCH / "run_all.py"), "--quick", "--skip-delivery", tmp_path=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "| benchmark | ours | baseline | ratio | target | met? |" in out

@@ -310,15 +310,22 @@ def test_after_shutdown_export_fails_and_shutdown_is_idempotent(caplog: pytest.L
     assert "already shut down" in caplog.text
 
 
-def test_nothing_raises_when_the_sink_is_broken(tmp_path: Path) -> None:
+def test_a_broken_sink_fails_the_export_with_a_message_and_raises_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    exporter = MaximSpanExporter(output=str(blocker / "records.log"))
+    memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
     with provider.get_tracer("t").start_as_current_span("x"):
         pass
-    provider.shutdown()  # the write failed, was logged, and nothing reached the application
+    exporter = MaximSpanExporter(output=str(blocker / "records.log"))
+    # Called directly: the SDK's processors would catch what export() raised, and hide it.
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        assert exporter.export(memory.get_finished_spans()) is SpanExportResult.FAILURE
+    assert f"Could not write 2 records to {blocker / 'records.log'}" in caplog.text
+    exporter.shutdown()
 
 
 def test_the_root_span_of_an_incoming_request_completes_its_trace() -> None:

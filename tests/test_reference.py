@@ -6,9 +6,12 @@ user-chosen ids, actions, data keys in order, and every data value except timest
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
@@ -66,6 +69,12 @@ def _otel_seed(provider: TracerProvider, tracer: Tracer) -> None:
             pass
     # 4. end the session
     session.end()
+
+
+@pytest.fixture(autouse=True)
+def _maxim_py_spills_into_tmp_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """maxim-py's writer makes ``<tempdir>/maxim-sdk/<uuid>``: here, under the test's own directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def test_the_seed_scenario_matches_maxim_py() -> None:
