@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -47,6 +49,43 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class StreamLines:
+    """A process's output stream, read line by line by a thread as it comes, so that a test can wait
+    for a line (the address a server announces) and still read everything once the process ends."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._lines: list[bytes] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with stream:
+            for line in iter(stream.readline, b""):
+                with self._cond:
+                    self._lines.append(line)
+                    self._cond.notify_all()
+
+    def wait_for(self, pattern: re.Pattern[bytes], timeout: float = 15.0) -> re.Match[bytes]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = 0
+            while True:
+                for line in self._lines[seen:]:
+                    match = pattern.search(line)
+                    if match is not None:
+                        return match
+                seen = len(self._lines)
+                if not self._reader.is_alive() or not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise AssertionError(f"no line matching {pattern.pattern!r} in {b''.join(self._lines)!r}")
+
+    def all(self) -> bytes:
+        """Everything, once the process has ended (the stream is then at its end)."""
+        self._reader.join(10)
+        with self._cond:
+            return b"".join(self._lines)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 15.0) -> None:

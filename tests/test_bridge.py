@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from tests.conftest import read_records
 from tests.fake_maxim import FakeMaxim
 from tests.otlp_helpers import (
     RecordingExporter,
+    StreamLines,
     free_port,
     rotel_binary,
     rotel_environment,
@@ -732,7 +734,6 @@ def test_the_command_serves_until_sigterm_and_flushes_on_the_way_out(
     The shutdown sends what the exporter holds; what Maxim does not take waits in the spool.
     """
     spool = tmp_path / "spool"
-    port = free_port()
     environment = {
         **os.environ,
         env.MAXIM_API_KEY: fake_maxim.api_key,
@@ -742,10 +743,12 @@ def test_the_command_serves_until_sigterm_and_flushes_on_the_way_out(
         env.MAXIM_BRIDGE_TOKEN: "env-token",
         env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE: "600",  # only the shutdown can let the trace go
     }
-    command = [sys.executable, "-m", "otel_maxim.cli", "bridge", "--port", str(port), "--log-level", "WARNING"]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "otel_maxim.cli", "bridge", "--port", "0", "--log-level", "INFO"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    stderr = StreamLines(process.stderr)
     try:
-        wait_for_port(port, process)
+        port = int(stderr.wait_for(re.compile(rb"listening on http://127\.0\.0\.1:(\d+)/v1/traces")).group(1))
         url = f"http://127.0.0.1:{port}/v1/traces"
         held = _request(_span("server half", 2, parent_id=1, flags=0x300)).SerializeToString()
         assert requests.post(url, data=held, headers=PROTOBUF, timeout=10).status_code == 401
@@ -759,9 +762,9 @@ def test_the_command_serves_until_sigterm_and_flushes_on_the_way_out(
         process.wait(45)
     finally:
         returncode = stop_process(process)
-        _, stderr = process.communicate()
-    assert returncode in (0, -signal.SIGTERM), stderr.decode()
-    assert b"env-token" not in stderr
+    output = stderr.all()
+    assert returncode in (0, -signal.SIGTERM), output.decode()
+    assert b"env-token" not in output
     if maxim == "up":
         records = _delivered(fake_maxim)
     else:
