@@ -25,7 +25,7 @@ from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
 from otel_maxim._config import env_str
 from otel_maxim._log import RateLimitedLog
-from otel_maxim.ids import MAX_SESSION_ID_LENGTH, session_id_problem
+from otel_maxim.ids import session_id_problem
 
 __all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
 
@@ -33,17 +33,17 @@ _logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(_logger)
 
 
-#: Longest ``session.id`` read from baggage; longer values are refused (baggage is attacker-controlled).
-MAX_BAGGAGE_SESSION_ID_LENGTH = MAX_SESSION_ID_LENGTH
 #: Most session tags read from baggage, and the longest tag key and value.
 MAX_BAGGAGE_TAGS = 16
 MAX_BAGGAGE_TAG_LENGTH = 256
 
 #: The SDK's BatchSpanProcessor defaults (its specification's), for when OTEL_BSP_* variables are refused.
-_BSP_DEFAULT_MAX_QUEUE_SIZE = 2048
-_BSP_DEFAULT_SCHEDULE_DELAY_MILLIS = 5000
-_BSP_DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
-_BSP_DEFAULT_EXPORT_TIMEOUT_MILLIS = 30000
+_BSP_DEFAULTS = {
+    "max_queue_size": 2048,
+    "schedule_delay_millis": 5000,
+    "max_export_batch_size": 512,
+    "export_timeout_millis": 30000,
+}
 
 #: What decides whether a session id from baggage is accepted: a regular expression that must
 #: match the whole id, or a callable returning ``True`` to accept.
@@ -132,7 +132,7 @@ class _Stamper:
             return None
         # As the W3C propagator carries it to the services this one calls: as text, without the
         # whitespace around it, so that the span here and the spans there name the same session.
-        session_id = (raw if type(raw) is str else str(raw)).strip()
+        session_id = str(raw).strip()
         if not session_id:
             return None
         problem = session_id_problem(session_id)
@@ -272,33 +272,22 @@ class MaximSpanProcessor(BatchSpanProcessor):
         self._flushing: threading.Thread | None = None  # the latest force_flush's thread
         self._queue_flushed = False  # what the SDK's force_flush said on it
         self._shut_down = False  # flushing after shutdown says False, whatever the SDK version says
+        settings: dict[str, Any] = {
+            "max_queue_size": max_queue_size,
+            "schedule_delay_millis": schedule_delay_millis,
+            "max_export_batch_size": max_export_batch_size,
+            "export_timeout_millis": export_timeout_millis,
+        }
         try:
-            super().__init__(
-                exporter,
-                max_queue_size=max_queue_size,
-                schedule_delay_millis=schedule_delay_millis,
-                max_export_batch_size=max_export_batch_size,
-                export_timeout_millis=export_timeout_millis,
-            )
+            super().__init__(exporter, **settings)
         except ValueError as exc:
-            if None not in (max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis):
+            if None not in settings.values():
                 raise  # the arguments alone are wrong: the caller's to fix
             # Perhaps the OTEL_BSP_* variables gave what the SDK refuses (a batch larger than the
             # queue, a zero delay): the SDK's defaults where no argument was given, rather than no
             # processor.  If the SDK refuses that too, the arguments are wrong, and that is raised.
-            super().__init__(
-                exporter,
-                max_queue_size=_BSP_DEFAULT_MAX_QUEUE_SIZE if max_queue_size is None else max_queue_size,
-                schedule_delay_millis=_BSP_DEFAULT_SCHEDULE_DELAY_MILLIS
-                if schedule_delay_millis is None
-                else schedule_delay_millis,
-                max_export_batch_size=_BSP_DEFAULT_MAX_EXPORT_BATCH_SIZE
-                if max_export_batch_size is None
-                else max_export_batch_size,
-                export_timeout_millis=_BSP_DEFAULT_EXPORT_TIMEOUT_MILLIS
-                if export_timeout_millis is None
-                else export_timeout_millis,
-            )
+            defaulted: dict[str, Any] = {k: _BSP_DEFAULTS[k] if v is None else v for k, v in settings.items()}
+            super().__init__(exporter, **defaulted)
             _logger.warning(
                 "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
             )
