@@ -57,35 +57,31 @@ class StreamLines:
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._lines: list[bytes] = []
-        self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._reader.start()
 
     def _read(self, stream: IO[bytes]) -> None:
         with stream:
             for line in iter(stream.readline, b""):
-                with self._cond:
-                    self._lines.append(line)
-                    self._cond.notify_all()
+                self._lines.append(line)
 
     def wait_for(self, pattern: re.Pattern[bytes], timeout: float = 15.0) -> re.Match[bytes]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            seen = 0
-            while True:
-                for line in self._lines[seen:]:
-                    match = pattern.search(line)
-                    if match is not None:
-                        return match
-                seen = len(self._lines)
-                if not self._reader.is_alive() or not self._cond.wait(max(0.0, deadline - time.monotonic())):
-                    raise AssertionError(f"no line matching {pattern.pattern!r} in {b''.join(self._lines)!r}")
+        found: list[re.Match[bytes]] = []
+
+        def matched() -> bool:
+            reading = self._reader.is_alive()  # asked first: a reader that has ended has read every line
+            found.extend(match for match in map(pattern.search, list(self._lines)) if match is not None)
+            if not found and not reading:
+                raise AssertionError(f"no line matching {pattern.pattern!r} in {b''.join(self._lines)!r}")
+            return bool(found)
+
+        wait_for(matched, timeout=timeout, what=f"a line matching {pattern.pattern!r}")
+        return found[0]
 
     def all(self) -> bytes:
         """Everything, once the process has ended (the stream is then at its end)."""
         self._reader.join(10)
-        with self._cond:
-            return b"".join(self._lines)
+        return b"".join(self._lines)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 15.0) -> None:
