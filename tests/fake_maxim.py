@@ -213,9 +213,11 @@ class FakeMaxim:
         self.keep_requests = keep_requests
         #: Called with a log POST's lines; a message makes the answer a 400 with that message.
         self.reject_when: Callable[[list[str]], str | None] | None = None
+        #: Answer every large-record upload 403, as storage answers a signature it does not take.
+        self.refuse_uploads = False
         self.requests: list[Request] = []
         self.uploads: dict[str, bytes] = {}
-        self._upload_keys: dict[str, str] = {}
+        self._upload_keys: dict[str, tuple[str, str]] = {}  # token -> (key, signature)
         self._plan: list[Fault] = []
         self._accepted: list[str] = []
         self._first: dict[Any, int] = {}
@@ -359,20 +361,26 @@ class FakeMaxim:
                 return 200, {"data": {"id": repo, "name": repo}}, {}, 0.0
             return 404, _error(f"Log repository {repo} not found"), {}, 0.0
         if request.method == "GET" and request.path == UPLOAD_URL_PATH:
-            token = secrets.token_hex(8)
+            # Signed as cloud storage signs: the signature is in the query (GCS's X-Goog-Signature).
+            token, signature = secrets.token_hex(8), secrets.token_hex(16)
             with self._cond:
-                self._upload_keys[token] = request.query.get("key", "")
-            return 200, {"data": {"url": f"{self.base_url}{STORAGE_PREFIX}{token}"}}, {}, 0.0
+                self._upload_keys[token] = (request.query.get("key", ""), signature)
+            query = f"X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature={signature}"
+            url = f"{self.base_url}{STORAGE_PREFIX}{token}?{query}"
+            return 200, {"data": {"url": url}}, {}, 0.0
         if request.method == "POST" and request.path == LOG_PATH:
             return self._log(request)
         return 404, _error("not found"), {}, 0.0
 
     def _store(self, request: Request) -> tuple[int, dict[str, Any] | None, dict[str, str], float]:
         token = request.path[len(STORAGE_PREFIX) :]
+        provided = request.query.get("X-Goog-Signature", "")
         with self._cond:
-            key = self._upload_keys.pop(token, None)
-            if key is None:
-                return 403, None, {}, 0.0
+            key, signature = self._upload_keys.get(token, ("", None))
+            if signature is None or provided != signature or self.refuse_uploads:
+                # As storage answers a bad signature: with the signature it was given in the message.
+                return 403, _error(f"SignatureDoesNotMatch: the signature {provided!r} is not valid"), {}, 0.0
+            del self._upload_keys[token]
             self.uploads[key] = request.body
         return 200, None, {}, 0.0
 

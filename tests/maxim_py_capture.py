@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -157,14 +157,7 @@ def capture_requests(scenario: Callable[[Any], None], *, timeout: float = 10.0) 
     """
     from maxim import Maxim
 
-    recorder = _Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(recorder))
-    server.daemon_threads = True
-    server_thread = threading.Thread(target=server.serve_forever, daemon=True)
-    server_thread.start()
-    host, port = server.server_address[:2]
-    base_url = f"http://{host}:{port}"
-    try:
+    with recording_server(timeout) as (recorder, base_url):
         with contextlib.redirect_stdout(io.StringIO()):  # Maxim() prints a banner
             maxim = Maxim({"api_key": API_KEY, "base_url": base_url})
         logger: Any | None = None
@@ -179,12 +172,25 @@ def capture_requests(scenario: Callable[[Any], None], *, timeout: float = 10.0) 
             closer.join(timeout)
             if closer.is_alive():
                 raise TimeoutError(f"maxim-py did not flush within {timeout} s")
+    with recorder.cond:
+        return list(recorder.requests)
+
+
+@contextlib.contextmanager
+def recording_server(timeout: float = 10.0) -> Iterator[tuple[_Recorder, str]]:
+    """The fake server on 127.0.0.1 (an ephemeral port): its recorder and base URL, for as long as the block runs."""
+    recorder = _Recorder()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(recorder))
+    server.daemon_threads = True
+    server_thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server_thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield recorder, f"http://{host}:{port}"
     finally:
         server.shutdown()
         server.server_close()
         server_thread.join(timeout)
-    with recorder.cond:
-        return list(recorder.requests)
 
 
 def capture(scenario: Callable[[Any], None], *, timeout: float = 10.0) -> list[str]:

@@ -444,6 +444,7 @@ def test_a_record_over_900_kb_goes_through_the_large_log_upload(fake: FakeMaxim,
     assert ask.headers["x-maxim-api-key"] == KEY
     (put,) = fake.requests_to(STORAGE_PREFIX)
     assert put.method == "PUT"
+    assert put.query["X-Goog-Signature"]  # the signed URL as given, its signature (the query) kept
     assert put.body == big[0].encode()
     assert "x-maxim-api-key" not in put.headers  # the key never goes to the storage host
     (post,) = [r for r in fake.log_posts() if any(x.startswith("storage{") for x in r.lines)]
@@ -452,6 +453,27 @@ def test_a_record_over_900_kb_goes_through_the_large_log_upload(fake: FakeMaxim,
     assert post.lines[p.tee.lines.index(big[0])] == storage  # in place of the record, order kept
     assert len(post.body) < 100_000
     assert_all_delivered(fake, p.tee.lines)
+
+
+def test_a_refused_upload_is_logged_without_the_urls_signature(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.refuse_uploads = True
+    sink = MaximApiSink(
+        api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool", max_rejections=1
+    )
+    try:
+        sink.write([line(1, input="z" * 1_000_000)])
+        sink.flush(5)
+    finally:
+        sink.close(5)
+    (put,) = fake.requests_to(STORAGE_PREFIX)
+    assert put.status == 403
+    signature = put.query["X-Goog-Signature"]
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("otel_maxim"))
+    assert "SignatureDoesNotMatch: the signature '[signed]' is not valid" in ours
+    assert signature not in ours  # (urllib3's own DEBUG lines show the URLs it opens)
+    assert sink.stats()["quarantined_batches"] == 1  # set aside, not lost
 
 
 def test_requests_carry_maxims_headers(fake: FakeMaxim, tmp_path: Path) -> None:
@@ -706,6 +728,20 @@ def test_environment_key_without_repo_id_warns_once_and_writes_a_file(
 )
 def test_plain_http_is_refused_unless_loopback_or_allowed(url: str, allow: bool, refused: bool) -> None:
     assert (base_url_problem(url, allow) is not None) is refused
+
+
+@pytest.mark.parametrize(
+    ("url", "signed", "refused"),
+    [
+        ("https://storage.googleapis.com/b/k?X-Goog-Signature=ab12", True, False),
+        ("https://b.s3.amazonaws.com/k?X-Amz-Credential=A%2F1&X-Amz-Signature=ab12", True, False),
+        ("https://storage.googleapis.com/b/k?X-Goog-Signature=ab12", False, True),
+        ("https://storage.googleapis.com/b/k#part", True, True),
+        ("http://storage.googleapis.com/b/k?X-Goog-Signature=ab12", True, True),
+    ],
+)
+def test_a_signed_upload_url_may_have_a_query_and_nothing_else_may(url: str, signed: bool, refused: bool) -> None:
+    assert (base_url_problem(url, False, signed=signed) is not None) is refused
 
 
 def test_a_plain_http_base_url_argument_is_a_value_error_and_from_the_environment_a_warning(

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,7 +18,18 @@ from opentelemetry.trace import Tracer
 
 import otel_maxim
 from otel_maxim.records import Record, parse
-from tests.maxim_py_capture import capture, seed_scenario
+from tests.maxim_py_capture import (
+    API_KEY,
+    LOG_PATH,
+    REPO_ID,
+    SIGNED_UPLOAD_PATH,
+    UPLOAD_URL_PATH,
+    RecordedRequest,
+    capture,
+    capture_requests,
+    recording_server,
+    seed_scenario,
+)
 from tests.record_checks import ListSink
 
 USER_IDS = {"session-id", "trace-id", "trace-id-2", "session-2", "trace-3"}
@@ -109,3 +121,50 @@ def test_nested_spans_tags_and_metadata_match_maxim_py() -> None:
     reference = [parse(line) for line in capture(_maxim_nested)]
     ours = _otel(_otel_nested)
     assert _normalise(ours) == _normalise(reference)
+
+
+BIG_INPUT = "x" * 950_000  # the trace's create record is over 900 KB: both upload it
+
+
+def _maxim_large(logger: Any) -> None:
+    logger.trace({"id": "trace-id", "name": "big", "input": BIG_INPUT}).end()
+
+
+def _large_upload(requests: list[RecordedRequest]) -> tuple[Any, ...]:
+    """The large-log upload as sent: the upload URL's query, the PUT, the ``storage`` line in the record's place."""
+    (ask,) = [r for r in requests if r.route == UPLOAD_URL_PATH]
+    (put,) = [r for r in requests if r.route == SIGNED_UPLOAD_PATH]
+    lines = [x for r in requests if r.route == LOG_PATH for x in r.body.decode().split("\n")]
+    query = dict(parse_qsl(urlsplit(ask.path).query))
+    key = query["key"]
+    record = parse(put.body.decode())
+    headers = {name.lower(): value for name, value in put.headers.items()}
+    return (
+        key.rsplit("/", 1)[0],
+        query["mimeType"],
+        int(query["size"]) == len(put.body),
+        put.method,
+        urlsplit(put.path).query == f"key={quote(key, safe='')}",  # the signed URL, its query kept
+        headers.get("content-type"),
+        API_KEY in str(put.headers),
+        _normalise([record]),
+        [x for x in lines if x.startswith("storage{")]
+        == [f'storage{{id={key.rsplit("/", 1)[1]},action=process-large-log,data={{"key":"{key}"}}}}'],
+    )
+
+
+def test_a_large_record_is_uploaded_to_the_signed_url_as_maxim_py_does(tmp_path: Path) -> None:
+    reference = _large_upload(capture_requests(_maxim_large))
+    with recording_server() as (recorder, base_url):
+        exporter = otel_maxim.MaximSpanExporter(
+            api_key=API_KEY, repo_id=REPO_ID, base_url=base_url, spool_dir=tmp_path / "spool", fast_json=False
+        )
+        provider = TracerProvider()
+        provider.add_span_processor(otel_maxim.MaximSpanProcessor(exporter))
+        attributes = {"maxim.trace.id": "trace-id", "maxim.input": BIG_INPUT}
+        provider.get_tracer("reference").start_span("big", attributes=attributes).end()
+        provider.shutdown()
+    with recorder.cond:
+        ours = _large_upload(recorder.requests)
+    assert ours == reference
+    assert reference[0] == f"{REPO_ID}/large-logs" and reference[-1] is True

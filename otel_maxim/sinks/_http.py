@@ -19,9 +19,9 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 from opentelemetry import context
@@ -87,8 +87,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def base_url_problem(url: str, allow_insecure: bool) -> str | None:
-    """What is wrong with ``url`` as the base URL of the API, or ``None``."""
+def base_url_problem(url: str, allow_insecure: bool, *, signed: bool = False) -> str | None:
+    """What is wrong with ``url`` as the base URL of the API, or ``None``.
+
+    ``signed``: ``url`` is a signed upload URL, whose query is its signature (S3's
+    ``X-Amz-Signature``, GCS's ``X-Goog-Signature``): a query is then expected.
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -97,8 +101,10 @@ def base_url_problem(url: str, allow_insecure: bool) -> str | None:
         return f"is not a valid URL ({exc})"
     if parts.scheme not in ("https", "http") or not host:
         return "must be an https:// URL"
-    if parts.query or parts.fragment:
-        return "must not have a query or a fragment"
+    if parts.fragment:
+        return "must not have a fragment"
+    if parts.query and not signed:
+        return "must not have a query"
     if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
         return "is plain http:// to a host that is not loopback; use https:// (or allow_insecure, MAXIM_ALLOW_INSECURE)"
     return None
@@ -140,6 +146,17 @@ def _describe(exc: BaseException) -> str:
             break
         cause = inner
     return f"{type(exc).__name__}: {cause}"[:_MESSAGE_LIMIT]
+
+
+def _without_signature(message: str, url: str) -> str:
+    """``message`` without the values of signed ``url``'s query (its signature, its credential), raw or decoded:
+    storage answers a refused signature with it (S3's ``SignatureProvided``)."""
+    query = urlsplit(url).query
+    values = {part.partition("=")[2] for part in query.split("&")} | {value for _, value in parse_qsl(query)}
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 8 and value in message:
+            message = message.replace(value, "[signed]")
+    return message
 
 
 def _error_message(payload: Any) -> str | None:
@@ -203,14 +220,15 @@ class ApiClient:
         signed = data.get("url") if isinstance(data, dict) else None
         if not isinstance(signed, str) or not signed:
             return Reply(Kind.FAIL, reply.status, "the upload-url answer has no data.url")
-        problem = base_url_problem(signed, self._allow_insecure)
+        problem = base_url_problem(signed, self._allow_insecure, signed=True)
         if problem is not None:
             return Reply(Kind.FAIL, reply.status, f"the signed upload URL {problem}")
         return Reply(Kind.OK, reply.status, data=signed)
 
     def put(self, url: str, body: bytes, timeout: float) -> Reply:
-        """PUT a large record at a signed URL: no API key goes there."""
-        return self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
+        """PUT a large record at a signed URL: no API key goes there, and its signature stays out of messages."""
+        reply = self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
+        return replace(reply, message=_without_signature(reply.message, url)) if reply.message else reply
 
     # --- one call, classified ------------------------------------------------------
 
