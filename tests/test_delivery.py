@@ -676,6 +676,23 @@ def test_the_key_is_in_no_repr_message_or_exception(fake: FakeMaxim, tmp_path: P
     assert fake.log_posts()[-1].status == 401
 
 
+@pytest.mark.parametrize("start", [250, 280, 299])  # all of the key before the cut at 300 characters, or part
+def test_a_key_that_an_answer_echoes_is_blotted_out_before_the_message_is_cut(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture, start: int
+) -> None:
+    echo = "x" * (start - len(" bad key ")) + " bad key " + KEY
+    fake.plan(Fault.of(400, message=echo))
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "s", max_rejections=1)
+    try:
+        sink.write([line(1)])
+        sink.flush(5)
+    finally:
+        sink.close(1)
+    assert fake.log_posts()[0].status == 400
+    assert "bad key [" in caplog.text  # where the key was, cut or not
+    assert not any(KEY[i : i + 6] in caplog.text for i in range(len(KEY) - 5))  # no six characters of it
+
+
 def test_a_missing_repository_is_a_clear_warning(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -145,18 +145,15 @@ def _describe(exc: BaseException) -> str:
         if not isinstance(inner, BaseException) or inner is cause:
             break
         cause = inner
-    return f"{type(exc).__name__}: {cause}"[:_MESSAGE_LIMIT]
+    return f"{type(exc).__name__}: {cause}"
 
 
-def _without_signature(message: str, url: str) -> str:
-    """``message`` without the values of signed ``url``'s query (its signature, its credential), raw or decoded:
+def _signature_of(url: str) -> tuple[str, ...]:
+    """The values of signed ``url``'s query (its signature, its credential), raw and decoded, longest first:
     storage answers a refused signature with it (S3's ``SignatureProvided``)."""
     query = urlsplit(url).query
     values = {part.partition("=")[2] for part in query.split("&")} | {value for _, value in parse_qsl(query)}
-    for value in sorted(values, key=len, reverse=True):
-        if len(value) >= 8 and value in message:
-            message = message.replace(value, "[signed]")
-    return message
+    return tuple(sorted((value for value in values if len(value) >= 8), key=len, reverse=True))
 
 
 def _error_message(payload: Any) -> str | None:
@@ -166,7 +163,7 @@ def _error_message(payload: Any) -> str | None:
     error = payload.get("error")
     if isinstance(error, dict):
         message = error.get("message")
-        return str(message) if message is not None else json.dumps(error)[:_MESSAGE_LIMIT]
+        return str(message) if message is not None else json.dumps(error)
     if error is not None and error is not False:
         return str(error)
     message = payload.get("message")
@@ -196,9 +193,18 @@ class ApiClient:
     def close(self) -> None:
         self._session.close()
 
-    def scrub(self, text: str) -> str:
-        """``text`` with the API key blotted out (belt and braces: messages come from servers and libraries)."""
-        return text.replace(self._key, "[api key]") if self._key and self._key in text else text
+    def scrub(self, text: str, limit: int = _MESSAGE_LIMIT, *, signature: tuple[str, ...] = ()) -> str:
+        """``text`` for a log: the API key (and a signed URL's ``signature``) blotted out, then cut to ``limit``.
+
+        Belt and braces: messages come from servers and libraries, and one may echo what it was sent.
+        Blotting out comes first, so that a cut cannot leave part of a secret that no longer matches.
+        """
+        if self._key and self._key in text:
+            text = text.replace(self._key, "[api key]")
+        for value in signature:
+            if value in text:
+                text = text.replace(value, "[signed]")
+        return text[:limit]
 
     # --- the calls ---------------------------------------------------------------
 
@@ -227,8 +233,7 @@ class ApiClient:
 
     def put(self, url: str, body: bytes, timeout: float) -> Reply:
         """PUT a large record at a signed URL: no API key goes there, and its signature stays out of messages."""
-        reply = self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
-        return replace(reply, message=_without_signature(reply.message, url)) if reply.message else reply
+        return self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
 
     # --- one call, classified ------------------------------------------------------
 
@@ -244,6 +249,7 @@ class ApiClient:
     ) -> Reply:
         timeout = max(timeout, 0.001)
         sent = dict(self._headers) if api else {"User-Agent": self._headers["User-Agent"]}
+        signature = () if api else _signature_of(url)  # a signed URL's query is a credential too
         if headers:
             sent.update(headers)
         try:
@@ -264,12 +270,14 @@ class ApiClient:
                 finally:
                     response.close()
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            return Reply(Kind.RETRY, None, self.scrub(_describe(exc)))
+            return Reply(Kind.RETRY, None, self.scrub(_describe(exc), signature=signature))
         except requests.RequestException as exc:
-            return Reply(Kind.FAIL, None, self.scrub(_describe(exc)))
-        return self._classify(status, text, retry_after, location, api)
+            return Reply(Kind.FAIL, None, self.scrub(_describe(exc), signature=signature))
+        return self._classify(status, text, retry_after, location, api, signature)
 
-    def _classify(self, status: int, text: str, retry_after: float | None, location: str, api: bool) -> Reply:
+    def _classify(
+        self, status: int, text: str, retry_after: float | None, location: str, api: bool, signature: tuple[str, ...]
+    ) -> Reply:
         payload: Any = None
         try:
             payload = json.loads(text) if text else None
@@ -280,13 +288,13 @@ class ApiClient:
                 return Reply(Kind.OK, status)
             if payload is None:
                 # maxim-py counts this as a failure too; it is most likely a proxy's page, not Maxim: try again.
-                return Reply(Kind.RETRY, status, self.scrub(f"the answer is not JSON: {text[:80]!r}"))
+                return Reply(Kind.RETRY, status, f"the answer is not JSON: {self.scrub(text, 80)!r}")
             message = _error_message(payload) if isinstance(payload, dict) and "error" in payload else None
             if message is not None:
-                return Reply(Kind.FAIL, status, self.scrub(message[:_MESSAGE_LIMIT]))
+                return Reply(Kind.FAIL, status, self.scrub(message))
             return Reply(Kind.OK, status, data=payload)
-        message = _error_message(payload) or " ".join(text.split())[:_MESSAGE_LIMIT]
+        message = _error_message(payload) or " ".join(text.split())
         if 300 <= status < 400:
-            message = f"redirected to {urlsplit(location).netloc or location[:80]!r}; not followed"
+            message = f"redirected to {urlsplit(location).netloc or location!r}; not followed"
         kind = Kind.RETRY if status in RETRYABLE_STATUSES else Kind.FAIL
-        return Reply(kind, status, self.scrub(message[:_MESSAGE_LIMIT]), retry_after)
+        return Reply(kind, status, self.scrub(message, signature=signature), retry_after)
