@@ -180,10 +180,18 @@ class MaximSpanExporter(SpanExporter):
         reinit_after_fork(self)
 
     def _after_fork(self) -> None:
-        """In a forked child: the lock may be a copy held by a thread that is not there; no reaper runs."""
+        """In a forked child: the lock may be a copy held by a thread that is not there; no reaper runs.
+
+        What the parent holds (spans of unfinished traces, session ends waiting for a trace) is the
+        parent's to send, as the SDK's batch processor empties its queue in the child; what the parent
+        sent stays known, so that a span the child adds to one of those traces attaches to it.
+        """
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._reaper = None
+        self._assembler.forget_all()
+        self._held_ends = {}
+        self._held_sessions = {}
 
     def __repr__(self) -> str:
         return f"MaximSpanExporter(sink={self._sink!r})"

@@ -638,3 +638,40 @@ def test_a_child_forked_during_an_export_exports_and_shuts_down(tmp_path: Path) 
     assert "child exit 0" in done.stdout
     names = {str(r.data.get("name")) for r in map(parse, out.read_text().splitlines()) if r.action == "create"}
     assert names == {"before-fork", "in-child"}
+
+
+_FORK_HELD_SCRIPT = """
+import os, sys
+from opentelemetry.sdk.trace import TracerProvider
+import otel_maxim
+
+provider = TracerProvider()
+provider.add_span_processor(otel_maxim.MaximSpanProcessor(otel_maxim.MaximSpanExporter(output=sys.argv[1])))
+tracer = provider.get_tracer("t")
+session = otel_maxim.session("conv-2", tracer_provider=provider)
+with session, session.trace("turn"):
+    with tracer.start_as_current_span("step"):
+        pass
+    session.end()  # inside its trace: the end waits for the trace
+    provider.force_flush()  # the exporter now holds the step (its root is open) and the end
+    pid = os.fork()
+    if pid == 0:
+        provider.shutdown()  # the child has nothing of its own to send
+        os._exit(0)
+    os.waitpid(pid, 0)
+provider.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_forked_child_leaves_what_its_parent_holds_to_the_parent(tmp_path: Path) -> None:
+    """Spans of an open trace and a session end waiting for it are sent once, by the parent, whole."""
+    out = tmp_path / "records.log"
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_HELD_SCRIPT, str(out)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    records = [(r.entity, r.action, r.data.get("name")) for r in map(parse, out.read_text().splitlines())]
+    assert records.count(("session", "end", None)) == 1
+    assert [r for r in records if r[:2] == ("trace", "create")] == [("trace", "create", "turn")]
+    assert records.index(("session", "end", None)) == len(records) - 1  # after the trace it waited for
