@@ -10,8 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 
 _logger = logging.getLogger(__name__)
+
+#: The longest a thread can wait (``threading.TIMEOUT_MAX``, about 292 years): a timeout above it
+#: would make every wait on it raise ``OverflowError``, in a thread of ours.
+LONGEST_WAIT = threading.TIMEOUT_MAX
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -48,9 +53,10 @@ def resolve_number(
     default: float,
     *,
     minimum: float,
+    maximum: float = math.inf,
     integer: bool = False,
 ) -> float:
-    """Resolve a number that must be at least ``minimum`` (an integer if ``integer``)."""
+    """Resolve a number, finite, at least ``minimum`` and at most ``maximum`` (an integer if ``integer``)."""
     kind = "an integer" if integer else "a number"
     if arg is not None:
         if isinstance(arg, bool) or not isinstance(arg, (int, float)) or (integer and not isinstance(arg, int)):
@@ -59,6 +65,8 @@ def resolve_number(
             raise ValueError(f"{arg_name} must be at least {minimum}, not {arg!r}")
         if arg == math.inf:
             raise ValueError(f"{arg_name} must be finite, not {arg!r}")
+        if arg > maximum:
+            raise ValueError(f"{arg_name} must be at most {maximum}, not {arg!r}")
         return arg
     raw = env_str(env)
     if raw is None:
@@ -68,9 +76,26 @@ def resolve_number(
     except ValueError:
         _logger.warning("Ignoring %s=%r: expected %s; using the default %s.", env, raw, kind, default)
         return default
-    if not minimum <= value < math.inf:  # NaN fails both
+    if not (minimum <= value < math.inf and value <= maximum):  # NaN fails them all
         _logger.warning(
-            "Ignoring %s=%r: must be finite, at least %s; using the default %s.", env, raw, minimum, default
+            "Ignoring %s=%r: must be finite, at least %s and at most %s; using the default %s.",
+            env,
+            raw,
+            minimum,
+            maximum,
+            default,
         )
         return default
     return value
+
+
+def wait_budget(timeout_millis: object, default_millis: float) -> float:
+    """Seconds for a flush or shutdown called with ``timeout_millis``, whatever the caller passed.
+
+    A number as given (negative: no wait; infinite: the longest a thread can wait); ``None``, NaN or
+    anything not a number: the default. These are runtime calls: a bad value must not raise.
+    """
+    number = isinstance(timeout_millis, (int, float)) and not isinstance(timeout_millis, bool)
+    if number and timeout_millis == timeout_millis:  # NaN is not equal to itself
+        return min(max(timeout_millis / 1000, 0.0), LONGEST_WAIT)  # type: ignore[operator]
+    return default_millis / 1000

@@ -55,7 +55,7 @@ from starlette.routing import Route
 
 from otel_maxim import environment_variables as env
 from otel_maxim import otlp
-from otel_maxim._config import env_str, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_number
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.exporter import MaximSpanExporter
 
@@ -222,6 +222,7 @@ class Bridge:
                 env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE,
                 DEFAULT_CROSS_SERVICE_GRACE,
                 minimum=0,
+                maximum=LONGEST_WAIT,
             )
             exporter = MaximSpanExporter(cross_service_grace=grace)
         elif cross_service_grace is not None:

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
-from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import Ready, TraceAssembler
@@ -130,7 +130,12 @@ class MaximSpanExporter(SpanExporter):
         # maxim-py would (orjson writes some, enums, its own way), in the same style.
         self._encode = data_encoder(fast=fast and redact is None, compact=fast)
         timeout = resolve_number(
-            trace_timeout, "trace_timeout", env.MAXIM_TRACE_TIMEOUT, DEFAULT_TRACE_TIMEOUT, minimum=0
+            trace_timeout,
+            "trace_timeout",
+            env.MAXIM_TRACE_TIMEOUT,
+            DEFAULT_TRACE_TIMEOUT,
+            minimum=0,
+            maximum=LONGEST_WAIT,
         )
         max_spans = int(
             resolve_number(
@@ -142,8 +147,8 @@ class MaximSpanExporter(SpanExporter):
                 integer=True,
             )
         )
-        if cross_service_grace is not None and not cross_service_grace >= 0:
-            raise ValueError("cross_service_grace must be at least 0")
+        if cross_service_grace is not None and not 0 <= cross_service_grace <= LONGEST_WAIT:
+            raise ValueError(f"cross_service_grace must be at least 0 and at most {LONGEST_WAIT}")
         max_traces = _resolve_int(
             max_held_traces, "max_held_traces", env.MAXIM_MAX_HELD_TRACES, DEFAULT_MAX_HELD_TRACES, minimum=0
         )
@@ -204,25 +209,25 @@ class MaximSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
-            self._limited.warning("after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans))
+            self._limited.warning("after-shutdown", "Exporter already shut down; %s spans not exported.", _count(spans))
             return SpanExportResult.FAILURE
         try:
             with self._lock:
                 if self._shutdown:  # shut down while this export waited for the lock
                     self._limited.warning(
-                        "after-shutdown", "Exporter already shut down; %d spans not exported.", len(spans)
+                        "after-shutdown", "Exporter already shut down; %s spans not exported.", _count(spans)
                     )
                     return SpanExportResult.FAILURE
                 ok = self._send(self._take(spans))
             self._ensure_reaper()
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception:  # never raise into the SDK's worker (and so never into the application)
-            _logger.exception("Could not export %d spans to Maxim records.", len(spans))
+            self._limited.error("export", "Could not export %s spans to Maxim records.", _count(spans), exc_info=True)
             return SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send the traces whose wait is over, then flush the sink, within ``timeout_millis``."""
-        deadline = time.monotonic() + timeout_millis / 1000
+        deadline = time.monotonic() + wait_budget(timeout_millis, 30_000)
         try:
             if not self._acquire(deadline, "flush"):
                 return False
@@ -236,14 +241,14 @@ class MaximSpanExporter(SpanExporter):
                 self._lock.release()
             return self._sink.flush(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
-            _logger.exception("Could not flush Maxim records.")
+            self._limited.error("flush", "Could not flush Maxim records.", exc_info=True)
             return False
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Send everything still held (traces sent early if their root never ended), then close the sink."""
         if self._shutdown:
             return
-        deadline = time.monotonic() + timeout_millis / 1000
+        deadline = time.monotonic() + wait_budget(timeout_millis, 30_000)
         self._shutdown = True  # from now on export() refuses spans, even one already waiting for the lock
         self._wake.set()
         try:
@@ -441,9 +446,14 @@ class MaximSpanExporter(SpanExporter):
                         limit,
                     )
                 lines.append(line)
-            except (ValueError, TypeError, RecursionError) as exc:
+            except Exception as exc:  # what a redact callback put in: its str() may raise anything
                 self._limited.error(
-                    "serialize", "Could not serialize a %s %s record: %s", record.entity, record.action, exc
+                    "serialize",
+                    "Could not serialize a %s %s record; it is not sent (%s: %s).",
+                    record.entity,
+                    record.action,
+                    type(exc).__name__,
+                    exc,
                 )
         return lines
 
@@ -483,6 +493,11 @@ class MaximSpanExporter(SpanExporter):
                         self._send(lines)
             except Exception:  # a daemon thread must not die silently
                 _logger.exception("Could not send traces whose wait was over.")
+
+
+def _count(spans: object) -> str:
+    """How many spans, for a log line, whatever ``export`` was handed."""
+    return str(len(spans)) if isinstance(spans, Sized) else "some"
 
 
 def _resolve_int(arg: int | None, name: str, variable: str, default: int, *, minimum: int) -> int:

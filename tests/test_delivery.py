@@ -817,7 +817,7 @@ def test_settings_precedence(
     assert user_cache_dir() == str(tmp_path / "cache")
 
 
-@pytest.mark.parametrize("timeout", ["-1", "inf", "nan"])
+@pytest.mark.parametrize("timeout", ["-1", "inf", "nan", "1e300"])  # 1e300: no socket or thread waits that long
 def test_bad_environment_values_warn_and_use_the_default(
     timeout: str, fake: FakeMaxim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -831,6 +831,10 @@ def test_bad_environment_values_warn_and_use_the_default(
     assert env.MAXIM_MAX_SPOOL_BYTES in caplog.text and env.MAXIM_EXPORT_TIMEOUT in caplog.text
     with pytest.raises(ValueError, match="max_spool_bytes"):
         build_sink(api_key=KEY, key_from_env=False, repo_id=REPO, base_url=fake.base_url, max_spool_bytes=-1)
+    with pytest.raises(ValueError, match="export_timeout"):
+        build_sink(api_key=KEY, key_from_env=False, repo_id=REPO, base_url=fake.base_url, export_timeout=1e300)
+    with pytest.raises(ValueError, match="export_timeout"):
+        MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path, export_timeout=1e300)
 
 
 # --- the benchmark still runs ----------------------------------------------------------------

@@ -372,6 +372,7 @@ def test_output_precedence(
         ({}, {"MAXIM_TRACE_TIMEOUT": "soon"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
         ({}, {"MAXIM_TRACE_TIMEOUT": "-1"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
         ({}, {"MAXIM_TRACE_TIMEOUT": "inf"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),
+        ({}, {"MAXIM_TRACE_TIMEOUT": "1e300"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),  # no thread waits that long
         ({}, {"MAXIM_MAX_HELD_SPANS": "10"}, "max_spans", 10, None),
         ({}, {"MAXIM_MAX_HELD_SPANS": "1.5"}, "max_spans", 100_000, "MAXIM_MAX_HELD_SPANS"),
     ],
@@ -401,6 +402,8 @@ def test_setting_precedence(
     [
         ({"trace_timeout": -1}, "trace_timeout"),
         ({"trace_timeout": float("inf")}, "trace_timeout"),
+        ({"trace_timeout": 1e300}, "trace_timeout"),
+        ({"cross_service_grace": 1e300}, "cross_service_grace"),
         ({"trace_timeout": "5"}, "trace_timeout"),
         ({"max_held_spans": 1.5}, "max_held_spans"),
         ({"capture_content": "yes"}, "capture_content"),
@@ -410,6 +413,41 @@ def test_setting_precedence(
 def test_bad_arguments_raise_naming_the_argument(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MaximSpanExporter(sink=ListSink(), **kwargs)  # type: ignore[arg-type]
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("not loaded")  # a lazy proxy or ORM object that a redact callback put in
+
+
+def test_a_record_that_cannot_be_serialized_costs_only_that_record(caplog: pytest.LogCaptureFixture) -> None:
+    def redact(record: Record) -> Record:
+        if record.entity == "trace" and record.action == "create" and record.data.get("name") == "t2":
+            return record._replace(data={**record.data, "tags": {"user": _Unprintable()}})
+        return record
+
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink, redact=redact)))
+    for name in ("t1", "t2", "t3"):
+        provider.get_tracer("t").start_span(name).end()
+    with caplog.at_level(logging.ERROR, logger="otel_maxim"):
+        provider.shutdown()
+    created = [r.data["name"] for r in sink.records() if r.entity == "trace" and r.action == "create"]
+    assert created == ["t1", "t3"]
+    assert "Could not serialize a trace create record; it is not sent (RuntimeError: not loaded)" in caplog.text
+
+
+def test_runtime_calls_with_odd_arguments_do_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+    """What the SDK never passes but an application might: the exporter answers, it does not raise."""
+    exporter = MaximSpanExporter(sink=ListSink())
+    assert exporter.export(None) is SpanExportResult.FAILURE  # type: ignore[arg-type]
+    assert exporter.force_flush(None) is True  # type: ignore[arg-type]
+    assert exporter.force_flush(float("nan")) is True
+    assert exporter.force_flush(float("inf")) is True
+    exporter.shutdown(None)  # type: ignore[arg-type]
+    assert exporter.export(iter([])) is SpanExportResult.FAILURE  # type: ignore[arg-type]
+    assert "Exporter already shut down; some spans not exported." in caplog.text
 
 
 def test_a_session_ended_inside_a_request_ends_after_that_request() -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import threading
 import time
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from otel_maxim import environment_variables as env
-from otel_maxim._config import env_str, resolve_bool, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_number
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
@@ -133,8 +132,8 @@ class MaximApiSink:
             ("backoff_initial", backoff_initial),
             ("backoff_max", backoff_max),
         ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= LONGEST_WAIT:
+                raise ValueError(f"{name} must be a number above 0 and at most {LONGEST_WAIT}, not {value!r}")
         for name, count in (
             ("max_spool_bytes", max_spool_bytes),
             ("max_memory_bytes", max_memory_bytes),
@@ -682,7 +681,12 @@ def build_sink(
         integer=True,
     )
     timeout = resolve_number(
-        export_timeout, "export_timeout", env.MAXIM_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT, minimum=0.001
+        export_timeout,
+        "export_timeout",
+        env.MAXIM_EXPORT_TIMEOUT,
+        DEFAULT_EXPORT_TIMEOUT,
+        minimum=0.001,
+        maximum=LONGEST_WAIT,
     )
     return MaximApiSink(
         api_key=api_key,
