@@ -693,6 +693,20 @@ def test_a_key_that_an_answer_echoes_is_blotted_out_before_the_message_is_cut(
     assert not any(KEY[i : i + 6] in caplog.text for i in range(len(KEY) - 5))  # no six characters of it
 
 
+def test_a_base_url_with_a_password_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    url = "https://maxim:hunter2-secret@proxy.example.com"
+    with pytest.raises(ValueError, match="must not carry a user or password") as bad:
+        MaximSpanExporter(api_key=KEY, repo_id=REPO, base_url=url)
+    assert "hunter2" not in str(bad.value) and "***@proxy.example.com" in str(bad.value)
+    monkeypatch.setenv(env.MAXIM_BASE_URL, url)
+    exporter = MaximSpanExporter(api_key=KEY, repo_id=REPO, output=tmp_path / "records.log")
+    exporter.shutdown()
+    assert not isinstance(exporter.sink, MaximApiSink)  # the local file, as for any bad base URL
+    assert "must not carry a user or password" in caplog.text and "hunter2" not in caplog.text
+
+
 def test_a_missing_repository_is_a_clear_warning(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

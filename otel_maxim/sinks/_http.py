@@ -28,7 +28,7 @@ from opentelemetry import context
 
 from otel_maxim._version import __version__
 
-__all__ = ["ApiClient", "Kind", "Reply", "base_url_problem", "header_value_problem", "untraced"]
+__all__ = ["ApiClient", "Kind", "Reply", "base_url_problem", "header_value_problem", "shown_url", "untraced"]
 
 #: The maxim-py release whose wire format we write; sent as ``x-maxim-sdk-version`` like maxim-py does.
 #: (``User-Agent`` says who we really are.)
@@ -101,6 +101,8 @@ def base_url_problem(url: str, allow_insecure: bool, *, signed: bool = False) ->
         return f"is not a valid URL ({exc})"
     if parts.scheme not in ("https", "http") or not host:
         return "must be an https:// URL"
+    if "@" in parts.netloc:
+        return "must not carry a user or password (the API key goes in its own header)"
     if parts.fragment:
         return "must not have a fragment"
     if parts.query and not signed:
@@ -108,6 +110,17 @@ def base_url_problem(url: str, allow_insecure: bool, *, signed: bool = False) ->
     if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
         return "is plain http:// to a host that is not loopback; use https:// (or allow_insecure, MAXIM_ALLOW_INSECURE)"
     return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` for a message: a user and password in it (a secret, and refused) blotted out."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<not a URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 def header_value_problem(value: str) -> str | None:

@@ -45,7 +45,7 @@ from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_numb
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
-from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem
+from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem, shown_url
 from otel_maxim.sinks.spool import Segment, Spool, SpoolFull, default_spool_dir
 
 __all__ = ["DEFAULT_BASE_URL", "MaximApiSink", "build_sink"]
@@ -126,7 +126,7 @@ class MaximApiSink:
             raise ValueError("repo_id must be a non-empty string")
         problem = base_url_problem(base_url, allow_insecure)
         if problem is not None:
-            raise ValueError(f"base_url {base_url!r} {problem}")
+            raise ValueError(f"base_url {shown_url(base_url)!r} {problem}")
         for name, value in (
             ("export_timeout", export_timeout),
             ("backoff_initial", backoff_initial),
@@ -668,8 +668,10 @@ def build_sink(
     problem = base_url_problem(url, insecure)
     if problem is not None:
         if base_url is not None:
-            raise ValueError(f"base_url {url!r} {problem}")
-        _logger.warning("%s=%r %s; writing records to a local file instead.", env.MAXIM_BASE_URL, url, problem)
+            raise ValueError(f"base_url {shown_url(url)!r} {problem}")
+        _logger.warning(
+            "%s=%r %s; writing records to a local file instead.", env.MAXIM_BASE_URL, shown_url(url), problem
+        )
         return None
     directory = spool_dir if spool_dir is not None else (env_str(env.MAXIM_SPOOL_DIR) or default_spool_dir())
     cap = resolve_number(
