@@ -28,18 +28,25 @@ class RateLimitedLog:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
 
-    def log(self, level: int, key: str, msg: str, *args: Any, exc_info: bool = False) -> None:
+    def admit(self, key: str) -> int | None:
+        """Whether a message under ``key`` may be logged now: ``None`` if not (it is counted), else how
+        many were held back since the last one."""
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self._interval:
                 self._held[key] = self._held.get(key, 0) + 1
-                return
+                return None
             if len(self._last) > 1000:  # keys are a small fixed set in practice; stay bounded anyway
                 self._last.clear()
                 self._held.clear()
             self._last[key] = now
-            held = self._held.pop(key, 0)
+            return self._held.pop(key, 0)
+
+    def log(self, level: int, key: str, msg: str, *args: Any, exc_info: bool = False) -> None:
+        held = self.admit(key)
+        if held is None:
+            return
         if held:
             msg += " (%d similar messages suppressed)"
             args = (*args, held)

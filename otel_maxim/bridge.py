@@ -39,6 +39,8 @@ import dataclasses
 import hmac
 import json
 import logging
+import os
+import re
 import socket
 import threading
 import time
@@ -77,6 +79,8 @@ _GRACEFUL_SECONDS = 10
 #: Seconds the queue drain and the exporter's shutdown may take together.
 _SHUTDOWN_SECONDS = 30.0
 _TRACES_PATH = "/v1/traces"
+#: What a bearer token may hold: visible ASCII (RFC 6750's b64token is a subset).
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
 class _SpanQueue:
@@ -209,12 +213,20 @@ class Bridge:
         )
         if token is not None and not isinstance(token, str):
             raise ValueError("token must be a string")
-        if token is not None and not token.strip():  # "--token $UNSET" must not turn authentication off
-            raise ValueError("token must not be empty (leave it out for no authentication)")
-        # Stripped like the variable and like the credentials of a request (a token read from a file
-        # often ends in a newline, which no Authorization header can carry).
-        secret = token.strip() if token is not None else env_str(env.MAXIM_BRIDGE_TOKEN)
-        self._token = secret.encode("utf-8") if secret else None
+        # Stripped like the credentials of a request (a token read from a file often ends in a
+        # newline, which no Authorization header can carry).
+        secret = token.strip() if token is not None else os.environ.get(env.MAXIM_BRIDGE_TOKEN)
+        if secret is not None:
+            secret = secret.strip()
+            # "--token $UNSET" or MAXIM_BRIDGE_TOKEN= must not turn authentication off.
+            if not secret:
+                where = "token" if token is not None else env.MAXIM_BRIDGE_TOKEN
+                raise ValueError(f"{where} must not be empty (leave it out for no authentication)")
+            if not _TOKEN_CHARACTERS.fullmatch(secret):
+                # An Authorization header is ASCII: clients encode other characters each their own way.
+                where = "token" if token is not None else env.MAXIM_BRIDGE_TOKEN
+                raise ValueError(f"{where} must be printable ASCII without spaces (an RFC 6750 bearer token)")
+        self._token = secret.encode("ascii") if secret else None
         if exporter is None:
             grace = resolve_number(
                 cross_service_grace,
@@ -361,7 +373,8 @@ class Bridge:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or self._token is None:
             return False
-        return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
+        # Starlette reads headers as latin-1: bytes back as they came, compared in constant time.
+        return hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
 
     def _busy(self, answer_as: str) -> Response:
         self._busy_responses += 1
@@ -449,6 +462,29 @@ class _SdkRefusals(logging.Filter):
 _sdk_refusals = _SdkRefusals()
 
 
+class _ServerNoise(logging.Filter):
+    """Lets each of the HTTP server's warnings through once a minute, with a count of those held back.
+
+    uvicorn warns once per bad connection ("Invalid HTTP request received."): any client can make
+    it write a line per connection. The bridge's own messages are rate-limited the same way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._limit = RateLimitedLog(_logger)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        held = self._limit.admit(str(record.msg)[:200])
+        if held:
+            record.msg = f"{record.msg} ({held} similar messages suppressed)"
+        return held is not None
+
+
+_server_noise = _ServerNoise()
+
+
 def _status(code: int, rpc_code: int, message: str, answer_as: str, *, auth: bool = False) -> Response:
     response = Response(otlp.encode_status(rpc_code, message, answer_as), status_code=code, media_type=answer_as)
     if auth:
@@ -506,6 +542,7 @@ class BridgeServer:
             server_header=False,
         )
         self._server = uvicorn.Server(config)
+        logging.getLogger("uvicorn.error").addFilter(_server_noise)  # once: a filter is added only once
 
     @property
     def url(self) -> str:

@@ -99,6 +99,8 @@ _BAD_ID = base64.b64encode(b"\xff").decode("ascii")
 _DECOMPRESS_CHUNK = 1 << 16
 #: Most gzip members in one body (senders write one; a body of countless empty ones is an attack).
 MAX_GZIP_MEMBERS = 1000
+#: How much of a parser's complaint (which may quote the request) a log line and a 400 answer show.
+_DETAIL_LIMIT = 300
 
 
 class OtlpDecodeError(ValueError):
@@ -146,7 +148,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
                 return _inflate(body, -zlib.MAX_WBITS, limit)
             except zlib.error:
                 pass
-        raise OtlpDecodeError(f"the body is not valid {coding} data: {exc}") from None
+        raise OtlpDecodeError(f"the body is not valid {coding} data: {_detail(exc)}") from None
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
@@ -180,6 +182,14 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
             return bytes(out)
 
 
+def _detail(exc: BaseException) -> str:
+    """A parser's complaint for a log line and a 400 answer: it may quote the client's text, so it is
+    escaped (no line breaks or control characters reach the log) and cut to a few hundred characters."""
+    text = str(exc)
+    shown = text[:_DETAIL_LIMIT].encode("unicode_escape").decode("ascii")
+    return shown + "..." if len(text) > _DETAIL_LIMIT else shown
+
+
 # --- 2. protobuf or OTLP JSON -------------------------------------------------
 
 
@@ -190,20 +200,20 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         try:
             request.ParseFromString(body)
         except (DecodeError, RecursionError, ValueError) as exc:
-            raise OtlpDecodeError(f"the body is not a protobuf ExportTraceServiceRequest: {exc}") from None
+            raise OtlpDecodeError(f"the body is not a protobuf ExportTraceServiceRequest: {_detail(exc)}") from None
         return request
     if content_type == CONTENT_TYPE_JSON:
         try:
             document = json.loads(body)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise OtlpDecodeError(f"the body is not JSON: {exc}") from None
+            raise OtlpDecodeError(f"the body is not JSON: {_detail(exc)}") from None
         if not isinstance(document, dict):
             raise OtlpDecodeError("the body is not a JSON object (an OTLP ExportTraceServiceRequest)")
         _hex_ids_to_base64(document)
         try:
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
         except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
-            raise OtlpDecodeError(f"the body is not an OTLP JSON ExportTraceServiceRequest: {exc}") from None
+            raise OtlpDecodeError(f"the body is not an OTLP JSON ExportTraceServiceRequest: {_detail(exc)}") from None
         return request
     raise OtlpDecodeError(f"unsupported Content-Type {content_type!r}")
 

@@ -10,12 +10,14 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -707,6 +709,57 @@ def test_an_empty_token_is_refused_not_taken_for_no_authentication(
         assert bridge.requires_token
     finally:
         bridge.close()
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_blank_token_variable_is_refused_not_taken_for_no_authentication(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(env.MAXIM_BRIDGE_TOKEN, value)
+    with pytest.raises(ValueError, match="MAXIM_BRIDGE_TOKEN must not be empty"):
+        Bridge(RecordingExporter())
+    assert main(["bridge", "--port", "0"]) == 2
+    assert "MAXIM_BRIDGE_TOKEN must not be empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("token", ["pässwort", "two words", "tab\there"])
+def test_a_token_no_client_can_send_alike_is_refused(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients encode a non-ASCII header each their own way (Go as UTF-8, Starlette reads latin-1)."""
+    with pytest.raises(ValueError, match="token must be printable ASCII"):
+        Bridge(RecordingExporter(), token=token)
+    monkeypatch.setenv(env.MAXIM_BRIDGE_TOKEN, token)
+    with pytest.raises(ValueError, match="MAXIM_BRIDGE_TOKEN must be printable ASCII"):
+        Bridge(RecordingExporter())
+
+
+def test_what_a_client_wrote_reaches_the_log_escaped_and_bounded(
+    recorder_bridge: tuple[str, RecordingExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _ = recorder_bridge
+    forged = "X\n2026-01-01 00:00:00 CRITICAL otel_maxim.bridge: forged line"
+    span = {"name": "x", "startTimeUnixNano": forged + "Z" * 30_000}  # the parser quotes a bad number
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        response = requests.post(url, data=body.encode(), headers=JSON, timeout=10)
+    assert response.status_code == 400
+    assert len(response.content) < 1_000
+    (line,) = [r.getMessage() for r in caplog.records if "malformed OTLP request" in r.getMessage()]
+    assert "\n" not in line and len(line) < 1_000
+
+
+def test_the_http_servers_own_warnings_are_rate_limited(
+    recorder_bridge: tuple[str, RecordingExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn warns once per bad connection: any client could otherwise write a line per connection."""
+    url, _ = recorder_bridge
+    address = urlsplit(url)
+    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+        for _ in range(20):
+            with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                sock.recv(1024)  # its 400, then the connection closes
+        wait_for(lambda: "Invalid HTTP request received." in caplog.text, what="uvicorn's warning")
+    assert caplog.text.count("Invalid HTTP request received.") == 1
 
 
 def test_show_says_when_a_file_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
