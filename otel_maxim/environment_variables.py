@@ -168,7 +168,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_BRIDGE_TOKEN,
         "(unset)",
-        "`otel-maxim bridge`: when set, requests must carry `Authorization: Bearer <token>` (else 401).",
+        "`otel-maxim bridge`: when set, requests must carry `Authorization: Bearer <token>` (else 401); "
+        "a blank value or one outside visible ASCII stops the bridge at start.",
     ),
     Variable(
         MAXIM_BRIDGE_MAX_BODY_BYTES,
