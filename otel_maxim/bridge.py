@@ -33,6 +33,7 @@ Behaviour, in OTLP/HTTP's terms:
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import dataclasses
@@ -81,6 +82,17 @@ _SHUTDOWN_SECONDS = 30.0
 _TRACES_PATH = "/v1/traces"
 #: What a bearer token may hold: visible ASCII (RFC 6750's b64token is a subset).
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+#: Requests decoded at once: decoding is CPU work under one interpreter lock, and a small body can
+#: hold hundreds of thousands of tiny spans that cost far more built than sent.
+_DECODES_AT_ONCE = 2
+
+
+class _TooManySpans(Exception):
+    """A request holds more spans than the whole queue."""
+
+
+class _NoRoom(Exception):
+    """A request's spans do not fit in the queue now."""
 
 
 class _SpanQueue:
@@ -106,18 +118,18 @@ class _SpanQueue:
     def full(self) -> bool:
         return self._size >= self._capacity
 
-    def offer(self, spans: list[ReadableSpan]) -> bool:
-        """Queue ``spans`` whole, or return ``False`` when they do not fit.
+    def fits(self, count: int) -> bool:
+        """Whether ``count`` more spans fit now (a request is never larger than the queue: see the bridge)."""
+        return self._size + count <= self._capacity
 
-        A request larger than the whole queue is taken when the queue is empty, so
-        that it can ever be taken (its client would otherwise retry forever).
-        """
+    def offer(self, spans: list[ReadableSpan]) -> bool:
+        """Queue ``spans`` whole, or return ``False`` when they do not fit."""
         if not spans:
             return True
         with self._cond:
             if self._closing:
                 return False
-            if self._size and self._size + len(spans) > self._capacity:
+            if self._size + len(spans) > self._capacity:
                 return False
             self._batches.append(spans)
             self._size += len(spans)
@@ -244,6 +256,7 @@ class Bridge:
         self._closed = threading.Event()
         self._close_lock = threading.Lock()
         self._busy_responses = 0  # only touched on the event loop
+        self._decode_slots = asyncio.Semaphore(_DECODES_AT_ONCE)
         self.app = Starlette(
             routes=[
                 Route(_TRACES_PATH, self._traces, methods=["POST"]),
@@ -346,7 +359,13 @@ class Bridge:
             return Response(status_code=400)  # nobody is left to read it
 
         try:
-            decoded = await run_in_threadpool(self._decode, body, encoding, media)
+            async with self._decode_slots:
+                decoded = await run_in_threadpool(self._decode, body, encoding, media)
+        except _TooManySpans as exc:
+            _limited.warning("too-many", "Refused an OTLP request from %s: %s.", peer, exc)
+            return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
+        except _NoRoom:
+            return self._busy(answer_as)
         except otlp.BodyTooLarge as exc:
             _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
@@ -403,8 +422,18 @@ class Bridge:
 
     def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
         raw = otlp.decompress(body, encoding, self._max_body)
+        request = otlp.parse_request(raw, media)
+        del raw
+        count = otlp.span_count(request)
+        if count > self._queue.capacity:  # it would never fit: retrying cannot help
+            raise _TooManySpans(
+                f"{count} spans in one request; the bridge takes at most {self._queue.capacity} "
+                f"({env.MAXIM_BRIDGE_QUEUE_SIZE}): send smaller batches"
+            )
+        if not self._queue.fits(count):
+            raise _NoRoom
         with _sdk_refusals.held() as held:
-            decoded = otlp.spans_from_request(otlp.parse_request(raw, media))
+            decoded = otlp.spans_from_request(request)
         if held.count:
             _limited.warning(
                 "sdk-refused",

@@ -179,7 +179,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_BRIDGE_QUEUE_SIZE,
         "`16384`",
-        "`otel-maxim bridge`: spans queued for the exporter; when full, requests are answered 503 with `Retry-After`.",
+        "`otel-maxim bridge`: spans queued for the exporter; when full, requests are answered 503 with "
+        "`Retry-After`, and a request of more spans than this 413.",
     ),
     Variable(
         MAXIM_BRIDGE_CROSS_SERVICE_GRACE,

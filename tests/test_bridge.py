@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -560,6 +561,66 @@ def test_a_full_queue_answers_503_with_retry_after_and_recovers() -> None:
         wait_for(lambda: len(slow.spans) == 4, what="the queue to drain")
         assert requests.post(url, data=two, headers=PROTOBUF, timeout=10).status_code == 200
         wait_for(lambda: len(slow.spans) == 6, what="the retried request")
+
+
+def test_a_request_with_more_spans_than_the_queue_is_answered_413_before_its_spans_are_built() -> None:
+    """A small body can hold a great many tiny spans, each far larger built than sent."""
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder, queue_size=100)) as server:
+        url = server.url + "/v1/traces"
+        many = _request(*[_span(f"s{i}", i) for i in range(1, 1001)]).SerializeToString()
+        refused = requests.post(url, data=many, headers=PROTOBUF, timeout=10)
+        assert refused.status_code == 413
+        message = status_pb2.Status.FromString(refused.content).message
+        assert (
+            message
+            == "1000 spans in one request; the bridge takes at most 100 (MAXIM_BRIDGE_QUEUE_SIZE): send smaller batches"
+        )
+        assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
+        wait_for(lambda: recorder.spans, what="the good span")
+    assert [span.name for span in recorder.spans] == ["good"]
+
+
+class _WatchedDecodes(Bridge):
+    """A bridge whose decoding waits to be released, counting how many decode at once."""
+
+    def __init__(self) -> None:
+        super().__init__(RecordingExporter())
+        self.lock = threading.Lock()
+        self.active = self.most = 0
+        self.release = threading.Event()
+
+    def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        self.release.wait(10)
+        with self.lock:
+            self.active -= 1
+        return super()._decode(body, encoding, media)
+
+
+def test_requests_are_decoded_two_at_a_time() -> None:
+    bridge = _WatchedDecodes()
+    with running_bridge(bridge) as server:
+        url = server.url + "/v1/traces"
+        statuses: list[int] = []
+
+        def post(i: int) -> None:
+            response = requests.post(url, data=_good_request(f"r{i}"), headers=PROTOBUF, timeout=20)
+            statuses.append(response.status_code)
+
+        posts = [threading.Thread(target=post, args=(i,)) for i in range(5)]
+        for thread in posts:
+            thread.start()
+        wait_for(lambda: bridge.active == 2, what="two decodes")
+        time.sleep(0.3)  # time for a third to start, were it allowed to
+        assert bridge.most == 2
+        bridge.release.set()
+        for thread in posts:
+            thread.join(20)
+    assert statuses == [200] * 5
+    assert bridge.most == 2
 
 
 def test_while_shutting_down_requests_are_refused_with_503_and_health_says_so() -> None:
