@@ -121,7 +121,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_MAX_HELD_SPANS,
         "`100000`",
-        "Most spans held in memory waiting for their trace's root; past it the oldest traces are sent early.",
+        "Most spans held in memory waiting for their trace's root; past it the oldest traces are sent early. "
+        "A count, not a size: with large prompts under roots that stay open for minutes, set it lower.",
     ),
     Variable(
         MAXIM_CAPTURE_CONTENT,
