@@ -18,12 +18,14 @@ from typing import Any, Union
 from opentelemetry import baggage
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, get_current
+from opentelemetry.sdk.environment_variables import OTEL_BSP_SCHEDULE_DELAY
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
-from otel_maxim._config import env_str
+from otel_maxim._config import LONGEST_WAIT, env_str, wait_budget
+from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.ids import session_id_problem
 
@@ -44,6 +46,10 @@ _BSP_DEFAULTS = {
     "max_export_batch_size": 512,
     "export_timeout_millis": 30000,
 }
+
+#: The longest schedule delay: the SDK's batch worker waits that long, and a longer wait raises
+#: ``OverflowError`` there, which ends the worker (every span after it is dropped).
+_LONGEST_DELAY_MILLIS = LONGEST_WAIT * 1000
 
 #: What decides whether a session id from baggage is accepted: a regular expression that must
 #: match the whole id, or a callable returning ``True`` to accept.
@@ -263,15 +269,23 @@ class MaximSpanProcessor(BatchSpanProcessor):
         export_timeout_millis: float | None = None,
         session_filter: SessionFilter | None = None,
     ) -> None:
+        if isinstance(schedule_delay_millis, (int, float)) and not schedule_delay_millis <= _LONGEST_DELAY_MILLIS:
+            raise ValueError(  # also NaN, which would make the worker spin
+                f"schedule_delay_millis must be at most {_LONGEST_DELAY_MILLIS:.0f}, not {schedule_delay_millis!r}"
+            )
         self._stamper = _Stamper(session_filter)
         if exporter is None:
             from otel_maxim.exporter import MaximSpanExporter  # noqa: PLC0415 - only when defaulted
 
             exporter = MaximSpanExporter()
         self._exporter = exporter
-        self._flushing: threading.Thread | None = None  # the latest force_flush's thread
-        self._queue_flushed = False  # what the SDK's force_flush said on it
+        self._flush_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None  # the thread running the flush rounds, one at a time
+        self._next_round: _FlushRound | None = None  # the round that callers arriving now wait for
         self._shut_down = False  # flushing after shutdown says False, whatever the SDK version says
+        reinit_after_fork(self)
+        if schedule_delay_millis is None:
+            schedule_delay_millis = _env_schedule_delay()
         settings: dict[str, Any] = {
             "max_queue_size": max_queue_size,
             "schedule_delay_millis": schedule_delay_millis,
@@ -292,6 +306,10 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
             )
 
+    def _after_fork(self) -> None:
+        self._flush_lock = threading.Lock()  # a flush thread of the parent may have held it
+        self._flusher = self._next_round = None
+
     @property
     def exporter(self) -> SpanExporter:
         return self._exporter
@@ -299,45 +317,68 @@ class MaximSpanProcessor(BatchSpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._stamper.stamp(span, parent_context)
 
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._shut_down:  # the SDK drops it, saying so only at INFO
+            _warn_after_shutdown(span)
+        super().on_end(span)
+
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink).
 
-        Returns ``False`` when that is not done within ``timeout_millis``.  The SDK's own
+        Returns ``False`` when that is not done within ``timeout_millis`` (not a number: 30 s,
+        with a warning).  The SDK's own
         ``force_flush`` exports on the calling thread and waits for the export lock without a
         limit (an export stuck in a sink would hold the application's thread), so it runs on a
-        thread of its own here, which the caller waits for only until the deadline.
+        thread of its own here, which the caller waits for only until the deadline.  Each call
+        waits for a round of flushing that starts after it was made; calls made while a round
+        runs share the next one, so a stuck export holds at most one thread.
         """
         if self._shut_down:
             return False
-        timeout = 30_000 if timeout_millis is None else timeout_millis
-        deadline = time.monotonic() + timeout / 1000
         try:
-            flushing = self._flushing
-            if flushing is None or not flushing.is_alive():  # else: the earlier flush, still going, is joined
-                flushing = threading.Thread(
-                    target=self._flush_queue, args=(timeout,), name="OtelMaximForceFlush", daemon=True
-                )
-                self._flushing, self._queue_flushed = flushing, False
-                flushing.start()
-            flushing.join(max(0.0, deadline - time.monotonic()))
-            if flushing.is_alive():
+            if timeout_millis is not None and not _is_number(timeout_millis):
                 _limited.warning(
-                    "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout
+                    "flush-timeout-arg",
+                    "force_flush: timeout_millis=%r is not a number; using 30000 ms.",
+                    timeout_millis,
+                )
+            timeout = wait_budget(timeout_millis, 30_000)  # seconds; a non-number gives the default
+            deadline = time.monotonic() + timeout
+            with self._flush_lock:
+                flush_round = self._next_round
+                if flush_round is None:
+                    flush_round = self._next_round = _FlushRound()
+                flush_round.timeout = max(flush_round.timeout, timeout)
+                if self._flusher is None or not self._flusher.is_alive():
+                    self._flusher = threading.Thread(target=self._flush_rounds, name="OtelMaximForceFlush", daemon=True)
+                    self._flusher.start()
+            if not flush_round.done.wait(timeout):
+                _limited.warning(
+                    "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout * 1000
                 )
                 return False
-            if not self._queue_flushed:  # shut down, or the export raised
+            if not flush_round.flushed:  # shut down, or the export raised
                 return False
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             return self._exporter.force_flush(remaining)
         except Exception:  # see on_start
-            _logger.exception("Could not flush the Maxim span processor.")
+            _limited.error("flush", "Could not flush the Maxim span processor.", exc_info=True)
             return False
 
-    def _flush_queue(self, timeout_millis: int) -> None:
-        try:
-            self._queue_flushed = super().force_flush(timeout_millis)
-        except Exception:  # a thread of ours: log, never lose the reason
-            _logger.exception("Could not export the queued spans.")
+    def _flush_rounds(self) -> None:
+        """Run the waiting flush rounds, one after another, until none is left."""
+        while True:
+            with self._flush_lock:
+                flush_round, self._next_round = self._next_round, None
+                if flush_round is None:
+                    self._flusher = None
+                    return
+            try:
+                flush_round.flushed = super().force_flush(int(flush_round.timeout * 1000))
+            except Exception:  # a thread of ours: log, never lose the reason
+                _limited.error("flush-queue", "Could not export the queued spans.", exc_info=True)
+            finally:
+                flush_round.done.set()
 
     def shutdown(self) -> None:
         """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
@@ -346,3 +387,59 @@ class MaximSpanProcessor(BatchSpanProcessor):
             super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
         except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread
             _logger.exception("Could not shut the Maxim span processor down.")
+
+
+class _FlushRound:
+    """One run of the SDK's ``force_flush`` and what it said, for every caller that waits on it."""
+
+    __slots__ = ("done", "flushed", "timeout")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.flushed = False
+        self.timeout = 0.0  # seconds: the longest any of its callers waits
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not
+
+
+def _env_schedule_delay() -> int | None:
+    """``None`` (the SDK reads the variable), or the default when ``OTEL_BSP_SCHEDULE_DELAY`` is longer
+    than a thread can wait: the SDK would take it, and its batch worker would die on it."""
+    raw = env_str(OTEL_BSP_SCHEDULE_DELAY)
+    try:
+        too_long = raw is not None and int(raw) > _LONGEST_DELAY_MILLIS  # parsed as the SDK parses it
+    except ValueError:
+        return None  # the SDK logs it and uses its default
+    if not too_long:
+        return None
+    default: int = _BSP_DEFAULTS["schedule_delay_millis"]
+    _limited.warning(
+        "bsp-schedule-delay",
+        "Ignoring %s=%r: longer than a thread can wait (%.0f ms); using the default %d.",
+        OTEL_BSP_SCHEDULE_DELAY,
+        raw,
+        _LONGEST_DELAY_MILLIS,
+        default,
+    )
+    return default
+
+
+def _warn_after_shutdown(span: ReadableSpan) -> None:
+    if not (span.context and span.context.trace_flags.sampled):
+        return  # never exported anyway
+    attributes = span.attributes or {}
+    if attributes.get(conv.SESSION_END) is True:
+        _limited.warning(
+            "session-end-after-shutdown",
+            "The end marker of session %s came after the Maxim span processor was shut down: dropped, "
+            "the session is not ended.",
+            attributes.get(conv.SESSION_ID),
+        )
+    else:
+        _limited.warning(
+            "span-after-shutdown",
+            "Spans ended after the Maxim span processor was shut down are dropped (%r).",
+            span.name,
+        )

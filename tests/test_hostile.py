@@ -633,7 +633,8 @@ def test_the_processor_force_flush_keeps_its_deadline_while_an_export_is_stuck(
     with caplog.at_level(logging.WARNING, logger="otel_maxim"):
         flushed = processor.force_flush(100)
         assert exporter.entered.is_set() and not exporter.release.is_set()  # still stuck, and we are back
-        again = processor.force_flush(100)  # joins the flush already under way, starts no second one
+        again = processor.force_flush(100)  # waits for the next round, which the same thread runs
+        assert [t.name for t in threading.enumerate()].count("OtelMaximForceFlush") == 1
     assert flushed is False and again is False
     assert "force_flush: the queued spans were not exported within 100 ms" in caplog.text
     exporter.release.set()
@@ -695,6 +696,29 @@ def test_otel_bsp_variables_the_sdk_refuses_give_its_defaults(
         )
 
 
+def test_an_otel_bsp_schedule_delay_too_long_to_wait_gives_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK takes it, and its batch worker dies on its first wait: every span after is dropped."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "99999999999999")
+    sink = ListSink()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        processor = MaximSpanProcessor(MaximSpanExporter(sink=sink))
+    assert "Ignoring OTEL_BSP_SCHEDULE_DELAY='99999999999999': longer than a thread can wait" in caplog.text
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    for _ in range(10):
+        provider.get_tracer("t").start_span("s").end()
+    provider.shutdown()  # drained by the worker
+    assert len([r for r in sink.records() if r.action == "create"]) == 10
+
+
+@pytest.mark.parametrize("delay", [1e14, math.inf, math.nan])
+def test_a_schedule_delay_argument_too_long_to_wait_raises(delay: float) -> None:
+    with pytest.raises(ValueError, match="schedule_delay_millis must be at most"):
+        MaximSpanProcessor(MaximSpanExporter(sink=ListSink()), schedule_delay_millis=delay)
+
+
 @pytest.mark.parametrize("arguments", [{"max_queue_size": -1}, {"max_export_batch_size": 5000}])
 def test_a_bad_processor_argument_raises_without_blaming_the_variables(
     arguments: dict[str, int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -711,3 +735,69 @@ def test_the_processor_force_flush_after_shutdown_says_nothing_was_flushed() -> 
     assert processor.force_flush(1_000) is True
     processor.shutdown()
     assert processor.force_flush(1_000) is False
+
+
+def test_concurrent_force_flush_calls_each_get_their_own_answer() -> None:
+    """Each call waits for a flush that started after it: True, with the span ended before it exported."""
+    sink = ListSink()
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=sink), schedule_delay_millis=3_600_000)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        for turn in range(25):
+            name = f"w{worker}-{turn}"
+            provider.get_tracer("t").start_span(name).end()
+            if not processor.force_flush(5_000):
+                failures.append(f"{name}: False")
+            elif name not in {r.data.get("name") for r in sink.records() if r.action == "create"}:
+                failures.append(f"{name}: not exported")
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    provider.shutdown()
+    assert failures == []
+
+
+@pytest.mark.parametrize("timeout", ["100", float("nan"), object()], ids=["str", "nan", "object"])
+def test_a_force_flush_timeout_that_is_not_a_number_gives_the_default(
+    timeout: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        flushed = processor.force_flush(timeout)  # type: ignore[arg-type]
+    processor.shutdown()
+    assert flushed is True
+    assert "timeout_millis=" in caplog.text and "is not a number; using 30000 ms" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_repeated_bad_force_flush_calls_log_once(caplog: pytest.LogCaptureFixture) -> None:
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=ListSink()))
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for _ in range(50):
+            processor.force_flush(math.nan)
+    processor.shutdown()
+    assert len(caplog.records) == 1
+
+
+def test_spans_and_session_ends_after_shutdown_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    sink = ListSink()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    provider.shutdown()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for _ in range(3):
+            provider.get_tracer("t").start_span("late").end()
+            otel_maxim.end_session("conv-9", tracer_provider=provider)
+    assert sink.lines == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "Spans ended after the Maxim span processor was shut down are dropped ('late').",
+        "The end marker of session conv-9 came after the Maxim span processor was shut down: dropped, "
+        "the session is not ended.",
+    ]  # once each: rate-limited
