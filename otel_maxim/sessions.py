@@ -12,6 +12,7 @@ the exporter turns into ``session{...,action=end}``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
@@ -65,6 +66,8 @@ class Session:
             raise ValueError("id must be a non-empty string")
         if name is not None and not isinstance(name, str):
             raise ValueError("name must be a string")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise ValueError(f"tags must be a mapping, not {type(tags).__name__}")
         # Baggage carries the id without the whitespace around it: so does the session.
         self.id = id = id.strip()
         problem = session_id_problem(id)
@@ -142,19 +145,20 @@ class Session:
 
         ``id`` chooses the Maxim trace id (mapped like session ids when Maxim would
         reject it); by default it is the OTel trace id.  ``tags`` become the trace's tags.
+        ``tags`` or ``attributes`` that are not a mapping are ignored, with a warning.
         """
         attrs = self._attributes()
-        if attributes:
-            attrs.update(attributes)
+        attrs.update(_mapping(attributes, "attributes"))
         if id is not None:
             attrs[conv.TRACE_ID] = id
-        for key, value in (tags or {}).items():
+        for key, value in _mapping(tags, "tags").items():
             attrs[conv.TAGS_PREFIX + str(key)] = str(value)
         # A new trace: the session's baggage on the current context, but no parent span.
         ctx = trace.set_span_in_context(INVALID_SPAN, self.context())
         token = context.attach(ctx)
         try:
-            with _tracer(self._tracer_provider).start_as_current_span(name, attributes=attrs) as span:
+            tracer = _tracer(self._tracer_provider) or trace.NoOpTracer()
+            with tracer.start_as_current_span(name, attributes=attrs) as span:
                 yield span
         finally:
             context.detach(token)
@@ -188,7 +192,12 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
     """
     try:
         if not isinstance(id, str) or not id.strip():
-            _logger.warning("end_session() needs a non-empty session id; got %r; nothing ended.", type(id).__name__)
+            _limited.warning(
+                "end-no-id", "end_session() needs a non-empty session id; got %r; nothing ended.", type(id).__name__
+            )
+            return
+        tracer = _tracer(tracer_provider)
+        if tracer is None:
             return
         id = id.strip()  # noqa: A001 - as the session (see Session)
         attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
@@ -198,9 +207,7 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             # not sampled is never exported, so waiting for it would only delay the end.
             attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
-        span = _tracer(tracer_provider).start_span(
-            conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes
-        )
+        span = tracer.start_span(conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes)
         if not span.is_recording():
             _limited.warning(
                 "marker-not-recorded",
@@ -211,7 +218,7 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             )
         span.end()
     except Exception:  # never raise into the application (a broken provider is not its problem)
-        _logger.exception("Could not emit the end marker of a session.")
+        _limited.error("end-session", "Could not emit the end marker of a session.", exc_info=True)
 
 
 def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
@@ -233,11 +240,40 @@ def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
 _tracers: weakref.WeakKeyDictionary[TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
 
 
-def _tracer(provider: TracerProvider | None) -> trace.Tracer:
-    """Our tracer of ``provider`` (default: the global one), made once per provider."""
+def _mapping(value: Mapping[str, Any] | None, argument: str) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else nothing (``Session.trace`` is a runtime call: it must not raise)."""
+    if value is None or isinstance(value, Mapping):
+        return value or {}
+    _limited.warning(
+        "trace-" + argument, "Session.trace(%s=...) needs a mapping, not %s; ignored.", argument, type(value).__name__
+    )
+    return {}
+
+
+def _tracer(provider: TracerProvider | None) -> trace.Tracer | None:
+    """Our tracer of ``provider`` (default: the global one), made once per provider; ``None``, with a
+    warning, when ``provider`` gives none (these are runtime calls: they must not raise)."""
     if provider is None:
         provider = trace.get_tracer_provider()
-    tracer = _tracers.get(provider)
-    if tracer is None:
-        tracer = _tracers[provider] = trace.get_tracer("otel_maxim", __version__, tracer_provider=provider)
+    try:
+        tracer = _tracers.get(provider)
+    except TypeError:  # a provider that cannot be weakly referenced: asked each time
+        tracer = None
+    if tracer is not None:
+        return tracer
+    if not callable(getattr(provider, "get_tracer", None)):
+        _limited.warning(
+            "bad-provider",
+            "Ignoring tracer_provider=%s, which has no get_tracer(): no span is started for the session "
+            "(Session.trace() gives a non-recording span, end_session() emits no end marker).",
+            type(provider).__name__,
+        )
+        return None
+    try:
+        tracer = trace.get_tracer("otel_maxim", __version__, tracer_provider=provider)
+    except Exception:  # a broken provider is not the application's problem
+        _limited.error("get-tracer", "The tracer_provider could not give a tracer; no span is started.", exc_info=True)
+        return None
+    with contextlib.suppress(TypeError):
+        _tracers[provider] = tracer
     return tracer

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from opentelemetry import baggage, context, propagate
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter
@@ -252,6 +252,60 @@ def test_end_session_with_bad_input_never_raises(pipeline: Pipeline) -> None:
     assert pipeline.records() == []
     with pytest.raises(ValueError, match="id"):
         otel_maxim.session("")  # a caller's mistake in code: raised at once
+
+
+def test_a_bad_session_argument_raises_naming_it() -> None:
+    with pytest.raises(ValueError, match="tags must be a mapping"):
+        otel_maxim.session("conv-9", tags=["vip"])  # type: ignore[arg-type]
+
+
+def test_repeated_bad_end_session_calls_log_once_each(caplog: pytest.LogCaptureFixture) -> None:
+    """A request handler calling end_session(request.session_id) with no id, or through a provider whose
+    sampler raises, gets one line a minute, not one per request."""
+
+    class Failing(Sampler):
+        def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+            raise RuntimeError("sampler failed")
+
+        def get_description(self) -> str:
+            return "Failing"
+
+    provider = TracerProvider(sampler=Failing(), shutdown_on_exit=False)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for _ in range(50):
+            otel_maxim.end_session(None)  # type: ignore[arg-type]
+            otel_maxim.end_session("conv-9", tracer_provider=provider)
+    provider.shutdown()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "end_session() needs a non-empty session id; got 'NoneType'; nothing ended."),
+        ("ERROR", "Could not emit the end marker of a session."),
+    ]
+
+
+def test_session_trace_ignores_tags_and_attributes_that_are_not_mappings(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation = otel_maxim.session("conv-9", tracer_provider=pipeline.provider)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        with conversation.trace("turn", tags=["vip"], attributes=["x"]) as span:  # type: ignore[arg-type]
+            assert span.is_recording()
+    assert "Session.trace(tags=...) needs a mapping, not list; ignored." in caplog.text
+    assert "Session.trace(attributes=...) needs a mapping, not list; ignored." in caplog.text
+    (trace,) = _traces(pipeline.records()).values()
+    assert trace.data["sessionId"] == "conv-9" and trace.data["tags"] == {}
+
+
+def test_a_tracer_provider_without_get_tracer_starts_no_span(caplog: pytest.LogCaptureFixture) -> None:
+    """As end_session, which emits no marker through it: a warning, and a span that records nothing."""
+    conversation = otel_maxim.session("conv-9", tracer_provider=object())  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        with conversation.trace("turn") as span:
+            assert not span.is_recording()
+        conversation.end()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Ignoring tracer_provider=object, which has no get_tracer(): no span is started for the session "
+        "(Session.trace() gives a non-recording span, end_session() emits no end marker)."
+    ]
 
 
 def test_an_end_marker_the_sampler_drops_is_logged(caplog: pytest.LogCaptureFixture) -> None:
