@@ -317,11 +317,6 @@ class MaximSpanProcessor(BatchSpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._stamper.stamp(span, parent_context)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        if self._shut_down:  # the SDK drops it, saying so only at INFO
-            _warn_after_shutdown(span)
-        super().on_end(span)
-
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink).
 
@@ -383,10 +378,17 @@ class MaximSpanProcessor(BatchSpanProcessor):
     def shutdown(self) -> None:
         """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
         self._shut_down = True
+        # From now on the SDK drops every span, saying so only at INFO: say it louder.  Set on the
+        # instance, so that a span's path pays nothing for it before shutdown.
+        self.on_end = self._on_end_after_shutdown  # type: ignore[method-assign]
         try:
             super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
         except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread
             _logger.exception("Could not shut the Maxim span processor down.")
+
+    def _on_end_after_shutdown(self, span: ReadableSpan) -> None:
+        _warn_after_shutdown(span)
+        BatchSpanProcessor.on_end(self, span)
 
 
 class _FlushRound:
