@@ -795,7 +795,7 @@ def test_spans_and_session_ends_after_shutdown_are_dropped_with_a_warning(caplog
             provider.get_tracer("t").start_span("late").end()
             otel_maxim.end_session("conv-9", tracer_provider=provider)
     assert sink.lines == []
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("otel_maxim")]  # SDK 1.27 warns too
     assert messages == [
         "Spans ended after the Maxim span processor was shut down are dropped ('late').",
         "The end marker of session conv-9 came after the Maxim span processor was shut down: dropped, "
