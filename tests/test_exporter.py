@@ -665,17 +665,22 @@ print("child exit", os.waitstatus_to_exitcode(status))
 """
 
 
+def _run_script(script: str, tmp_path: Path) -> tuple[str, list[Record]]:
+    """Run ``script`` in a new interpreter with a records file as its argument: its output, and the records."""
+    out = tmp_path / "records.log"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, [parse(line) for line in out.read_text().splitlines()]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
 def test_a_child_forked_during_an_export_exports_and_shuts_down(tmp_path: Path) -> None:
     """A fork copies the locks an export holds; the child gets its own, so it exports and exits."""
-    out = tmp_path / "records.log"
-    done = subprocess.run(
-        [sys.executable, "-c", _FORK_SCRIPT, str(out)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert "child exit 0" in done.stdout
-    names = {str(r.data.get("name")) for r in map(parse, out.read_text().splitlines()) if r.action == "create"}
-    assert names == {"before-fork", "in-child"}
+    output, records = _run_script(_FORK_SCRIPT, tmp_path)
+    assert "child exit 0" in output
+    assert {str(r.data.get("name")) for r in records if r.action == "create"} == {"before-fork", "in-child"}
 
 
 _FORK_HELD_SCRIPT = """
@@ -704,12 +709,8 @@ provider.shutdown()
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
 def test_a_forked_child_leaves_what_its_parent_holds_to_the_parent(tmp_path: Path) -> None:
     """Spans of an open trace and a session end waiting for it are sent once, by the parent, whole."""
-    out = tmp_path / "records.log"
-    done = subprocess.run(
-        [sys.executable, "-c", _FORK_HELD_SCRIPT, str(out)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    records = [(r.entity, r.action, r.data.get("name")) for r in map(parse, out.read_text().splitlines())]
+    _, written = _run_script(_FORK_HELD_SCRIPT, tmp_path)
+    records = [(r.entity, r.action, r.data.get("name")) for r in written]
     assert records.count(("session", "end", None)) == 1
     assert [r for r in records if r[:2] == ("trace", "create")] == [("trace", "create", "turn")]
     assert records.index(("session", "end", None)) == len(records) - 1  # after the trace it waited for
