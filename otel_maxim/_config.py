@@ -89,13 +89,17 @@ def resolve_number(
     return value
 
 
+def is_number(value: object) -> bool:
+    """Whether ``value`` is an int or float that is not NaN (a bool is not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not
+
+
 def wait_budget(timeout_millis: object, default_millis: float) -> float:
     """Seconds for a flush or shutdown called with ``timeout_millis``, whatever the caller passed.
 
     A number as given (negative: no wait; infinite: the longest a thread can wait); ``None``, NaN or
     anything not a number: the default. These are runtime calls: a bad value must not raise.
     """
-    number = isinstance(timeout_millis, (int, float)) and not isinstance(timeout_millis, bool)
-    if number and timeout_millis == timeout_millis:  # NaN is not equal to itself
+    if is_number(timeout_millis):
         return min(max(timeout_millis / 1000, 0.0), LONGEST_WAIT)  # type: ignore[operator]
     return default_millis / 1000

@@ -126,12 +126,10 @@ class TraceAssembler:
         soonest = min(min(p.deadline, p.complete_at or p.deadline) for p in self._pending.values())
         return max(0.0, soonest - self._clock())
 
-    def forget_all(self) -> int:
-        """Drop everything held (a forked child: its parent sends these); how many spans were dropped."""
-        dropped = self._held
+    def forget_all(self) -> None:
+        """Drop everything held (a forked child: its parent sends these)."""
         self._pending.clear()
         self._held = 0
-        return dropped
 
     def release_all(self) -> list[Ready]:
         """Everything held, oldest first (shutdown)."""

@@ -129,7 +129,7 @@ class _SpanQueue:
         with self._cond:
             if self._closing:
                 return False
-            if self._size + len(spans) > self._capacity:
+            if not self.fits(len(spans)):
                 return False
             self._batches.append(spans)
             self._size += len(spans)
@@ -230,13 +230,12 @@ class Bridge:
         secret = token.strip() if token is not None else os.environ.get(env.MAXIM_BRIDGE_TOKEN)
         if secret is not None:
             secret = secret.strip()
+            where = "token" if token is not None else env.MAXIM_BRIDGE_TOKEN
             # "--token $UNSET" or MAXIM_BRIDGE_TOKEN= must not turn authentication off.
             if not secret:
-                where = "token" if token is not None else env.MAXIM_BRIDGE_TOKEN
                 raise ValueError(f"{where} must not be empty (leave it out for no authentication)")
             if not _TOKEN_CHARACTERS.fullmatch(secret):
                 # An Authorization header is ASCII: clients encode other characters each their own way.
-                where = "token" if token is not None else env.MAXIM_BRIDGE_TOKEN
                 raise ValueError(f"{where} must be printable ASCII without spaces (an RFC 6750 bearer token)")
         self._token = secret.encode("ascii") if secret else None
         if exporter is None:

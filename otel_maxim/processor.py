@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
-from otel_maxim._config import LONGEST_WAIT, env_str, wait_budget
+from otel_maxim._config import LONGEST_WAIT, env_str, is_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.ids import session_id_problem
@@ -331,7 +331,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
         if self._shut_down:
             return False
         try:
-            if timeout_millis is not None and not _is_number(timeout_millis):
+            if timeout_millis is not None and not is_number(timeout_millis):
                 _limited.warning(
                     "flush-timeout-arg",
                     "force_flush: timeout_millis=%r is not a number; using 30000 ms.",
@@ -400,10 +400,6 @@ class _FlushRound:
         self.done = threading.Event()
         self.flushed = False
         self.timeout = 0.0  # seconds: the longest any of its callers waits
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not
 
 
 def _env_schedule_delay() -> int | None:
