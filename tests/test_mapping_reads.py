@@ -1,13 +1,19 @@
-"""The mapping reads a finished span's attributes and events past the SDK's copying properties; both ways agree."""
+"""The mapping's fast reads agree with the plain ones: a finished span's attributes and events read past
+the SDK's copying properties, JSON read by the C scanner, and what is remembered per attribute key."""
 
 from __future__ import annotations
 
+import json
+import math
+
+import pytest
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from otel_maxim.mapping._common import attributes_of, events_of
+from otel_maxim.mapping import _span, genai
+from otel_maxim.mapping._common import attributes_of, events_of, parse_json
 
 
 def _sdk_span() -> ReadableSpan:
@@ -41,3 +47,73 @@ def test_a_span_without_the_sdk_layout_is_read_through_its_properties() -> None:
     assert dict(attributes_of(span)) == {"a": 1, "b": ("x", "y")}
     assert [e.name for e in events_of(span)] == ["first", "second"]
     assert list(events_of(span)) == list(span.events)
+
+
+_JSON_TEXTS = [
+    '[{"role": "user", "parts": [{"type": "text", "content": "Hi"}]}]',
+    '{"a": 1, "a": 2}',  # the last one wins, as in json.loads
+    " [1] ",  # whitespace around the value
+    "[1]\n",
+    "\ufeff[1]",  # a byte-order mark: json.loads refuses it
+    "[1] [2]",  # text after the value
+    "",
+    "not json",
+    "NaN",
+    '{"x": -Infinity}',
+    '{"x": 1e400}',
+    '"\\ud800"',  # a lone surrogate, escaped
+    "123456789012345678901234567890",  # past 64 bits: an int, not a float
+    "-0",
+    "1" * 5000,  # past the int digits limit: json.loads raises
+    "[" * 100_000,  # past the recursion limit
+]
+
+
+@pytest.mark.parametrize("raw", _JSON_TEXTS, ids=range(len(_JSON_TEXTS)))
+def test_json_is_read_as_json_loads_reads_it(raw: str) -> None:
+    try:
+        expected = json.loads(raw)
+    except (ValueError, RecursionError):
+        assert parse_json(raw) is None
+        return
+    got = parse_json(raw)
+    assert type(got) is type(expected)
+    if isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == expected
+
+
+def test_flattened_messages_are_found_among_keys_seen_before() -> None:
+    keys = {f"test.flat.seen.{i}": 1 for i in range(5)}
+    assert not genai._has_flat_messages(keys)
+    assert not genai._has_flat_messages(keys)  # remembered: now one set test
+    assert genai._has_flat_messages({**keys, "gen_ai.prompt.0.content": "Hi"})
+    assert genai._has_flat_messages({"llm.output_messages.0.message.role": "assistant", **keys})
+
+
+def test_tags_and_metadata_of_the_same_keys_read_each_span_s_own_values() -> None:
+    attributes = {"test.remembered.plain": 1, "maxim.tags.team": "a", "gen_ai.request.model": "m", "session.id": "s"}
+    for value in range(3):  # the key set is remembered after the first; the values are each span's
+        attributes = {**attributes, "test.remembered.plain": value, "maxim.tags.team": f"t{value}"}
+        assert _span.tags_and_metadata(attributes, genai.GENERATION, 128) == (
+            {"team": f"t{value}"},
+            {"test.remembered.plain": str(value)},
+        )
+        # On a plain span an instrumentation's own attributes are metadata (same keys, other answer).
+        assert _span.tags_and_metadata(attributes, genai.SPAN, 128) == (
+            {"team": f"t{value}"},
+            {"test.remembered.plain": str(value), "gen_ai.request.model": "m"},
+        )
+
+
+def test_tags_and_metadata_past_the_remembered_key_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_span, "_read_keys_of", ({}, {}))
+    monkeypatch.setattr(_span, "_MAX_KEY_SETS", 2)
+    for i in range(5):
+        attributes = {f"test.unremembered.{i}": i, "maxim.metadata.step": "x"}
+        assert _span.tags_and_metadata(attributes, genai.SPAN, 128) == (
+            {},
+            {"step": "x", f"test.unremembered.{i}": str(i)},
+        )
+    assert all(len(known) <= 2 for known in _span._read_keys_of)

@@ -123,6 +123,32 @@ def _key_kind(key: str) -> tuple[int, str]:
     return found
 
 
+# Which keys of a span tags_and_metadata reads, in order, with their roles: worked out once per
+# set of keys (spans of one kind repeat the same keys) and remembered, up to _MAX_KEY_SETS sets
+# for each of the two answers of ``plain_conventions``; past that, worked out every time.
+_MAX_KEY_SETS = 1024
+_read_keys_of: tuple[dict[tuple[str, ...], list[tuple[str, int, str]]], ...] = ({}, {})
+
+
+def _read_keys(attributes: Attributes, plain_conventions: bool) -> list[tuple[str, int, str]]:
+    """``(key, role, name)`` of each key that is a tag or metadata; an instrumentation's own keys
+    are plain metadata when ``plain_conventions`` (a plain span), else left out."""
+    keys = tuple(attributes)
+    known = _read_keys_of[plain_conventions]
+    read = known.get(keys)
+    if read is None:
+        read = []
+        for key in keys:
+            what, name = _known_keys.get(key) or _key_kind(key)
+            if what == _CONVENTION and plain_conventions:
+                what = _PLAIN
+            if what not in (_SKIP, _CONVENTION):
+                read.append((key, what, name))
+        if len(known) < _MAX_KEY_SETS:
+            known[keys] = read
+    return read
+
+
 def _is_content(key: str) -> bool:
     """Whether the attribute ``key`` holds content (inputs, outputs, messages, documents)."""
     return key in _CONTENT or key.startswith(_CONTENT_PREFIXES)
@@ -142,10 +168,9 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     plain: dict[str, str] = {}
     oi_tags: AttributeValue | None = None
     oi_metadata: AttributeValue | None = None
-    plain_conventions = kind == genai.SPAN
-    for key, value in attributes.items():
-        what, name = _known_keys.get(key) or _key_kind(key)
-        if what == _PLAIN or (what == _CONVENTION and plain_conventions):
+    for key, what, name in _read_keys(attributes, kind == genai.SPAN):
+        value = attributes[key]
+        if what == _PLAIN:
             plain[key] = as_text(value)
         elif what == _TAG:
             tags[name] = as_text(value)

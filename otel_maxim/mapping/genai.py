@@ -177,6 +177,10 @@ _PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
 #: Where the flattened message conventions keep their messages (``<prefix>N.<field>``).
 _FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
+#: Keys seen to have none of those prefixes (bounded): "no flattened messages here" is then one
+#: set test over a span's keys, not a prefix test per key.
+_NOT_FLAT: set[str] = set()
+_MAX_NOT_FLAT = 4096
 
 
 @dataclass(slots=True, eq=False)  # one per span, compared by identity (not field by field)
@@ -327,7 +331,7 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
     consumed: set[int] = set()
     # OpenInference's and Traceloop's flattened messages are looked for (a scan of the attributes
     # each) only when a key has one of their prefixes: most generations have none of them.
-    flat = any(key.startswith(_FLAT_MESSAGE_PREFIXES) for key in attributes)
+    flat = _has_flat_messages(attributes)
     out.messages = _system_instructions(attributes) + (
         _parts_messages(attributes.get("gen_ai.input.messages"))
         or (_openinference_messages(attributes, "llm.input_messages.") if flat else [])
@@ -350,6 +354,18 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
     if response_id is None:
         response_id = _openinference_response_id(attributes)
     out.response_id = text(response_id) if response_id is not None else None
+
+
+def _has_flat_messages(attributes: Attributes) -> bool:
+    """Whether a key of ``attributes`` has a prefix of the flattened message conventions."""
+    if _NOT_FLAT.issuperset(attributes):
+        return False
+    for key in attributes:
+        if key.startswith(_FLAT_MESSAGE_PREFIXES):
+            return True
+        if len(_NOT_FLAT) < _MAX_NOT_FLAT:
+            _NOT_FLAT.add(key)
+    return False
 
 
 def _openinference_response_id(attributes: Attributes) -> str | None:
