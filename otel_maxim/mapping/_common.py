@@ -18,6 +18,7 @@ from otel_maxim import conventions as conv
 Attributes = Mapping[str, AttributeValue]
 
 _INF = float("inf")
+_INFINITIES = (_INF, -_INF)
 
 # (second, its formatted prefix): one tuple, so a thread never pairs one second with another's text.
 _iso_cache: tuple[int, str] = (-1, "")
@@ -111,7 +112,7 @@ def json_text(value: Any) -> str:
             return str(value)
         if kind is bool:
             return "true" if value else "false"
-        if kind is float and value == value and value not in (_INF, -_INF):
+        if kind is float and value == value and value not in _INFINITIES:
             return repr(value)
         if kind is bytes:
             return base64.b64encode(value).decode("ascii")  # as OTLP carries bytes

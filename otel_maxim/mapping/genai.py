@@ -140,6 +140,8 @@ _PARAMETERS = {
     "ai.settings.stopSequences": "stop",
     "ai.settings.seed": "seed",
 }
+_parameter_keys_of: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+_MAX_KEY_SETS = 1024
 #: Keys of OpenInference's ``llm.invocation_parameters`` that are not parameters.
 _NOT_PARAMETERS = frozenset(
     {"model", "model_name", "messages", "tools", "functions", "stream", "stream_options", "_type"}
@@ -381,15 +383,29 @@ def _openinference_response_id(attributes: Attributes) -> str | None:
 
 
 def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> dict[str, str]:
-    params: dict[str, Any] = {}
+    """The model parameters, as maxim-py writes them: strings as they are, everything else JSON-encoded."""
+    params: dict[str, str] = {}
     if invocation:
-        params.update({k: v for k, v in invocation.items() if k not in _NOT_PARAMETERS and v is not None})
-    for key, name in _PARAMETERS.items():
-        value = attributes.get(key)
+        for key, value in invocation.items():
+            if key not in _NOT_PARAMETERS and value is not None:
+                params[key] = value if isinstance(value, str) else json_text(value)
+    for key, name in _parameter_keys(attributes):
+        value = attributes[key]
         if value is not None:
-            params[name] = list(value) if isinstance(value, tuple) else value
-    # As maxim-py writes them: strings as they are, everything else JSON-encoded.
-    return {k: v if isinstance(v, str) else json_text(v) for k, v in params.items()}
+            params[name] = value if isinstance(value, str) else json_text(value)
+    return params
+
+
+def _parameter_keys(attributes: Attributes) -> list[tuple[str, str]]:
+    """``(key, name)`` of :data:`_PARAMETERS` that ``attributes`` has, in that order; worked out once
+    per set of keys (generations of one instrumentation repeat theirs) and remembered (bounded)."""
+    keys = tuple(attributes)
+    found = _parameter_keys_of.get(keys)
+    if found is None:
+        found = [(key, name) for key, name in _PARAMETERS.items() if key in attributes]
+        if len(_parameter_keys_of) < _MAX_KEY_SETS:
+            _parameter_keys_of[keys] = found
+    return found
 
 
 def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
