@@ -8,7 +8,7 @@ import json.scanner
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.util.types import AttributeValue
@@ -158,6 +158,33 @@ def parse_json(raw: str) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):
         return None
+
+
+_T = TypeVar("_T")
+
+
+class PerKeySet(Generic[_T]):
+    """``work(keys)`` for a span's attribute keys, worked out once per set of keys and remembered.
+
+    What a span's keys alone decide (which of them to read, and as what) repeats: spans of one
+    kind from one instrumentation have the same keys.  Up to ``limit`` key sets are remembered
+    (keys come from the application, and one that makes them up per span must not grow this
+    without bound); past that, ``work`` runs every time.  Keys in another order are another set.
+    """
+
+    def __init__(self, work: Callable[[tuple[str, ...]], _T], limit: int = 1024) -> None:
+        self.work = work
+        self.limit = limit
+        self.known: dict[tuple[str, ...], _T] = {}
+
+    def __call__(self, attributes: Attributes) -> _T:
+        keys = tuple(attributes)
+        found = self.known.get(keys)
+        if found is None:
+            found = self.work(keys)
+            if len(self.known) < self.limit:
+                self.known[keys] = found
+        return found
 
 
 def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:

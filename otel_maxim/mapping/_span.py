@@ -11,6 +11,7 @@ from otel_maxim import conventions as conv
 from otel_maxim.mapping import genai
 from otel_maxim.mapping._common import (
     Attributes,
+    PerKeySet,
     as_text,
     first,
     is_consumed,
@@ -123,30 +124,24 @@ def _key_kind(key: str) -> tuple[int, str]:
     return found
 
 
-# Which keys of a span tags_and_metadata reads, in order, with their roles: worked out once per
-# set of keys (spans of one kind repeat the same keys) and remembered, up to _MAX_KEY_SETS sets
-# for each of the two answers of ``plain_conventions``; past that, worked out every time.
-_MAX_KEY_SETS = 1024
-_read_keys_of: tuple[dict[tuple[str, ...], list[tuple[str, int, str]]], ...] = ({}, {})
+def _read_keys_among(keys: tuple[str, ...], plain_conventions: bool) -> tuple[tuple[str, int, str], ...]:
+    """``(key, role, name)`` of each of ``keys`` that is a tag or metadata; an instrumentation's own
+    keys are plain metadata when ``plain_conventions`` (a plain span), else left out."""
+    read = []
+    for key in keys:
+        what, name = _known_keys.get(key) or _key_kind(key)
+        if what == _CONVENTION and plain_conventions:
+            what = _PLAIN
+        if what not in (_SKIP, _CONVENTION):
+            read.append((key, what, name))
+    return tuple(read)
 
 
-def _read_keys(attributes: Attributes, plain_conventions: bool) -> list[tuple[str, int, str]]:
-    """``(key, role, name)`` of each key that is a tag or metadata; an instrumentation's own keys
-    are plain metadata when ``plain_conventions`` (a plain span), else left out."""
-    keys = tuple(attributes)
-    known = _read_keys_of[plain_conventions]
-    read = known.get(keys)
-    if read is None:
-        read = []
-        for key in keys:
-            what, name = _known_keys.get(key) or _key_kind(key)
-            if what == _CONVENTION and plain_conventions:
-                what = _PLAIN
-            if what not in (_SKIP, _CONVENTION):
-                read.append((key, what, name))
-        if len(known) < _MAX_KEY_SETS:
-            known[keys] = read
-    return read
+#: What tags_and_metadata reads of a span's keys: on plain spans, and on the other entities.
+_read_keys = (
+    PerKeySet(lambda keys: _read_keys_among(keys, plain_conventions=False)),
+    PerKeySet(lambda keys: _read_keys_among(keys, plain_conventions=True)),
+)
 
 
 def _is_content(key: str) -> bool:
@@ -168,7 +163,7 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     plain: dict[str, str] = {}
     oi_tags: AttributeValue | None = None
     oi_metadata: AttributeValue | None = None
-    for key, what, name in _read_keys(attributes, kind == genai.SPAN):
+    for key, what, name in _read_keys[kind == genai.SPAN](attributes):
         value = attributes[key]
         if what == _PLAIN:
             plain[key] = as_text(value)

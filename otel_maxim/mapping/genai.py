@@ -34,6 +34,7 @@ from opentelemetry.trace import Status, StatusCode
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.mapping._common import (
     Attributes,
+    PerKeySet,
     as_text,
     attributes_of,
     events_of,
@@ -140,8 +141,6 @@ _PARAMETERS = {
     "ai.settings.stopSequences": "stop",
     "ai.settings.seed": "seed",
 }
-_parameter_keys_of: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-_MAX_KEY_SETS = 1024
 #: Keys of OpenInference's ``llm.invocation_parameters`` that are not parameters.
 _NOT_PARAMETERS = frozenset(
     {"model", "model_name", "messages", "tools", "functions", "stream", "stream_options", "_type"}
@@ -396,16 +395,8 @@ def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> di
     return params
 
 
-def _parameter_keys(attributes: Attributes) -> list[tuple[str, str]]:
-    """``(key, name)`` of :data:`_PARAMETERS` that ``attributes`` has, in that order; worked out once
-    per set of keys (generations of one instrumentation repeat theirs) and remembered (bounded)."""
-    keys = tuple(attributes)
-    found = _parameter_keys_of.get(keys)
-    if found is None:
-        found = [(key, name) for key, name in _PARAMETERS.items() if key in attributes]
-        if len(_parameter_keys_of) < _MAX_KEY_SETS:
-            _parameter_keys_of[keys] = found
-    return found
+#: ``(key, name)`` of the :data:`_PARAMETERS` a span's keys hold, in that order.
+_parameter_keys = PerKeySet(lambda keys: tuple((key, name) for key, name in _PARAMETERS.items() if key in keys))
 
 
 def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
