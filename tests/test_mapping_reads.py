@@ -87,7 +87,7 @@ def test_json_is_read_as_json_loads_reads_it(raw: str) -> None:
 def test_flattened_messages_are_found_among_keys_seen_before() -> None:
     keys = {f"test.flat.seen.{i}": 1 for i in range(5)}
     assert not genai._has_flat_messages(keys)
-    assert not genai._has_flat_messages(keys)  # remembered: now one set test
+    assert not genai._has_flat_messages(keys)  # remembered for this key set
     assert genai._has_flat_messages({**keys, "gen_ai.prompt.0.content": "Hi"})
     assert genai._has_flat_messages({"llm.output_messages.0.message.role": "assistant", **keys})
 

@@ -178,10 +178,8 @@ _PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
 #: Where the flattened message conventions keep their messages (``<prefix>N.<field>``).
 _FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
-#: Keys seen to have none of those prefixes (bounded): "no flattened messages here" is then one
-#: set test over a span's keys, not a prefix test per key.
-_NOT_FLAT: set[str] = set()
-_MAX_NOT_FLAT = 4096
+#: Whether a span's keys hold flattened messages (a prefix test per key, once per key set).
+_has_flat_messages = PerKeySet(lambda keys: any(key.startswith(_FLAT_MESSAGE_PREFIXES) for key in keys))
 
 
 @dataclass(slots=True, eq=False)  # one per span, compared by identity (not field by field)
@@ -355,18 +353,6 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
     if response_id is None:
         response_id = _openinference_response_id(attributes)
     out.response_id = text(response_id) if response_id is not None else None
-
-
-def _has_flat_messages(attributes: Attributes) -> bool:
-    """Whether a key of ``attributes`` has a prefix of the flattened message conventions."""
-    if _NOT_FLAT.issuperset(attributes):
-        return False
-    for key in attributes:
-        if key.startswith(_FLAT_MESSAGE_PREFIXES):
-            return True
-        if len(_NOT_FLAT) < _MAX_NOT_FLAT:
-            _NOT_FLAT.add(key)
-    return False
 
 
 def _openinference_response_id(attributes: Attributes) -> str | None:
