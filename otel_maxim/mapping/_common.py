@@ -169,8 +169,8 @@ class PerKeySet(Generic[_T]):
     What a span's keys alone decide (which of them to read, and as what) repeats: spans of one
     kind from one instrumentation have the same keys.  Up to ``limit`` key sets are remembered
     (keys come from the application, and one that makes them up per span must not grow this
-    without bound: 256 sets of 128 new keys of 100 characters each hold about 5 MB); past that, ``work``
-    runs every time.  Keys in another order are another set.
+    without bound: 256 sets of 128 new keys of 100 characters each hold about 5 MB); past
+    that, ``work`` runs every time.  Keys in another order are another set.
     """
 
     def __init__(self, work: Callable[[tuple[str, ...]], _T], limit: int = 256) -> None:
