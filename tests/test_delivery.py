@@ -597,6 +597,34 @@ def test_a_200_with_an_error_in_its_json_is_a_failure(
     assert_all_delivered(fake, p.tee.lines)
 
 
+def test_after_a_send_records_gather_for_linger_unless_a_flush_asks(fake: FakeMaxim, tmp_path: Path) -> None:
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=tmp_path / "spool",
+        check_repository=False,
+        linger=0.5,
+    )
+    try:
+        assert sink.write([line(0)])
+        assert fake.wait_for_distinct(1)  # the first send goes at once
+        for i in range(1, 4):
+            assert sink.write([line(i)])
+        assert fake.wait_for_distinct(4)
+        first, second = fake.log_posts()
+        assert second.lines == [line(1), line(2), line(3)]  # gathered into one body
+        assert second.at - first.at >= 0.4  # 0.5 s, less the time the answer took
+        assert sink.write([line(4)])
+        started = time.monotonic()
+        assert sink.flush(5)
+        assert time.monotonic() - started < 0.4  # a flush does not wait for the gathering
+    finally:
+        sink.close(5)
+    with pytest.raises(ValueError, match="linger"):
+        MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path, linger=-1)
+
+
 def test_flush_keeps_its_deadline_and_spools_what_is_left(fake: FakeMaxim, make: Callable[..., Pipeline]) -> None:
     p = make(export_timeout=30.0)
     fake.go_down()
