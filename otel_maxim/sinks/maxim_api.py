@@ -13,7 +13,7 @@ consecutive items make bodies of at most 5 MB, and each send has one deadline
 the spool, with everything queued behind it, and the sender tries again after
 the backoff; meanwhile new batches go straight to disk.  After a delivered
 send, the sender lets records gather for ``linger`` seconds (0.2) before the
-next, unless a body's worth waits, a flush or close asks, or the head of the
+next, unless 2 MB of records wait, a flush or close asks, or the head of the
 queue is on disk: a busy process sends fewer, fuller bodies (each request costs
 the whole process time, not only the sender's).  An item leaves the
 queue (and its file the disk) only once Maxim acknowledged it: order is kept,
@@ -63,6 +63,8 @@ DEFAULT_MAX_MEMORY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_REJECTIONS = 3
 #: Seconds the sender lets records gather after a delivered send (see the module docstring).
 DEFAULT_LINGER = 0.2
+#: Queued bytes in memory that end the gathering at once (bigger bodies only raise the peak of memory).
+_GATHER_BYTES = 2 * 1024 * 1024
 #: How often an idle sender looks for batches left by processes that ended meanwhile.
 _ADOPT_INTERVAL = 60.0
 #: The most a repository check waits for its answer.
@@ -461,7 +463,7 @@ class MaximApiSink:
             now < self._gather_until
             and not (self._kicked or self._closing or self._flush_deadlines or self._failing)
             and self._items[0].lines is not None  # a spooled backlog goes at once
-            and self._mem_bytes < min(MAX_BODY_BYTES, self._max_memory // 2)
+            and self._mem_bytes < min(_GATHER_BYTES, self._max_memory // 2)
         )
 
     def _send(self, unit: _Unit) -> Result:
