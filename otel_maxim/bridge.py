@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import h11
 import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -55,6 +56,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from otel_maxim import environment_variables as env
 from otel_maxim import otlp
@@ -73,6 +75,7 @@ DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16_384
 DEFAULT_CROSS_SERVICE_GRACE = 10.0
 DEFAULT_RETRY_AFTER = 2
+DEFAULT_HEADER_TIMEOUT = 10.0
 #: Spans handed to the exporter in one ``export`` call (requests are not split).
 _EXPORT_BATCH = 512
 #: Seconds uvicorn waits for requests in flight after a shutdown signal.
@@ -513,6 +516,56 @@ class _ServerNoise(logging.Filter):
 _server_noise = _ServerNoise()
 
 
+def _header_timed_protocol(timeout: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, with a deadline of ``timeout`` seconds for each request's head.
+
+    uvicorn times out a kept-alive connection only between requests, once one has completed:
+    a client that connects and sends nothing, or sends a request line and then a header byte
+    at a time, holds its connection (and a file descriptor) for ever.  Here the request line
+    and headers must be in within ``timeout`` of the connection opening or of the previous
+    response completing; else the connection is closed.  A request whose head has arrived is
+    never cut short (its body and its handling are not bounded by this).
+    """
+
+    class HeaderTimedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = None if self.transport.is_closing() else self.loop.call_later(timeout, self._no_head)
+
+        def _no_head(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+                return  # a request's head came in time: it is being served
+            _limited.warning(
+                "header-timeout",
+                "Closing a connection from %s that sent no complete request head within %s s.",
+                "%s:%d" % self.client if self.client else "an unknown address",  # noqa: UP031
+                timeout,
+            )
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+
+    return HeaderTimedH11Protocol
+
+
 def _status(code: int, rpc_code: int, message: str, answer_as: str, *, auth: bool = False) -> Response:
     response = Response(otlp.encode_status(rpc_code, message, answer_as), status_code=code, media_type=answer_as)
     if auth:
@@ -546,16 +599,30 @@ class BridgeServer:
     on the main thread), then shuts down gracefully: requests in flight finish,
     and the bridge's lifespan drains the queue and shuts the exporter down.
     ``host`` and ``port`` default to ``MAXIM_BRIDGE_HOST`` / ``MAXIM_BRIDGE_PORT``,
-    else 127.0.0.1:4318.  Raises ``OSError`` when the address cannot be bound and
-    ``ValueError`` for a bad ``port``.
+    else 127.0.0.1:4318.  ``header_timeout`` (``MAXIM_BRIDGE_HEADER_TIMEOUT``, else 10)
+    is how long a connection may take to send a request's line and headers, from when it
+    opens or its previous response completes; a connection that takes longer is closed.
+    Raises ``OSError`` when the address cannot be bound and ``ValueError`` for a bad
+    ``port`` or ``header_timeout``.
     """
 
-    def __init__(self, bridge: Bridge, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, bridge: Bridge, host: str | None = None, port: int | None = None, *, header_timeout: float | None = None
+    ) -> None:
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
         port = int(resolve_number(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, integer=True))
         if port > 65535:
             raise ValueError(f"port must be at most 65535, not {port}")
+        header_timeout = resolve_number(
+            header_timeout,
+            "header_timeout",
+            env.MAXIM_BRIDGE_HEADER_TIMEOUT,
+            DEFAULT_HEADER_TIMEOUT,
+            minimum=0.001,
+            maximum=LONGEST_WAIT,
+        )
         self.bridge = bridge
+        self.header_timeout = header_timeout
         self._socket = _listen(host, port)
         bound = self._socket.getsockname()
         self.host: str = bound[0]
@@ -564,6 +631,7 @@ class BridgeServer:
             bridge.app,
             lifespan="on",
             ws="none",  # OTLP/HTTP only: no websocket stack to import
+            http=_header_timed_protocol(header_timeout),
             log_config=None,  # the application configures logging, not the server
             access_log=False,
             timeout_graceful_shutdown=_GRACEFUL_SECONDS,
@@ -599,10 +667,12 @@ class BridgeServer:
         self._server.should_exit = True
 
 
-def serve(bridge: Bridge, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    bridge: Bridge, host: str | None = None, port: int | None = None, *, header_timeout: float | None = None
+) -> None:
     """Serve ``bridge`` until SIGTERM or SIGINT, then shut down gracefully (blocking); see :class:`BridgeServer`."""
     try:
-        server = BridgeServer(bridge, host, port)
+        server = BridgeServer(bridge, host, port, header_timeout=header_timeout)
     except BaseException:
         bridge.close()
         raise

@@ -13,7 +13,8 @@ from otel_maxim.tree import render_tree
 _BRIDGE_EPILOG = f"""\
 Every flag falls back to an environment variable, then to its default:
 {env.MAXIM_BRIDGE_HOST}, {env.MAXIM_BRIDGE_PORT}, {env.MAXIM_BRIDGE_TOKEN}, {env.MAXIM_BRIDGE_MAX_BODY_BYTES},
-{env.MAXIM_BRIDGE_QUEUE_SIZE}, {env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE}, {env.MAXIM_BRIDGE_RETRY_AFTER}.
+{env.MAXIM_BRIDGE_QUEUE_SIZE}, {env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE}, {env.MAXIM_BRIDGE_RETRY_AFTER},
+{env.MAXIM_BRIDGE_HEADER_TIMEOUT}.
 Where records go is the exporter's own configuration: {env.MAXIM_API_KEY} and {env.MAXIM_LOG_REPO_ID}
 (Maxim's log API), else {env.MAXIM_RECORDS_FILE} (a local file).  Prefer {env.MAXIM_BRIDGE_TOKEN} to --token:
 a flag is visible to every user of the machine in the process list.
@@ -45,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds a trace waits for the spans of a calling service (default 10)",
     )
     bridge.add_argument("--retry-after", type=int, help="Retry-After seconds sent with 503 (default 2)")
+    bridge.add_argument(
+        "--header-timeout",
+        type=float,
+        help="seconds a connection may take to send a request's line and headers (default 10)",
+    )
     bridge.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
     )
@@ -87,7 +93,7 @@ def _bridge(args: argparse.Namespace) -> int:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
     try:
-        serve(bridge, args.host, args.port)
+        serve(bridge, args.host, args.port, header_timeout=args.header_timeout)
     except ValueError as exc:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
@@ -99,7 +105,9 @@ def _bridge(args: argparse.Namespace) -> int:
     return 0
 
 
-_FLAGS = frozenset({"max_body_bytes", "queue_size", "cross_service_grace", "retry_after", "port", "token"})
+_FLAGS = frozenset(
+    {"max_body_bytes", "queue_size", "cross_service_grace", "retry_after", "port", "token", "header_timeout"}
+)
 
 
 def _flag_names(message: str) -> str:

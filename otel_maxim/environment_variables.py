@@ -18,6 +18,7 @@ __all__ = [
     "MAXIM_API_KEY",
     "MAXIM_BASE_URL",
     "MAXIM_BRIDGE_CROSS_SERVICE_GRACE",
+    "MAXIM_BRIDGE_HEADER_TIMEOUT",
     "MAXIM_BRIDGE_HOST",
     "MAXIM_BRIDGE_MAX_BODY_BYTES",
     "MAXIM_BRIDGE_PORT",
@@ -76,6 +77,7 @@ MAXIM_BRIDGE_MAX_BODY_BYTES = "MAXIM_BRIDGE_MAX_BODY_BYTES"
 MAXIM_BRIDGE_QUEUE_SIZE = "MAXIM_BRIDGE_QUEUE_SIZE"
 MAXIM_BRIDGE_CROSS_SERVICE_GRACE = "MAXIM_BRIDGE_CROSS_SERVICE_GRACE"
 MAXIM_BRIDGE_RETRY_AFTER = "MAXIM_BRIDGE_RETRY_AFTER"
+MAXIM_BRIDGE_HEADER_TIMEOUT = "MAXIM_BRIDGE_HEADER_TIMEOUT"
 # --- opentelemetry-instrument (otel_maxim.auto) ---
 MAXIM_SESSION_BAGGAGE = "MAXIM_SESSION_BAGGAGE"
 
@@ -192,6 +194,12 @@ VARIABLES: tuple[Variable, ...] = (
         MAXIM_BRIDGE_RETRY_AFTER,
         "`2`",
         "`otel-maxim bridge`: the `Retry-After` seconds sent with a 503 when the queue is full.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_HEADER_TIMEOUT,
+        "`10`",
+        "`otel-maxim bridge`: seconds a connection may take to send a request's line and headers (from when it "
+        "opens, or its previous response ends) before it is closed.",
     ),
     Variable(
         MAXIM_SESSION_BAGGAGE,

@@ -43,7 +43,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import otel_maxim
 from otel_maxim import MaximSpanExporter, SessionBaggageProcessor, otlp
 from otel_maxim import environment_variables as env
-from otel_maxim.bridge import Bridge
+from otel_maxim.bridge import Bridge, BridgeServer
 from otel_maxim.cli import main
 from otel_maxim.otlp import BodyTooLarge, decompress, parse_request, spans_from_request
 from otel_maxim.records import Record, parse
@@ -710,6 +710,47 @@ def test_unknown_paths_and_methods(recorder_bridge: tuple[str, RecordingExporter
     assert requests.post(base + "/v1/logs", data=b"", headers=PROTOBUF, timeout=10).status_code == 404
 
 
+# --- connections that hold on without a request ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /v1/traces HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\n"],
+    ids=["nothing", "half a head"],
+)
+def test_a_connection_without_a_request_head_in_time_is_closed(sent: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn alone closes a kept-alive connection only after a first request: one that never sends
+    a whole head held its file descriptor for ever."""
+    with (
+        running_bridge(Bridge(RecordingExporter()), header_timeout=0.3) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        sock.sendall(sent)
+        assert sock.recv(1024) == b""  # closed by the bridge, not answered (a socket timeout would raise)
+    assert "sent no complete request head within 0.3 s" in caplog.text
+
+
+def test_a_request_whose_head_came_in_time_is_served_however_slow_its_body() -> None:
+    recorder = RecordingExporter()
+    body = _good_request("slow body")
+    head = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with (
+        running_bridge(Bridge(recorder), header_timeout=0.3) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        for _ in range(2):  # the head's deadline starts again after each response
+            sock.sendall(head + body[:5])
+            time.sleep(0.6)  # twice the head's deadline: the body's pace is not bounded
+            sock.sendall(body[5:])
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+            time.sleep(0.1)  # the next head, on the same connection, within its deadline
+    wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+
+
 # --- configuration and the command ---------------------------------------------------------------------
 
 
@@ -748,9 +789,31 @@ def test_configuration_arguments_then_environment_then_defaults(
     assert built == {"cross_service_grace": 0}
 
 
+def test_the_header_timeout_from_the_argument_then_the_environment_then_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def header_timeout(**kwargs: float) -> float:
+        server = BridgeServer(Bridge(RecordingExporter()), "127.0.0.1", 0, **kwargs)
+        server._socket.close()
+        server.bridge.close()
+        return server.header_timeout
+
+    assert header_timeout() == 10.0
+    monkeypatch.setenv(env.MAXIM_BRIDGE_HEADER_TIMEOUT, "2.5")
+    assert header_timeout() == 2.5
+    assert header_timeout(header_timeout=0.5) == 0.5
+    monkeypatch.setenv(env.MAXIM_BRIDGE_HEADER_TIMEOUT, "soon")
+    assert header_timeout() == 10.0
+    assert env.MAXIM_BRIDGE_HEADER_TIMEOUT in caplog.text
+    with pytest.raises(ValueError, match="header_timeout"):
+        header_timeout(header_timeout=float("nan"))
+
+
 def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bridge", "--queue-size", "0"]) == 2
     assert "--queue-size must be at least 1" in capsys.readouterr().err
+    assert main(["bridge", "--port", "0", "--header-timeout", "0"]) == 2
+    assert "--header-timeout must be at least 0.001" in capsys.readouterr().err
     assert main(["bridge", "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
 
