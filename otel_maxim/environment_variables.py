@@ -30,6 +30,7 @@ __all__ = [
     "MAXIM_FAST_JSON",
     "MAXIM_LOG_REPO_ID",
     "MAXIM_MAX_ATTRIBUTES",
+    "MAXIM_MAX_HELD_BYTES",
     "MAXIM_MAX_HELD_SPANS",
     "MAXIM_MAX_HELD_TRACES",
     "MAXIM_MAX_RECORD_BYTES",
@@ -60,6 +61,7 @@ MAXIM_RECORDS_FILE = "MAXIM_RECORDS_FILE"
 MAXIM_SPOOL_DIR = "MAXIM_SPOOL_DIR"
 MAXIM_TRACE_TIMEOUT = "MAXIM_TRACE_TIMEOUT"
 MAXIM_MAX_HELD_SPANS = "MAXIM_MAX_HELD_SPANS"
+MAXIM_MAX_HELD_BYTES = "MAXIM_MAX_HELD_BYTES"
 MAXIM_CAPTURE_CONTENT = "MAXIM_CAPTURE_CONTENT"
 MAXIM_SESSION_ID_PATTERN = "MAXIM_SESSION_ID_PATTERN"
 MAXIM_MAX_RECORD_BYTES = "MAXIM_MAX_RECORD_BYTES"
@@ -123,8 +125,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_MAX_HELD_SPANS,
         "`100000`",
-        "Most spans held in memory waiting for their trace's root; past it the oldest traces are sent early. "
-        "A count, not a size: with large prompts under roots that stay open for minutes, set it lower.",
+        "Most spans held in memory waiting for their trace's root; past it the oldest traces are sent early.",
+    ),
+    Variable(
+        MAXIM_MAX_HELD_BYTES,
+        "`134217728`",
+        "Most bytes of those spans (estimated: their texts in full, about 2 KB for the rest of each span); "
+        "past it the oldest traces are sent early.",
     ),
     Variable(
         MAXIM_CAPTURE_CONTENT,

@@ -45,6 +45,7 @@ DEFAULT_RECORDS_FILE = "maxim-records.log"
 DEFAULT_TRACE_TIMEOUT = 300.0
 DEFAULT_MAX_HELD_SPANS = 100_000
 DEFAULT_MAX_HELD_TRACES = 10_000
+DEFAULT_MAX_HELD_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 #: Traces remembered after they were sent, so late spans attach to them.
 _SENT_TRACES = 16_384
@@ -103,6 +104,7 @@ class MaximSpanExporter(SpanExporter):
         max_record_bytes: int | None = None,
         max_attributes: int | None = None,
         fast_json: bool | None = None,
+        max_held_bytes: int | None = None,
     ) -> None:
         self._limited = RateLimitedLog(_logger)  # per exporter: one's outage does not silence another's
         self._options = Options(
@@ -152,8 +154,15 @@ class MaximSpanExporter(SpanExporter):
         max_traces = _resolve_int(
             max_held_traces, "max_held_traces", env.MAXIM_MAX_HELD_TRACES, DEFAULT_MAX_HELD_TRACES, minimum=0
         )
+        max_bytes = _resolve_int(
+            max_held_bytes, "max_held_bytes", env.MAXIM_MAX_HELD_BYTES, DEFAULT_MAX_HELD_BYTES, minimum=0
+        )
         self._assembler = TraceAssembler(
-            timeout=timeout, max_spans=max_spans, max_traces=max_traces, cross_service_grace=cross_service_grace
+            timeout=timeout,
+            max_spans=max_spans,
+            max_traces=max_traces,
+            max_bytes=max_bytes,
+            cross_service_grace=cross_service_grace,
         )
         self._sink = (
             sink
@@ -322,7 +331,9 @@ class MaximSpanExporter(SpanExporter):
                 "Sending %d spans of trace %032x before its root ended (%s); later spans will attach to it.",
                 len(item.spans),
                 item.trace_id,
-                "held longer than the trace timeout" if item.reason == "timeout" else "too many spans or traces held",
+                "held longer than the trace timeout"
+                if item.reason == "timeout"
+                else "too many spans, traces or bytes held",
             )
         sent = self._sent.get(item.trace_id)
         mapped = map_trace(item.spans, None if sent is None else TraceState.thaw(sent), self._options)

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_maxim
 import otel_maxim.mapping._span
 from otel_maxim import MaximSpanExporter
+from otel_maxim.assembly import held_size
 from otel_maxim.mapping import Options, TraceState, map_trace
 from otel_maxim.records import Record, parse
 from otel_maxim.sinks import FileSink
@@ -193,11 +194,61 @@ def test_held_spans_are_capped(caplog: pytest.LogCaptureFixture) -> None:
         exporter.export(spans)
     # 12 spans held at most 5: the two oldest traces went early, the newest (4 spans) is held.
     assert exporter._assembler.held_spans == 4
-    assert "too many spans or traces held" in caplog.text
+    assert "too many spans, traces or bytes held" in caplog.text
     exporter.shutdown()
     records = sink.records()
     assert_parent_first(records)
     assert sum(1 for r in records if r.action == "add-span") == 12
+
+
+def test_held_spans_are_bounded_in_bytes_as_well(caplog: pytest.LogCaptureFixture) -> None:
+    """Few spans with large prompts under roots that stay open: the count bound alone let them grow."""
+    prompt = "p" * 100_000
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        for t in range(4):
+            root = tracer.start_span(f"open-{t}")
+            with trace.use_span(root):
+                for i in range(2):
+                    with tracer.start_as_current_span(f"s{t}-{i}", attributes={"input.value": prompt}) as span:
+                        span.add_event("chunk", {"text": prompt})
+            # roots never end
+
+    spans = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, max_held_bytes=500_000)  # two traces' worth: 2 x 2 x 200 KB
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for t in range(4):  # a batch per trace: each is held past its batch
+            exporter.export([s for s in spans if s.name.startswith(f"s{t}-")])
+    # Each span holds its two 100,000-character texts, plus the fixed part of a span and an event.
+    assert held_size(spans[0]) == 200_000 + 2_000 + 2 * 100 + 500
+    # 4 traces of about 405 KB, held at most 500 KB: all but the newest went early, oldest first.
+    assert exporter._assembler.held_spans == 2
+    assert exporter._assembler.held_bytes == 2 * held_size(spans[0])
+    assert "too many spans, traces or bytes held" in caplog.text
+    early = [r.data["name"] for r in sink.records() if r.action == "add-span"]
+    assert early == ["s0-0", "s0-1", "s1-0", "s1-1", "s2-0", "s2-1"]
+    exporter.shutdown()
+    assert exporter._assembler.held_bytes == 0
+    assert sum(1 for r in sink.records() if r.action == "add-span") == 8
+
+
+def test_a_trace_that_completes_in_its_batch_is_never_sized(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sizing costs a pass over a span's attributes: only spans held past their batch pay it."""
+    sized: list[str] = []
+    monkeypatch.setattr("otel_maxim.assembly.held_size", lambda span: sized.append(span.name) or 0)
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"), tracer.start_as_current_span("child"):
+            pass
+        open_root = tracer.start_span("open")
+        with trace.use_span(open_root), tracer.start_as_current_span("waiting"):
+            pass
+
+    exporter = MaximSpanExporter(sink=ListSink())
+    exporter.export(_record_spans(build))
+    assert sized == ["waiting"]
+    exporter.shutdown()
 
 
 def test_odd_traces_have_defined_outcomes(caplog: pytest.LogCaptureFixture) -> None:
@@ -375,6 +426,10 @@ def test_output_precedence(
         ({}, {"MAXIM_TRACE_TIMEOUT": "1e300"}, "timeout", 300.0, "MAXIM_TRACE_TIMEOUT"),  # no thread waits that long
         ({}, {"MAXIM_MAX_HELD_SPANS": "10"}, "max_spans", 10, None),
         ({}, {"MAXIM_MAX_HELD_SPANS": "1.5"}, "max_spans", 100_000, "MAXIM_MAX_HELD_SPANS"),
+        ({}, {}, "max_bytes", 128 * 1024 * 1024, None),
+        ({}, {"MAXIM_MAX_HELD_BYTES": "1000000"}, "max_bytes", 1_000_000, None),
+        ({"max_held_bytes": 5}, {"MAXIM_MAX_HELD_BYTES": "1000000"}, "max_bytes", 5, None),
+        ({}, {"MAXIM_MAX_HELD_BYTES": "lots"}, "max_bytes", 128 * 1024 * 1024, "MAXIM_MAX_HELD_BYTES"),
     ],
 )
 def test_setting_precedence(
@@ -406,6 +461,7 @@ def test_setting_precedence(
         ({"cross_service_grace": 1e300}, "cross_service_grace"),
         ({"trace_timeout": "5"}, "trace_timeout"),
         ({"max_held_spans": 1.5}, "max_held_spans"),
+        ({"max_held_bytes": -1}, "max_held_bytes"),
         ({"capture_content": "yes"}, "capture_content"),
         ({"redact": 42}, "redact"),
     ],
