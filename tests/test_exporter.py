@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -15,9 +16,10 @@ from typing import Any
 
 import pytest
 from opentelemetry import context, trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 
 import otel_maxim
 import otel_maxim.mapping._span
@@ -220,8 +222,9 @@ def test_held_spans_are_bounded_in_bytes_as_well(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="otel_maxim"):
         for t in range(4):  # a batch per trace: each is held past its batch
             exporter.export([s for s in spans if s.name.startswith(f"s{t}-")])
-    # Each span holds its two 100,000-character texts, plus the fixed part of a span and an event.
-    assert held_size(spans[0]) == 200_000 + 2_000 + 2 * 100 + 500
+    # Each span holds its two 100,000-character texts, plus the fixed parts of a span, two attributes
+    # and an event, and the short texts: its name, the event's name and the two keys.
+    assert held_size(spans[0]) == 200_000 + 2_000 + 2 * 100 + 500 + len("s0-0chunkinput.valuetext")
     # 4 traces of about 405 KB, held at most 500 KB: all but the newest went early, oldest first.
     assert exporter._assembler.held_spans == 2
     assert exporter._assembler.held_bytes == 2 * held_size(spans[0])
@@ -231,6 +234,58 @@ def test_held_spans_are_bounded_in_bytes_as_well(caplog: pytest.LogCaptureFixtur
     exporter.shutdown()
     assert exporter._assembler.held_bytes == 0
     assert sum(1 for r in sink.records() if r.action == "add-span") == 8
+
+
+def test_held_size_counts_every_text_a_span_keeps() -> None:
+    """Names, status descriptions, event names and links' attributes held as much as attributes do."""
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    bare = held_size(ReadableSpan("", context=context))
+    assert bare == 2_000
+    assert held_size(ReadableSpan("n" * 1000, context=context)) == bare + 1000
+    assert held_size(ReadableSpan("é" * 1000, context=context)) == bare + 4000  # up to 4 bytes a character
+    failed = ReadableSpan("", context=context, status=Status(StatusCode.ERROR, "d" * 1000))
+    assert held_size(failed) == bare + 1000
+    linked = ReadableSpan("", context=context, links=[Link(context, {"k": "v" * 1000})])
+    assert held_size(linked) == bare + 500 + 100 + 1 + 1000
+    event = ReadableSpan("", context=context, events=[Event("e" * 1000, {"k": ("a" * 10, None, 5)})])
+    assert held_size(event) == bare + 500 + 1000 + 100 + 1 + 3 * 8 + 10
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"events": None},
+        {"events": [Event("e", 5, 1)]},  # type: ignore[arg-type]
+        {"events": [Event("e", [("k", "v")], 1)]},  # type: ignore[arg-type]
+        {"attributes": {"deep": functools.reduce(lambda inner, _: [inner], range(5000), ["x"])}},
+    ],
+    ids=["no events", "event attributes a number", "event attributes a list", "an attribute nested deep"],
+)
+def test_a_span_that_cannot_be_measured_costs_nothing_else(odd: dict[str, object]) -> None:
+    """A hand-made span with odd parts, held past its batch, beside a trace complete in the same batch."""
+
+    def span(trace_id: int, span_id: int, parent: int | None, **parts: object) -> ReadableSpan:
+        def context(span_id: int) -> SpanContext:
+            return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(1))
+
+        return ReadableSpan(
+            f"t{trace_id}s{span_id}",
+            context=context(span_id),
+            parent=None if parent is None else context(parent),
+            start_time=1,
+            end_time=2,
+            **parts,  # type: ignore[arg-type]
+        )
+
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    assert exporter.export([span(1, 1, None), span(2, 2, 1, **odd)]) is SpanExportResult.SUCCESS
+    records = sink.records()  # the complete trace went out, and only it
+    assert {(r.entity, r.id) for r in records} == {("trace", format(1, "032x"))}
+    assert [r.data["name"] for r in records if r.action == "create"] == ["t1s1"]
+    assert 2_000 <= exporter._assembler.held_bytes < 3_000  # what could be measured, at least the fixed part
+    exporter.shutdown()
+    assert exporter._assembler.held_bytes == 0
 
 
 def test_a_trace_that_completes_in_its_batch_is_never_sized(monkeypatch: pytest.MonkeyPatch) -> None:

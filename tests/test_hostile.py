@@ -393,7 +393,7 @@ def test_traces_held_open_are_capped(caplog: pytest.LogCaptureFixture) -> None:
             with trace.use_span(root), tracer.start_as_current_span("child"):
                 pass
     assert exporter._assembler.held_spans == 2  # the two newest traces; the three oldest went early
-    assert "too many spans or traces held" in caplog.text
+    assert "too many spans, traces or bytes held" in caplog.text
     for root in roots:
         root.end()
     provider.shutdown()
