@@ -538,6 +538,13 @@ def _header_timed_protocol(timeout: float) -> type[H11Protocol]:
             super().on_response_complete()
             self._arm_head_timer()
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # A request answered before its body was read (a 404, a 413) ends when its body is in,
+            # here, not at its response: the next head's deadline starts then.
+            if self._head_timer is None and self.conn.their_state is h11.IDLE:
+                self._arm_head_timer()
+
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_timer is not None:
                 self._head_timer.cancel()

@@ -730,6 +730,32 @@ def test_a_connection_without_a_request_head_in_time_is_closed(sent: bytes, capl
     assert "sent no complete request head within 0.3 s" in caplog.text
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length: its head and its body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head = data.split(b"\r\n\r\n", 1)[0]
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(data) < len(head) + 4 + length:
+        data += sock.recv(65536)
+    return data
+
+
+def test_a_connection_answered_before_its_body_came_still_has_a_head_deadline() -> None:
+    """A 404 goes out before the body is read; the body comes after the deadline, then nothing:
+    the next head's deadline starts when that body is in (it once started nowhere)."""
+    with (
+        running_bridge(Bridge(RecordingExporter()), header_timeout=0.3) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        sock.sendall(b"POST /nowhere HTTP/1.1\r\nHost: bridge\r\nContent-Length: 5\r\n\r\n")
+        assert _read_response(sock).startswith(b"HTTP/1.1 404")
+        time.sleep(0.6)  # past the deadline, with the body still owed: the request is not over
+        sock.sendall(b"12345")
+        assert sock.recv(1024) == b""  # then closed, as a connection that sends no head
+
+
 def test_a_request_whose_head_came_in_time_is_served_however_slow_its_body() -> None:
     recorder = RecordingExporter()
     body = _good_request("slow body")
@@ -745,7 +771,7 @@ def test_a_request_whose_head_came_in_time_is_served_however_slow_its_body() -> 
             sock.sendall(head + body[:5])
             time.sleep(0.6)  # twice the head's deadline: the body's pace is not bounded
             sock.sendall(body[5:])
-            answer = sock.recv(65536)
+            answer = _read_response(sock)
             assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
             time.sleep(0.1)  # the next head, on the same connection, within its deadline
     wait_for(lambda: len(recorder.spans) == 2, what="both spans")
