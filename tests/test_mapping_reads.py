@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import attributes_of, events_of, parse_json
+from otel_maxim.mapping._common import PerKeySet, attributes_of, events_of, parse_json
 
 
 def _sdk_span() -> ReadableSpan:
@@ -110,6 +110,7 @@ def test_tags_and_metadata_of_the_same_keys_read_each_span_s_own_values() -> Non
 def test_tags_and_metadata_past_the_remembered_key_sets(monkeypatch: pytest.MonkeyPatch) -> None:
     plain = _span._read_keys[True]
     monkeypatch.setattr(plain, "known", {})
+    monkeypatch.setattr(plain, "chars", 0)
     monkeypatch.setattr(plain, "limit", 2)
     for i in range(5):
         attributes = {f"test.unremembered.{i}": i, "maxim.metadata.step": "x"}
@@ -117,4 +118,21 @@ def test_tags_and_metadata_past_the_remembered_key_sets(monkeypatch: pytest.Monk
             {},
             {"step": "x", f"test.unremembered.{i}": str(i)},
         )
-    assert len(plain.known) == 2
+        assert len(plain.known) <= 2
+    assert len(plain.known) == 1  # full after two: the memory started again with the fifth
+
+
+def test_what_per_key_set_remembers_is_bounded_in_characters_and_keys() -> None:
+    calls: list[tuple[str, ...]] = []
+    memo = PerKeySet(lambda keys: calls.append(keys) or len(keys), max_chars=1000, max_keys=10)
+    many = {f"k{i}": 1 for i in range(11)}
+    assert memo(many) == memo(many) == 11
+    assert len(calls) == 2 and not memo.known  # more keys than max_keys: worked out every time
+    long_keys = [{"x" * 400 + str(i): 1} for i in range(5)]
+    for attributes in long_keys:
+        memo(attributes)
+        assert memo.chars <= 1000
+    assert len(memo.known) == 1  # the fifth 401-character key set started the memory again
+    memo(long_keys[-1])
+    assert len(calls) == 2 + 5  # the last set is remembered
+    assert memo({"y" * 2000: 1}) == 1 and memo.chars == 401  # a set longer than all it may hold: not kept

@@ -167,25 +167,47 @@ class PerKeySet(Generic[_T]):
     """``work(keys)`` for a span's attribute keys, worked out once per set of keys and remembered.
 
     What a span's keys alone decide (which of them to read, and as what) repeats: spans of one
-    kind from one instrumentation have the same keys.  Up to ``limit`` key sets are remembered
-    (keys come from the application, and one that makes them up per span must not grow this
-    without bound: 256 sets of 128 new keys of 100 characters each hold about 5 MB); past
-    that, ``work`` runs every time.  Keys in another order are another set.
+    kind from one instrumentation have the same keys.  Keys in another order are another set.
+    Keys come from the application, which may make them up per span, so what is remembered is
+    bounded: at most ``limit`` sets, ``max_chars`` characters of keys in all, and no set of more
+    than ``max_keys`` keys (worked out every time).  When a new set does not fit, the memory
+    starts again empty, so the sets that do repeat are soon remembered again.
     """
 
-    def __init__(self, work: Callable[[tuple[str, ...]], _T], limit: int = 256) -> None:
+    def __init__(
+        self,
+        work: Callable[[tuple[str, ...]], _T],
+        *,
+        limit: int = 256,
+        max_chars: int = 256 * 1024,
+        max_keys: int = 256,
+    ) -> None:
         self.work = work
         self.limit = limit
+        self.max_chars = max_chars
+        self.max_keys = max_keys
         self.known: dict[tuple[str, ...], _T] = {}
+        self.chars = 0
 
     def __call__(self, attributes: Attributes) -> _T:
         keys = tuple(attributes)
         found = self.known.get(keys)
         if found is None:
             found = self.work(keys)
-            if len(self.known) < self.limit:
-                self.known[keys] = found
+            self._remember(keys, found)
         return found
+
+    def _remember(self, keys: tuple[str, ...], found: _T) -> None:
+        if len(keys) > self.max_keys:
+            return
+        chars = sum(map(len, keys))
+        if chars > self.max_chars:
+            return
+        if len(self.known) >= self.limit or self.chars + chars > self.max_chars:
+            self.known = {}  # a new dict, not clear(): a thread reading the old one reads on safely
+            self.chars = 0
+        self.known[keys] = found
+        self.chars += chars
 
 
 def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:
