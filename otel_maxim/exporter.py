@@ -20,7 +20,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -189,6 +190,8 @@ class MaximSpanExporter(SpanExporter):
         self._held_sessions: dict[int, tuple[int, str | None]] = {}
         self._trace_timeout = timeout
         self._shutdown = False
+        self._deferred_budget: float | None = None  # seconds: a shutdown called back from inside an export
+        self._busy = threading.local()  # .on: this thread is doing the exporter's work (see _inside)
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
         reinit_after_fork(self)
@@ -201,6 +204,8 @@ class MaximSpanExporter(SpanExporter):
         sent stays known, so that a span the child adds to one of those traces attaches to it.
         """
         self._lock = threading.RLock()
+        self._busy = threading.local()
+        self._deferred_budget = None
         self._wake = threading.Event()
         self._reaper = None
         self._assembler.forget_all()
@@ -227,53 +232,100 @@ class MaximSpanExporter(SpanExporter):
                         "after-shutdown", "Exporter already shut down; %s spans not exported.", _count(spans)
                     )
                     return SpanExportResult.FAILURE
-                ok = self._send(self._take(spans))
+                with self._working():
+                    ok = self._send(self._take(spans))
             self._ensure_reaper()
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
         except Exception:  # never raise into the SDK's worker (and so never into the application)
             self._limited.error("export", "Could not export %s spans to Maxim records.", _count(spans), exc_info=True)
             return SpanExportResult.FAILURE
+        finally:
+            self._finish_deferred_shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send the traces whose wait is over, then flush the sink, within ``timeout_millis``."""
         deadline = time.monotonic() + wait_budget(timeout_millis, 30_000)
+        if self._inside():
+            self._limited.warning(
+                "flush-inside",
+                "force_flush was called from inside this exporter's own work (a redact callback or the sink); "
+                "nothing is flushed.",
+            )
+            return False
         try:
             if not self._acquire(deadline, "flush"):
                 return False
             try:
-                ready = self._assembler.expire()
-                lines = self._take_ready(ready)
-                if ready:
-                    lines.extend(self._lines(self._release_ends()))
-                self._send(lines)
+                with self._working():
+                    ready = self._assembler.expire()
+                    lines = self._take_ready(ready)
+                    if ready:
+                        lines.extend(self._lines(self._release_ends()))
+                    self._send(lines)
             finally:
                 self._lock.release()
             return self._sink.flush(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             self._limited.error("flush", "Could not flush Maxim records.", exc_info=True)
             return False
+        finally:
+            self._finish_deferred_shutdown()
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Send everything still held (traces sent early if their root never ended), then close the sink."""
         if self._shutdown:
             return
-        deadline = time.monotonic() + wait_budget(timeout_millis, 30_000)
+        budget = wait_budget(timeout_millis, 30_000)
         self._shutdown = True  # from now on export() refuses spans, even one already waiting for the lock
         self._wake.set()
+        if self._inside():
+            # Called back from inside this exporter's own work (a redact callback, the sink): closing
+            # the sink now would lose the records of the work under way, and waiting for it here would
+            # wait for this very thread.  That work completes the shutdown when it is done.
+            self._deferred_budget = budget
+            self._limited.warning(
+                "shutdown-inside",
+                "shutdown was called from inside this exporter's own work (a redact callback or the sink); "
+                "it completes when that work is done.",
+            )
+            return
+        self._shut(time.monotonic() + budget)
+
+    def _shut(self, deadline: float) -> None:
         try:
             if self._acquire(deadline, "shutdown"):
                 try:
-                    held = self._assembler.held_spans
-                    if held:
-                        _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
-                    lines = self._take_ready(self._assembler.release_all())
-                    lines.extend(self._lines(self._release_ends(force=True)))
-                    self._send(lines)
+                    with self._working():
+                        held = self._assembler.held_spans
+                        if held:
+                            _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
+                        lines = self._take_ready(self._assembler.release_all())
+                        lines.extend(self._lines(self._release_ends(force=True)))
+                        self._send(lines)
                 finally:
                     self._lock.release()
             self._sink.close(max(0.0, deadline - time.monotonic()))
         except Exception:  # see export()
             _logger.exception("Could not shut the Maxim exporter down cleanly.")
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """Mark this thread as doing the exporter's work (under its lock), where user code may call back."""
+        self._busy.on = True
+        try:
+            yield
+        finally:
+            self._busy.on = False
+
+    def _inside(self) -> bool:
+        """Whether this thread is inside the exporter's own work: a call from a redact callback or the sink."""
+        return getattr(self._busy, "on", False)
+
+    def _finish_deferred_shutdown(self) -> None:
+        """Complete a shutdown that was called from inside the work this thread has just finished."""
+        budget, self._deferred_budget = self._deferred_budget, None
+        if budget is not None and not self._inside():
+            self._shut(time.monotonic() + budget)
 
     def _acquire(self, deadline: float, what: str) -> bool:
         """Take the lock by ``deadline``; an export stuck in its sink (a pipe nobody reads) may hold it."""
@@ -499,11 +551,14 @@ class MaximSpanExporter(SpanExporter):
             try:
                 with self._lock:
                     if not self._shutdown:
-                        lines = self._take_ready(self._assembler.expire())
-                        lines.extend(self._lines(self._release_ends()))
-                        self._send(lines)
+                        with self._working():
+                            lines = self._take_ready(self._assembler.expire())
+                            lines.extend(self._lines(self._release_ends()))
+                            self._send(lines)
             except Exception:  # a daemon thread must not die silently
                 _logger.exception("Could not send traces whose wait was over.")
+            finally:
+                self._finish_deferred_shutdown()
 
 
 def _count(spans: object) -> str:

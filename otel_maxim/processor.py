@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 from opentelemetry import baggage
@@ -20,7 +20,7 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.environment_variables import OTEL_BSP_SCHEDULE_DELAY
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
@@ -240,6 +240,42 @@ class SessionBaggageProcessor(SpanProcessor):
         return True
 
 
+class _Exporting(SpanExporter):
+    """The exporter as the SDK's batching calls it: it marks the thread while an export runs.
+
+    A callback run by that export (a redact callback, a sink) that shuts the processor down or
+    flushes it would otherwise wait for the export it is part of.
+    """
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+        self._marks = threading.local()
+
+    def __getattr__(self, name: str) -> Any:  # what else code reads of the exporter (the SDK 1.27 ``span_exporter``)
+        return getattr(self._exporter, name)
+
+    def inside(self) -> bool:
+        """Whether this thread is in an export (or in the exporter's shutdown)."""
+        return getattr(self._marks, "on", False)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._marks.on = True
+        try:
+            return self._exporter.export(spans)
+        finally:
+            self._marks.on = False
+
+    def shutdown(self) -> None:
+        self._marks.on = True
+        try:
+            self._exporter.shutdown()
+        finally:
+            self._marks.on = False
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
 class MaximSpanProcessor(BatchSpanProcessor):
     """A span processor that sends spans to Maxim as sessions and traces.
 
@@ -279,10 +315,12 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
             exporter = MaximSpanExporter()
         self._exporter = exporter
+        self._exporting = _Exporting(exporter)
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None  # the thread running the flush rounds, one at a time
         self._next_round: _FlushRound | None = None  # the round that callers arriving now wait for
         self._shut_down = False  # flushing after shutdown says False, whatever the SDK version says
+        self._shutting: threading.Thread | None = None  # a shutdown called from inside an export runs here
         reinit_after_fork(self)
         if schedule_delay_millis is None:
             schedule_delay_millis = _env_schedule_delay()
@@ -293,7 +331,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
             "export_timeout_millis": export_timeout_millis,
         }
         try:
-            super().__init__(exporter, **settings)
+            super().__init__(self._exporting, **settings)
         except ValueError as exc:
             if None not in settings.values():
                 raise  # the arguments alone are wrong: the caller's to fix
@@ -301,7 +339,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
             # queue, a zero delay): the SDK's defaults where no argument was given, rather than no
             # processor.  If the SDK refuses that too, the arguments are wrong, and that is raised.
             defaulted: dict[str, Any] = {k: _BSP_DEFAULTS[k] if v is None else v for k, v in settings.items()}
-            super().__init__(exporter, **defaulted)
+            super().__init__(self._exporting, **defaulted)
             _logger.warning(
                 "The OTEL_BSP_* variables give settings the SDK refuses (%s); using its defaults instead.", exc
             )
@@ -309,6 +347,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
     def _after_fork(self) -> None:
         self._flush_lock = threading.Lock()  # a flush thread of the parent may have held it
         self._flusher = self._next_round = None
+        self._shutting = None
 
     @property
     def exporter(self) -> SpanExporter:
@@ -329,6 +368,13 @@ class MaximSpanProcessor(BatchSpanProcessor):
         runs share the next one, so a stuck export holds at most one thread.
         """
         if self._shut_down:
+            return False
+        if self._exporting.inside():
+            _limited.warning(
+                "flush-inside",
+                "force_flush was called from inside the processor's own export (a redact callback or a sink); "
+                "nothing is flushed.",
+            )
             return False
         try:
             if timeout_millis is not None and not is_number(timeout_millis):
@@ -377,10 +423,30 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
     def shutdown(self) -> None:
         """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
+        if self._shut_down:
+            shutting = self._shutting
+            if shutting is not None and not self._exporting.inside():
+                shutting.join(30)  # the SDK's own bound: a shutdown started from inside an export
+            return
         self._shut_down = True
         # From now on the SDK drops every span, saying so only at INFO: say it louder.  Set on the
         # instance, so that a span's path pays nothing for it before shutdown.
         self.on_end = self._on_end_after_shutdown  # type: ignore[method-assign]
+        if self._exporting.inside():
+            # Called back from inside an export (a redact callback, a sink): the SDK's shutdown waits
+            # for its worker and its export lock, which this very thread holds.  It runs on a thread
+            # of its own instead, and goes on when this export is done.
+            _limited.warning(
+                "shutdown-inside",
+                "shutdown was called from inside the processor's own export (a redact callback or a sink); "
+                "it completes when that export is done.",
+            )
+            self._shutting = threading.Thread(target=self._shut, name="OtelMaximShutdown", daemon=True)
+            self._shutting.start()
+            return
+        self._shut()
+
+    def _shut(self) -> None:
         try:
             super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
         except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread

@@ -801,3 +801,80 @@ def test_spans_and_session_ends_after_shutdown_are_dropped_with_a_warning(caplog
         "The end marker of session conv-9 came after the Maxim span processor was shut down: dropped, "
         "the session is not ended.",
     ]  # once each: rate-limited
+
+
+class _ClosingSink(ListSink):
+    """A sink that refuses lines once closed, as the real ones do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+
+    def write(self, lines: Sequence[str]) -> bool:
+        return False if self.closed.is_set() else super().write(lines)
+
+    def close(self, timeout: float) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("who", ["exporter", "processor", "provider"])
+def test_shutdown_from_a_redact_callback_returns_at_once_and_loses_nothing(
+    who: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback run by the export itself that shuts down: the SDK's shutdown would wait 30 s for the
+    export this very thread is in, and closing the sink under the export would lose its records.
+    The call returns, the export finishes writing, and the shutdown completes after it."""
+    seen: dict[str, bool] = {}
+    sink = _ClosingSink()
+
+    def redact(record: Record) -> Record:
+        if record.entity == "trace" and record.action == "create" and "called" not in seen:
+            seen["called"] = True
+            {"exporter": exporter, "processor": processor, "provider": provider}[who].shutdown()
+            seen["sink open after the call"] = not sink.closed.is_set()
+        return record
+
+    exporter = MaximSpanExporter(sink=sink, redact=redact)
+    processor = MaximSpanProcessor(exporter, schedule_delay_millis=3_600_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("turn"):
+        tracer.start_span("step").end()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        processor.force_flush(60_000)  # runs the export, and so the callback
+        provider.shutdown()  # waits for the shutdown the callback started (a no-op for the exporter's own)
+    assert seen == {"called": True, "sink open after the call": True}
+    assert sink.closed.is_set()  # the shutdown did complete
+    actions = [(r.entity, r.action) for r in sink.records()]
+    assert actions == [
+        ("trace", "create"),
+        ("trace", "add-span"),
+        ("span", "end"),
+        ("trace", "end"),
+    ]
+    assert "shutdown was called from inside" in caplog.text
+
+
+def test_force_flush_from_a_redact_callback_says_false_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Waiting for a flush round from inside the export that round waits for would stall until the deadline."""
+    answers: list[bool] = []
+    sink = ListSink()
+
+    def redact(record: Record) -> Record:
+        if not answers:
+            answers.extend([processor.force_flush(600_000), exporter.force_flush(600_000)])
+        return record
+
+    exporter = MaximSpanExporter(sink=sink, redact=redact)
+    processor = MaximSpanProcessor(exporter, schedule_delay_millis=3_600_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    provider.get_tracer("t").start_span("turn").end()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        assert processor.force_flush(600_000) is True
+    assert answers == [False, False]
+    assert [(r.entity, r.action) for r in sink.records()] == [("trace", "create"), ("trace", "end")]
+    assert "force_flush was called from inside the processor's own export" in caplog.text
+    assert "force_flush was called from inside this exporter's own work" in caplog.text
+    provider.shutdown()
