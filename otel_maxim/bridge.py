@@ -24,6 +24,12 @@ Behaviour, in OTLP/HTTP's terms:
   encoding: 415.  No valid bearer token when one is configured: 401.
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
+* Connections (under :class:`BridgeServer`): at most ``max_connections`` open at once
+  (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000); one more is answered 503 with ``Retry-After`` at
+  once, before its request is read, and closed.  A request's head must arrive within
+  ``header_timeout`` (10 s) of its connection opening or of the previous request ending, and
+  its whole body within ``body_timeout`` (30 s) of its head, else 408; either way the
+  connection is closed.
 * ``GET /healthz``: 200 while serving.  Under :class:`BridgeServer` the listener closes first on
   shutdown, so a probe then fails to connect; an app mounted elsewhere answers 503 once closed.
 * Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight,
@@ -43,6 +49,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -64,6 +71,9 @@ from otel_maxim._config import LONGEST_WAIT, env_str, resolve_number
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.exporter import MaximSpanExporter
 
+if sys.platform != "win32":
+    import resource
+
 __all__ = ["Bridge", "BridgeServer", "serve"]
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +86,14 @@ DEFAULT_QUEUE_SIZE = 16_384
 DEFAULT_CROSS_SERVICE_GRACE = 10.0
 DEFAULT_RETRY_AFTER = 2
 DEFAULT_HEADER_TIMEOUT = 10.0
+#: As long as the Collector's OTLP/HTTP exporter waits for a whole request by default.
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 1000
+#: File descriptors kept for all but client connections: the exporter's HTTPS connections and
+#: spool files, log files, the listening socket, the event loop's own.
+_FDS_KEPT = 128
+#: google.rpc.Code DEADLINE_EXCEEDED, in the 408 answer to a request whose body came too slowly.
+_CODE_DEADLINE_EXCEEDED = 4
 #: Spans handed to the exporter in one ``export`` call (requests are not split).
 _EXPORT_BATCH = 512
 #: Seconds uvicorn waits for requests in flight after a shutdown signal.
@@ -327,7 +345,7 @@ class Bridge:
     async def _traces(self, request: Request) -> Response:
         peer = request.client.host if request.client else "?"
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        answer_as = media if media in (otlp.CONTENT_TYPE_PROTOBUF, otlp.CONTENT_TYPE_JSON) else otlp.CONTENT_TYPE_JSON
+        answer_as = _answer_media(media)
 
         if self._token is not None and not self._authorized(request):
             _limited.warning("unauthorized", "Refused an OTLP request from %s: no valid bearer token.", peer)
@@ -516,61 +534,200 @@ class _ServerNoise(logging.Filter):
 _server_noise = _ServerNoise()
 
 
-def _header_timed_protocol(timeout: float) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, with a deadline of ``timeout`` seconds for each request's head.
+def _bounded_protocol(
+    *, header_timeout: float, body_timeout: float, max_connections: int, retry_after: int
+) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head and body, and a ceiling on connections.
 
     uvicorn times out a kept-alive connection only between requests, once one has completed:
     a client that connects and sends nothing, or sends a request line and then a header byte
-    at a time, holds its connection (and a file descriptor) for ever.  Here the request line
-    and headers must be in within ``timeout`` of the connection opening or of the previous
-    response completing; else the connection is closed.  A request whose head has arrived is
-    never cut short (its body and its handling are not bounded by this).
-    """
+    at a time, or a body a byte at a time, holds its connection (and a file descriptor) for ever,
+    however many such connections there are.  Here:
 
-    class HeaderTimedH11Protocol(H11Protocol):
-        _head_timer: asyncio.TimerHandle | None = None
+    * The request line and headers must be in within ``header_timeout`` of the connection
+      opening or of the previous request ending (its response sent and its body in); else the
+      connection is closed.
+    * Once a head is in, the whole body must be in within ``body_timeout``, however steadily it
+      trickles; else the request is answered 408 (an OTLP ``Status``, ``DEADLINE_EXCEEDED``) and
+      the connection closed.  This also bounds a request answered before its body was read (a
+      401, a 404, a 503): uvicorn reads such a body on, and discards it, for as long as it comes.
+    * At most ``max_connections`` connections are open.  One more is answered at once, before
+      its request is read, with a 503 and ``Retry-After`` (which OTLP clients retry), and closed
+      at once: no lingering, so a flood of connections holds no more file descriptors than that.
+      Refused connections do not count.
+
+    uvicorn's own ``limit_concurrency`` is not used: it looks at the count only once a request's
+    head has arrived, so a connection over the limit still holds its descriptor until then; its
+    503 carries no ``Retry-After``; and it counts the connection that asks, so it serves one
+    connection fewer than its limit.
+    """
+    refusal = _refusal(retry_after)
+
+    class BoundedH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _waiting_for: str | None = None  # what the running deadline is for: "head", "body" or nothing
+        _refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            full = len(self.connections) >= max_connections  # asked before uvicorn counts this one
             super().connection_made(transport)
-            self._arm_head_timer()
+            if full:
+                self._refuse()
+            else:
+                self._watch()
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            super().data_received(data)
+            self._watch()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._arm_head_timer()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            # A request answered before its body was read (a 404, a 413) ends when its body is in,
-            # here, not at its response: the next head's deadline starts then.
-            if self._head_timer is None and self.conn.their_state is h11.IDLE:
-                self._arm_head_timer()
+            self._watch()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            self._waiting_for = None
+            self._cancel_deadline()
             super().connection_lost(exc)
 
-        def _arm_head_timer(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-            self._head_timer = None if self.transport.is_closing() else self.loop.call_later(timeout, self._no_head)
-
-        def _no_head(self) -> None:
-            self._head_timer = None
-            if self.conn.their_state is not h11.IDLE or self.transport.is_closing():
-                return  # a request's head came in time: it is being served
+        def _refuse(self) -> None:
+            self._refused = True
+            self.connections.discard(self)  # closed below: it must keep no other connection out
             _limited.warning(
-                "header-timeout",
-                "Closing a connection from %s that sent no complete request head within %s s.",
-                "%s:%d" % self.client if self.client else "an unknown address",  # noqa: UP031
-                timeout,
+                "too-many-connections",
+                "Refused a connection from %s: %d connections are open, the most the bridge holds (%s); "
+                "answered 503 so that it retries later.",
+                self._peer(),
+                len(self.connections),
+                env.MAXIM_BRIDGE_MAX_CONNECTIONS,
             )
-            with contextlib.suppress(h11.LocalProtocolError):
-                self.conn.send(h11.ConnectionClosed())
+            self.transport.write(refusal)
             self.transport.close()
 
-    return HeaderTimedH11Protocol
+        def _watch(self) -> None:
+            """Start the deadline for what the connection now waits for, when that has changed."""
+            state = self.conn.their_state
+            waiting_for = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+            if waiting_for == self._waiting_for:
+                return  # still the same head, or the same body: its deadline runs on
+            self._waiting_for = waiting_for
+            self._cancel_deadline()
+            if waiting_for is not None and not self.transport.is_closing():
+                timeout = header_timeout if waiting_for == "head" else body_timeout
+                self._deadline = self.loop.call_later(timeout, self._expired)
+
+        def _cancel_deadline(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            waited_for, self._waiting_for = self._waiting_for, None
+            if self.transport.is_closing():
+                return
+            state = self.conn.their_state
+            if (waited_for, state) not in (("head", h11.IDLE), ("body", h11.SEND_BODY)):
+                self._watch()  # the request moved on unseen: time what it waits for now
+                return
+            if waited_for == "head":
+                _limited.warning(
+                    "header-timeout",
+                    "Closing a connection from %s that sent no complete request head within %s s.",
+                    self._peer(),
+                    header_timeout,
+                )
+                with contextlib.suppress(h11.LocalProtocolError):
+                    self.conn.send(h11.ConnectionClosed())
+            else:
+                answered = self._answer_late_body()
+                _limited.warning(
+                    "body-timeout",
+                    "%s a connection from %s whose request body did not all arrive within %s s of its head (%s).",
+                    "Answered 408 and closed" if answered else "Closed",
+                    self._peer(),
+                    body_timeout,
+                    env.MAXIM_BRIDGE_BODY_TIMEOUT,
+                )
+            self.transport.close()
+
+        def _answer_late_body(self) -> bool:
+            """Answer 408 to the request whose body is late, unless it has been answered; whether it was."""
+            cycle = self.cycle
+            if cycle is None or cycle.response_started:
+                return False  # answered already (a 401, a 404): only the connection is left to close
+            cycle.disconnected = True  # the application's reads end, and what it answers goes nowhere
+            cycle.message_event.set()
+            answer_as = _answer_media(dict(self.headers).get(b"content-type", b"").decode("latin-1"))
+            message = f"the request body did not all arrive within {body_timeout} s of its head"
+            body = otlp.encode_status(_CODE_DEADLINE_EXCEEDED, message, answer_as)
+            headers = [
+                (b"content-type", answer_as.encode("ascii")),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"connection", b"close"),
+            ]
+            events = (h11.Response(status_code=408, headers=headers, reason=b"Request Timeout"), h11.Data(data=body))
+            try:
+                for event in (*events, h11.EndOfMessage()):
+                    data = self.conn.send(event)
+                    if data:
+                        self.transport.write(data)
+            except h11.LocalProtocolError:
+                return False
+            return True
+
+        def _peer(self) -> str:
+            return "%s:%d" % self.client if self.client else "an unknown address"  # noqa: UP031
+
+    return BoundedH11Protocol
+
+
+def _refusal(retry_after: int) -> bytes:
+    """The whole answer to a connection over the limit: a 503 that OTLP clients retry after ``retry_after`` s.
+
+    Sent before the request is read, so its media type is unknown: plain text, not an OTLP ``Status``.
+    """
+    body = b"the bridge holds as many connections as it may; retry later\n"
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {retry_after}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def _answer_media(content_type: str) -> str:
+    """The media type of an answer to a request of ``content_type``: the same, when it is OTLP's; else JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media if media in (otlp.CONTENT_TYPE_PROTOBUF, otlp.CONTENT_TYPE_JSON) else otlp.CONTENT_TYPE_JSON
+
+
+def _connections_the_process_can_hold(wanted: int, configured: bool) -> int:
+    """``wanted``, or fewer when the process may not open that many files and keep ``_FDS_KEPT`` for the rest.
+
+    A ceiling on connections is there to keep file descriptors for the exporter (its HTTPS connections,
+    its spool files): one above the process's limit on open files (often 1024) would not.
+    """
+    if sys.platform == "win32":
+        return wanted
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted + _FDS_KEPT <= soft:
+        return wanted
+    held = max(1, soft - _FDS_KEPT)
+    _logger.log(
+        logging.WARNING if configured else logging.INFO,
+        "The bridge holds at most %d connections, not %d: the process may open %d files (ulimit -n) and keeps "
+        "%d of them for the exporter and the server. Raise that limit (ulimit -n; LimitNOFILE= under systemd) "
+        "to hold more.",
+        held,
+        wanted,
+        soft,
+        _FDS_KEPT,
+    )
+    return held
 
 
 def _status(code: int, rpc_code: int, message: str, answer_as: str, *, auth: bool = False) -> Response:
@@ -606,15 +763,32 @@ class BridgeServer:
     on the main thread), then shuts down gracefully: requests in flight finish,
     and the bridge's lifespan drains the queue and shuts the exporter down.
     ``host`` and ``port`` default to ``MAXIM_BRIDGE_HOST`` / ``MAXIM_BRIDGE_PORT``,
-    else 127.0.0.1:4318.  ``header_timeout`` (``MAXIM_BRIDGE_HEADER_TIMEOUT``, else 10)
-    is how long a connection may take to send a request's line and headers, from when it
-    opens or its previous response completes; a connection that takes longer is closed.
+    else 127.0.0.1:4318.  Each bound below comes from its argument, else its variable, else
+    its default:
+
+    * ``header_timeout`` (``MAXIM_BRIDGE_HEADER_TIMEOUT``, 10): seconds a connection may take
+      to send a request's line and headers, from when it opens or its previous request ends;
+      a connection that takes longer is closed.
+    * ``body_timeout`` (``MAXIM_BRIDGE_BODY_TIMEOUT``, 30): seconds a request's whole body may
+      take once its head is in; a request that takes longer is answered 408 (unless answered
+      already) and its connection closed.
+    * ``max_connections`` (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000): connections open at once;
+      one more is answered 503 with the bridge's ``Retry-After`` before its request is read,
+      and closed.  Lowered, with a log line, to the process's limit on open files minus 128.
+
     Raises ``OSError`` when the address cannot be bound and ``ValueError`` for a bad
-    ``port`` or ``header_timeout``.
+    argument.
     """
 
     def __init__(
-        self, bridge: Bridge, host: str | None = None, port: int | None = None, *, header_timeout: float | None = None
+        self,
+        bridge: Bridge,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        header_timeout: float | None = None,
+        body_timeout: float | None = None,
+        max_connections: int | None = None,
     ) -> None:
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
         port = int(resolve_number(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, integer=True))
@@ -628,8 +802,29 @@ class BridgeServer:
             minimum=0.001,
             maximum=LONGEST_WAIT,
         )
+        body_timeout = resolve_number(
+            body_timeout,
+            "body_timeout",
+            env.MAXIM_BRIDGE_BODY_TIMEOUT,
+            DEFAULT_BODY_TIMEOUT,
+            minimum=0.001,
+            maximum=LONGEST_WAIT,
+        )
+        wanted = int(
+            resolve_number(
+                max_connections,
+                "max_connections",
+                env.MAXIM_BRIDGE_MAX_CONNECTIONS,
+                DEFAULT_MAX_CONNECTIONS,
+                minimum=1,
+                integer=True,
+            )
+        )
+        configured = max_connections is not None or env_str(env.MAXIM_BRIDGE_MAX_CONNECTIONS) is not None
         self.bridge = bridge
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = _connections_the_process_can_hold(wanted, configured)
         self._socket = _listen(host, port)
         bound = self._socket.getsockname()
         self.host: str = bound[0]
@@ -638,7 +833,12 @@ class BridgeServer:
             bridge.app,
             lifespan="on",
             ws="none",  # OTLP/HTTP only: no websocket stack to import
-            http=_header_timed_protocol(header_timeout),
+            http=_bounded_protocol(
+                header_timeout=header_timeout,
+                body_timeout=body_timeout,
+                max_connections=self.max_connections,
+                retry_after=bridge._retry_after,
+            ),
             log_config=None,  # the application configures logging, not the server
             access_log=False,
             timeout_graceful_shutdown=_GRACEFUL_SECONDS,
@@ -675,11 +875,24 @@ class BridgeServer:
 
 
 def serve(
-    bridge: Bridge, host: str | None = None, port: int | None = None, *, header_timeout: float | None = None
+    bridge: Bridge,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
+    max_connections: int | None = None,
 ) -> None:
     """Serve ``bridge`` until SIGTERM or SIGINT, then shut down gracefully (blocking); see :class:`BridgeServer`."""
     try:
-        server = BridgeServer(bridge, host, port, header_timeout=header_timeout)
+        server = BridgeServer(
+            bridge,
+            host,
+            port,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+        )
     except BaseException:
         bridge.close()
         raise

@@ -17,10 +17,12 @@ __all__ = [
     "MAXIM_ALLOW_INSECURE",
     "MAXIM_API_KEY",
     "MAXIM_BASE_URL",
+    "MAXIM_BRIDGE_BODY_TIMEOUT",
     "MAXIM_BRIDGE_CROSS_SERVICE_GRACE",
     "MAXIM_BRIDGE_HEADER_TIMEOUT",
     "MAXIM_BRIDGE_HOST",
     "MAXIM_BRIDGE_MAX_BODY_BYTES",
+    "MAXIM_BRIDGE_MAX_CONNECTIONS",
     "MAXIM_BRIDGE_PORT",
     "MAXIM_BRIDGE_QUEUE_SIZE",
     "MAXIM_BRIDGE_RETRY_AFTER",
@@ -80,6 +82,8 @@ MAXIM_BRIDGE_QUEUE_SIZE = "MAXIM_BRIDGE_QUEUE_SIZE"
 MAXIM_BRIDGE_CROSS_SERVICE_GRACE = "MAXIM_BRIDGE_CROSS_SERVICE_GRACE"
 MAXIM_BRIDGE_RETRY_AFTER = "MAXIM_BRIDGE_RETRY_AFTER"
 MAXIM_BRIDGE_HEADER_TIMEOUT = "MAXIM_BRIDGE_HEADER_TIMEOUT"
+MAXIM_BRIDGE_BODY_TIMEOUT = "MAXIM_BRIDGE_BODY_TIMEOUT"
+MAXIM_BRIDGE_MAX_CONNECTIONS = "MAXIM_BRIDGE_MAX_CONNECTIONS"
 # --- opentelemetry-instrument (otel_maxim.auto) ---
 MAXIM_SESSION_BAGGAGE = "MAXIM_SESSION_BAGGAGE"
 
@@ -207,6 +211,18 @@ VARIABLES: tuple[Variable, ...] = (
         "`10`",
         "`otel-maxim bridge`: seconds a connection may take to send a request's line and headers (from when it "
         "opens, or its previous response ends) before it is closed.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_BODY_TIMEOUT,
+        "`30`",
+        "`otel-maxim bridge`: seconds a request's whole body may take to arrive once its head is in; past it the "
+        "request is answered 408 (OTLP clients do not retry it) and its connection closed.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_MAX_CONNECTIONS,
+        "`1000` (at most `ulimit -n` minus 128)",
+        "`otel-maxim bridge`: connections held open at once; one more is answered 503 with `Retry-After` at once, "
+        "without reading its request, and closed.",
     ),
     Variable(
         MAXIM_SESSION_BAGGAGE,

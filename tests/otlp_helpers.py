@@ -22,9 +22,22 @@ from otel_maxim.bridge import Bridge, BridgeServer
 
 
 @contextmanager
-def running_bridge(bridge: Bridge, *, header_timeout: float | None = None) -> Iterator[BridgeServer]:
+def running_bridge(
+    bridge: Bridge,
+    *,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> Iterator[BridgeServer]:
     """Serve ``bridge`` on 127.0.0.1 at a free port in a thread; stop it (gracefully) on exit."""
-    server = BridgeServer(bridge, "127.0.0.1", 0, header_timeout=header_timeout)
+    server = BridgeServer(
+        bridge,
+        "127.0.0.1",
+        0,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+    )
     thread = threading.Thread(target=server.run, name="test-bridge", daemon=True)
     thread.start()
     try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import logging
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -756,7 +758,7 @@ def test_a_connection_answered_before_its_body_came_still_has_a_head_deadline() 
         assert sock.recv(1024) == b""  # then closed, as a connection that sends no head
 
 
-def test_a_request_whose_head_came_in_time_is_served_however_slow_its_body() -> None:
+def test_a_request_whose_head_came_in_time_is_not_cut_short_by_the_head_deadline() -> None:
     recorder = RecordingExporter()
     body = _good_request("slow body")
     head = (
@@ -769,12 +771,183 @@ def test_a_request_whose_head_came_in_time_is_served_however_slow_its_body() -> 
     ):
         for _ in range(2):  # the head's deadline starts again after each response
             sock.sendall(head + body[:5])
-            time.sleep(0.6)  # twice the head's deadline: the body's pace is not bounded
+            time.sleep(0.6)  # twice the head's deadline: the body has its own, longer one (30 s by default)
             sock.sendall(body[5:])
             answer = _read_response(sock)
             assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
             time.sleep(0.1)  # the next head, on the same connection, within its deadline
     wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    """Everything the bridge sends until it closes the connection (a socket timeout raises)."""
+    data = b""
+    with contextlib.suppress(ConnectionResetError):  # a close with our bytes unread: what came before stays
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def _trickle_until_answered(sock: socket.socket, seconds: float = 15.0) -> None:
+    """Send a byte every 50 ms until the bridge answers or closes (``seconds`` at most, then fail)."""
+    deadline = time.monotonic() + seconds
+    while not select.select([sock], [], [], 0.05)[0]:
+        assert time.monotonic() < deadline, f"the bridge let a body trickle in for {seconds} s"
+        sock.sendall(b"x")
+
+
+def _status_of(address: tuple[str, int], path: str = "/healthz") -> int:
+    """The status of ``GET path`` on a new connection."""
+    with socket.create_connection(address, timeout=20) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n".encode())
+        return int(_read_to_end(sock).split(b" ", 2)[1])
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n"
+
+
+def test_a_connection_over_the_limit_is_answered_503_with_retry_after_at_once_and_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """uvicorn alone takes any number of connections (each one a file descriptor, for as long as its client
+    holds it): past ``max_connections`` the bridge answers 503 at once, which OTLP clients retry, and closes."""
+    with (
+        running_bridge(Bridge(RecordingExporter(), retry_after=4), max_connections=3) as server,
+        contextlib.ExitStack() as stack,
+    ):
+        address = (server.host, server.port)
+        held = [stack.enter_context(socket.create_connection(address, timeout=20)) for _ in range(3)]
+        for sock in held:  # each one served, so each one open and counted
+            sock.sendall(HEALTHZ)
+            assert _read_response(sock).startswith(b"HTTP/1.1 200")
+        with socket.create_connection(address, timeout=20) as extra:
+            answer = _read_to_end(extra)  # sent nothing: answered all the same, then closed
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert b"\r\nRetry-After: 4\r\n" in head and b"\r\nConnection: close" in head
+        assert text == b"the bridge holds as many connections as it may; retry later\n"
+        # A client that sends its request at once reads the same 503, as the SDK's exporter does.
+        refused = requests.post(server.url + "/v1/traces", data=_good_request(), headers=PROTOBUF, timeout=10)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "4")
+        for sock in held:  # the connections held go on being served
+            sock.sendall(HEALTHZ)
+            assert _read_response(sock).startswith(b"HTTP/1.1 200")
+        held.pop().close()  # room for one: refused connections never counted
+        wait_for(lambda: _status_of(address) == 200, what="a connection to be served again")
+    assert "connections are open, the most the bridge holds (MAXIM_BRIDGE_MAX_CONNECTIONS)" in caplog.text
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts the process's open files in /proc")
+def test_a_flood_of_connections_holds_no_more_descriptors_than_the_limit() -> None:
+    """300 connections that send nothing, and a head deadline longer than the test: the bridge holds 20
+    of them (a file descriptor each), and has answered and closed the 280 others."""
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    with (
+        running_bridge(Bridge(RecordingExporter()), header_timeout=600, max_connections=20) as server,
+        contextlib.ExitStack() as stack,
+    ):
+        before = open_files()
+        clients = [
+            stack.enter_context(socket.create_connection((server.host, server.port), timeout=20)) for _ in range(300)
+        ]
+        # This process holds both ends: the 300 clients' and, past them, the bridge's.
+        wait_for(lambda: open_files() - before - len(clients) <= 20, what="the bridge to hold 20 connections at most")
+        poller = select.poll()
+        for sock in clients:
+            poller.register(sock, select.POLLIN)
+        wait_for(lambda: len(poller.poll(0)) == 280, what="280 connections answered")
+        answered = {fd for fd, _ in poller.poll(0)}
+        for sock in clients:
+            if sock.fileno() in answered:
+                assert _read_to_end(sock).startswith(b"HTTP/1.1 503 ")
+        assert open_files() - before - len(clients) == 20
+        assert _status_of((server.host, server.port)) == 503  # still full: the 20 are held
+        for sock in clients:
+            if sock.fileno() not in answered:
+                sock.sendall(HEALTHZ)
+                assert _read_response(sock).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("pace", ["stalled", "trickling"])
+def test_a_body_that_has_not_all_arrived_within_its_deadline_is_answered_408(
+    pace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its head came in time; its body stops, or comes a byte at a time: it once held its connection, and
+    a request in the bridge waiting for the rest, for as long as its client liked."""
+    recorder = RecordingExporter()
+    head = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\n"
+        b"Content-Length: 10000\r\n\r\n"
+    )
+    with (
+        running_bridge(Bridge(recorder), body_timeout=0.5) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        sock.sendall(head + b"x")
+        if pace == "trickling":
+            _trickle_until_answered(sock)  # a byte every 50 ms: never idle, never done
+        answer = _read_to_end(sock)
+        assert _status_of((server.host, server.port)) == 200  # the bridge serves on
+    head_of_answer, _, body = answer.partition(b"\r\n\r\n")
+    assert head_of_answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer[:200]
+    assert b"\r\nconnection: close" in head_of_answer.lower()
+    status = status_pb2.Status.FromString(body)  # in the request's own media type, as OTLP errors are
+    assert (status.code, status.message) == (4, "the request body did not all arrive within 0.5 s of its head")
+    assert "Answered 408 and closed a connection from 127.0.0.1:" in caplog.text
+    assert "within 0.5 s of its head (MAXIM_BRIDGE_BODY_TIMEOUT)" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # the request's handler ended quietly
+    assert recorder.spans == []
+
+
+@pytest.mark.parametrize(
+    ("token", "path", "status"),
+    [(None, "/nowhere", b"404"), ("s3cret", "/v1/traces", b"401")],
+    ids=["unknown path", "no token"],
+)
+def test_a_request_answered_before_its_body_cannot_hold_its_connection_with_a_trickle(
+    token: str | None, path: str, status: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn reads and discards the body of a request answered early for as long as it comes."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\nContent-Length: 10000\r\n\r\n"
+    )
+    with (
+        running_bridge(Bridge(RecordingExporter(), token=token), body_timeout=0.5) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        sock.sendall(head.encode() + b"x")
+        assert _read_response(sock).startswith(b"HTTP/1.1 " + status)
+        _trickle_until_answered(sock)
+        assert _read_to_end(sock) == b""  # closed: it had its answer already
+    assert "Closed a connection from 127.0.0.1:" in caplog.text
+    assert "whose request body did not all arrive within 0.5 s of its head" in caplog.text
+
+
+def test_a_body_sent_slowly_but_within_its_deadline_is_served() -> None:
+    """Three requests on one connection, each body in three pieces with pauses longer than the head's
+    deadline: each body is in well within its own deadline (1.5 s), all three together are not."""
+    recorder = RecordingExporter()
+    with (
+        running_bridge(Bridge(recorder), header_timeout=0.3, body_timeout=1.5) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        for i in range(3):
+            body = _good_request(f"slow {i}")
+            sock.sendall(
+                f"POST /v1/traces HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:10]
+            )
+            for piece in (body[10:20], body[20:]):
+                time.sleep(0.35)
+                sock.sendall(piece)
+            answer = _read_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    wait_for(lambda: len(recorder.spans) == 3, what="the three spans")
+    assert sorted(span.name for span in recorder.spans) == ["slow 0", "slow 1", "slow 2"]
 
 
 # --- configuration and the command ---------------------------------------------------------------------
@@ -819,7 +992,7 @@ def test_the_header_timeout_from_the_argument_then_the_environment_then_the_defa
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def header_timeout(**kwargs: float) -> float:
-        server = BridgeServer(Bridge(RecordingExporter()), "127.0.0.1", 0, **kwargs)
+        server = BridgeServer(Bridge(RecordingExporter()), "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
         server._socket.close()
         server.bridge.close()
         return server.header_timeout
@@ -833,6 +1006,68 @@ def test_the_header_timeout_from_the_argument_then_the_environment_then_the_defa
     assert env.MAXIM_BRIDGE_HEADER_TIMEOUT in caplog.text
     with pytest.raises(ValueError, match="header_timeout"):
         header_timeout(header_timeout=float("nan"))
+
+
+def test_the_body_timeout_and_the_connection_limit_from_the_argument_then_the_environment_then_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def settings(**kwargs: float) -> tuple[float, int]:
+        bridge = Bridge(RecordingExporter())
+        try:
+            server = BridgeServer(bridge, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+            server._socket.close()
+        finally:
+            bridge.close()
+        return server.body_timeout, server.max_connections
+
+    default_connections = 1000
+    if sys.platform != "win32":
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY:  # the default is lowered to keep 128 files for the rest
+            default_connections = min(1000, max(1, soft - 128))
+    assert settings() == (30.0, default_connections)
+    monkeypatch.setenv(env.MAXIM_BRIDGE_BODY_TIMEOUT, "2.5")
+    monkeypatch.setenv(env.MAXIM_BRIDGE_MAX_CONNECTIONS, "50")
+    assert settings() == (2.5, 50)
+    assert settings(body_timeout=0.5, max_connections=7) == (0.5, 7)
+    monkeypatch.setenv(env.MAXIM_BRIDGE_BODY_TIMEOUT, "whenever")
+    monkeypatch.setenv(env.MAXIM_BRIDGE_MAX_CONNECTIONS, "0")
+    assert settings() == (30.0, default_connections)
+    assert env.MAXIM_BRIDGE_BODY_TIMEOUT in caplog.text and env.MAXIM_BRIDGE_MAX_CONNECTIONS in caplog.text
+    for bad in (
+        {"body_timeout": 0},
+        {"body_timeout": float("nan")},
+        {"max_connections": 0},
+        {"max_connections": 2.5},
+        {"max_connections": True},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            settings(**bad)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX limit on open files")
+def test_the_connection_limit_stays_below_the_processs_limit_on_open_files() -> None:
+    """A limit the process cannot hold would not keep descriptors for the exporter: it is lowered, and said so."""
+    script = """if True:
+        import logging, resource
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from otel_maxim.bridge import Bridge, BridgeServer
+        for wanted in (None, 5000, 100):
+            bridge = Bridge(InMemorySpanExporter())
+            server = BridgeServer(bridge, "127.0.0.1", 0, max_connections=wanted)
+            server._socket.close()
+            bridge.close()
+            print("held", wanted, server.max_connections, flush=True)
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.splitlines() == ["held None 172", "held 5000 172", "held 100 100"]
+    lowered = [line for line in done.stderr.splitlines() if "The bridge holds at most 172 connections" in line]
+    assert [line.split()[0] for line in lowered] == ["INFO", "WARNING"]  # a default lowered, then a setting
+    assert "the process may open 300 files (ulimit -n)" in lowered[0]
 
 
 def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
