@@ -14,7 +14,7 @@ _BRIDGE_EPILOG = f"""\
 Every flag falls back to an environment variable, then to its default:
 {env.MAXIM_BRIDGE_HOST}, {env.MAXIM_BRIDGE_PORT}, {env.MAXIM_BRIDGE_TOKEN}, {env.MAXIM_BRIDGE_MAX_BODY_BYTES},
 {env.MAXIM_BRIDGE_QUEUE_SIZE}, {env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE}, {env.MAXIM_BRIDGE_RETRY_AFTER},
-{env.MAXIM_BRIDGE_HEADER_TIMEOUT}.
+{env.MAXIM_BRIDGE_HEADER_TIMEOUT}, {env.MAXIM_BRIDGE_BODY_TIMEOUT}, {env.MAXIM_BRIDGE_MAX_CONNECTIONS}.
 Where records go is the exporter's own configuration: {env.MAXIM_API_KEY} and {env.MAXIM_LOG_REPO_ID}
 (Maxim's log API), else {env.MAXIM_RECORDS_FILE} (a local file).  Prefer {env.MAXIM_BRIDGE_TOKEN} to --token:
 a flag is visible to every user of the machine in the process list.
@@ -50,6 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--header-timeout",
         type=float,
         help="seconds a connection may take to send a request's line and headers (default 10)",
+    )
+    bridge.add_argument(
+        "--body-timeout",
+        type=float,
+        help="seconds a request's whole body may take once its head is in, else 408 (default 30)",
+    )
+    bridge.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections held open at once; one more is answered 503 with Retry-After (default 1000)",
     )
     bridge.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
@@ -93,7 +103,14 @@ def _bridge(args: argparse.Namespace) -> int:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
     try:
-        serve(bridge, args.host, args.port, header_timeout=args.header_timeout)
+        serve(
+            bridge,
+            args.host,
+            args.port,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            max_connections=args.max_connections,
+        )
     except ValueError as exc:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
@@ -106,7 +123,17 @@ def _bridge(args: argparse.Namespace) -> int:
 
 
 _FLAGS = frozenset(
-    {"max_body_bytes", "queue_size", "cross_service_grace", "retry_after", "port", "token", "header_timeout"}
+    {
+        "max_body_bytes",
+        "queue_size",
+        "cross_service_grace",
+        "retry_after",
+        "port",
+        "token",
+        "header_timeout",
+        "body_timeout",
+        "max_connections",
+    }
 )
 
 

@@ -1075,6 +1075,10 @@ def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     assert "--queue-size must be at least 1" in capsys.readouterr().err
     assert main(["bridge", "--port", "0", "--header-timeout", "0"]) == 2
     assert "--header-timeout must be at least 0.001" in capsys.readouterr().err
+    assert main(["bridge", "--port", "0", "--body-timeout", "0"]) == 2
+    assert "--body-timeout must be at least" in capsys.readouterr().err
+    assert main(["bridge", "--port", "0", "--max-connections", "0"]) == 2
+    assert "--max-connections must be at least 1" in capsys.readouterr().err
     assert main(["bridge", "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
 
