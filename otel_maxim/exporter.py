@@ -499,7 +499,9 @@ class MaximSpanExporter(SpanExporter):
                 record = redacted
             try:
                 line = mapped_line(record, encode) if redact is None else serialize(record, encode)
-                if len(line) > limit:  # the line is ASCII: characters are bytes
+                # The line is ASCII: characters are bytes.  A file to upload is not cut: the sink
+                # sends it to storage, and only a short line about it goes in the log.
+                if len(line) > limit and record.action != "upload-attachment":
                     line = serialize(fit_record(record, limit, encode), encode)
                     self._limited.warning(
                         "truncated",

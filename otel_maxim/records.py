@@ -144,6 +144,7 @@ _MAPPING_ACTIONS = frozenset(
     {
         *("create", "update", "end", "result", "error"),
         *("add-span", "add-generation", "add-tool-call", "add-retrieval", "add-event", "add-error"),
+        *("upload-attachment", "add-attachment"),
     }
 )
 

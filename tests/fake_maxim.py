@@ -6,7 +6,9 @@ Endpoints (the paths maxim-py 3.14.20 uses)
     The body is record lines joined by ``\\n``.  Every line is parsed with
     :func:`otel_maxim.records.parse`; a line that does not parse is a 400 (so a
     bug in our serializer fails loudly).  A ``storage{...process-large-log...}``
-    line is resolved to the record uploaded under its key.  Then the next
+    line is resolved to the record uploaded under its key; an ``add-attachment``
+    of a file must name an uploaded key, and an ``upload-attachment`` line (the
+    SDK's own step, never sent) is a 400.  Then the next
     entry of the fault plan (:meth:`FakeMaxim.plan`) decides the answer, then
     :attr:`FakeMaxim.reject_when`; otherwise the records are *accepted* and
     the answer is ``200 {"data": {"success": true}}``.
@@ -15,7 +17,7 @@ Endpoints (the paths maxim-py 3.14.20 uses)
 ``GET /api/sdk/v1/log-repositories/attachments/upload-url?key=&mimeType=&size=``
     200 ``{"data": {"url": <this server>/_storage/<token>}}``.
 ``PUT /_storage/<token>``
-    Stores the body (a large record) under the key it was asked for.
+    Stores the body (a large record, a file) under the key it was asked for.
 ``GET /_fake/stats``
     Counters as JSON (used by the benchmark, whose server runs in another process).
 
@@ -398,6 +400,12 @@ class FakeMaxim:
                         raise ValueError(f"unknown large-log key {key!r}")
                     line = self.uploads[key].decode("utf-8")
                     parse(line)
+                elif record.action == "upload-attachment":  # the SDK's own step: it never reaches Maxim
+                    raise ValueError("upload-attachment is resolved by the SDK, not sent")
+                elif record.action == "add-attachment" and record.data.get("type") == "file_data":
+                    key = record.data.get("key", "")
+                    if key not in self.uploads:
+                        raise ValueError(f"attachment key {key!r} was not uploaded")
             except ValueError as exc:
                 return 400, _error(f"line {number}: {exc}"), {}, 0.0
             resolved.append(line)

@@ -9,6 +9,7 @@ the order it produced them (so each trace's order is kept).
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import logging
@@ -32,7 +33,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor
 from otel_maxim import environment_variables as env
-from otel_maxim.records import Record, serialize
+from otel_maxim.records import Record, parse, serialize
 from otel_maxim.sinks import FileSink
 from otel_maxim.sinks._http import base_url_problem
 from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
@@ -453,6 +454,97 @@ def test_a_record_over_900_kb_goes_through_the_large_log_upload(fake: FakeMaxim,
     assert post.lines[p.tee.lines.index(big[0])] == storage  # in place of the record, order kept
     assert len(post.body) < 100_000
     assert_all_delivered(fake, p.tee.lines)
+
+
+# --- attachments: files in a generation's messages ------------------------------------------------
+
+#: A 1x1 PNG, as an application would send it to a vision model.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+def _vision_generation(p: Pipeline, parts: list[dict[str, Any]]) -> str:
+    """One chat generation whose user message holds ``parts``; its Maxim id."""
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "What is in this picture?"}, *parts]}]
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.input.messages": json.dumps(messages),
+    }
+    tracer = p.provider.get_tracer("tests")
+    with tracer.start_as_current_span("turn"), tracer.start_as_current_span("chat", attributes=attributes) as span:
+        return f"{span.get_span_context().span_id:016x}"
+
+
+def test_a_file_in_a_message_is_uploaded_and_attached_as_maxim_py_does(
+    fake: FakeMaxim, make: Callable[..., Pipeline]
+) -> None:
+    """An inline image: asked an upload URL under maxim-py's key, PUT with its type, then
+    ``add-attachment`` with that key in place of the ``upload-attachment`` line; a URL only gets the key."""
+    p = make(export_timeout=10.0)
+    encoded = base64.b64encode(PNG).decode()
+    generation = _vision_generation(
+        p,
+        [
+            {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": encoded},
+        ],
+    )
+    assert p.flush()
+    key = f"{REPO}/generation/{generation}/files/original/{generation}-a1"
+    (ask,) = fake.requests_to(UPLOAD_URL_PATH)
+    assert ask.query == {"key": key, "mimeType": "image/png", "size": str(len(PNG))}
+    (put,) = fake.requests_to(STORAGE_PREFIX)
+    assert put.body == PNG
+    assert put.headers["content-type"] == "image/png"
+    assert "x-maxim-api-key" not in put.headers
+    assert fake.uploads[key] == PNG
+    sent = [parse(x) for x in fake.accepted() if ",action=add-attachment," in x]
+    assert [(r.entity, r.id) for r in sent] == [("generation", generation)] * 2
+    url_data, file_data = (r.data for r in sent)
+    assert url_data == {
+        "id": f"{generation}-a0",
+        "type": "url",
+        "url": "https://example.com/cat.png",
+        "tags": {"attach-to": "input"},
+        "key": f"{REPO}/generation/{generation}/files/original/{generation}-a0",
+    }
+    assert list(file_data) == ["id", "type", "mime_type", "tags", "key", "mimeType"]
+    assert file_data["key"] == key and file_data["mimeType"] == "image/png" and file_data["type"] == "file_data"
+    # Each in the place of its upload-attachment line: after the generation is announced.
+    accepted = fake.accepted()
+    announced = next(i for i, x in enumerate(accepted) if ",action=add-generation," in x)
+    assert all(
+        accepted.index(
+            f"generation{{id={generation},action=add-attachment,data={json.dumps(d, separators=(',', ':'))}}}"
+        )
+        > announced
+        for d in (url_data, file_data)
+    )
+    assert not any(",action=upload-attachment," in x for r in fake.log_posts() for x in r.lines)
+
+
+def test_a_file_that_is_not_base64_or_that_storage_refuses_costs_only_itself(
+    fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make(export_timeout=10.0)
+    broken = _vision_generation(p, [{"type": "blob", "modality": "image", "mime_type": "image/png", "content": "*%$"}])
+    assert p.flush()
+    fake.refuse_uploads = True
+    refused = _vision_generation(p, [{"type": "blob", "modality": "image", "content": base64.b64encode(PNG).decode()}])
+    assert p.flush()
+    accepted = fake.accepted()
+    for generation in (broken, refused):
+        assert any(x.startswith(f"generation{{id={generation},action=end,") for x in accepted)  # the rest went
+    assert not any(",action=add-attachment," in x for x in accepted)
+    assert f"An attachment of generation {broken} is not a file this can upload" in caplog.text
+    assert f"Storage refused an attachment of generation {refused}; it is not sent." in caplog.text
+    (ask,) = fake.requests_to(UPLOAD_URL_PATH)  # the broken one never asked
+    assert ask.query["mimeType"] == "image/png"  # a file sent with no type: its bytes say it
+    assert p.sink.stats()["quarantined_batches"] == 0
 
 
 def test_a_refused_upload_is_logged_without_the_urls_signature(

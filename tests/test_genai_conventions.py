@@ -1175,3 +1175,138 @@ def test_each_tool_result_is_a_tool_message_with_its_own_call_id(convention: str
     _, records = _run(build)
     (generation,) = entities(records, "generation")
     assert generation.announced["messages"] == _PARALLEL_RESULTS_EXPECTED
+
+
+# --- files in messages: images and the like become attachments ------------------------------------
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAeIhvDMAAAAASUVORK5CYII="
+URL = "https://example.com/cat.png"
+DATA_URL = f"data:image/png;base64,{PNG_B64}"
+BY_URL = {"type": "url", "url": URL}
+INLINE_PNG = {"type": "file_data", "data": PNG_B64, "mime_type": "image/png"}
+
+
+def _openai_content(parts: list[dict[str, Any]]) -> str:
+    return json.dumps([{"role": "user", "content": [{"type": "text", "text": "What is this?"}, *parts]}])
+
+
+@pytest.mark.parametrize(
+    ("attributes", "files"),
+    [
+        pytest.param(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.input.messages": json.dumps(
+                    [
+                        {
+                            "role": "user",
+                            "parts": [
+                                {"type": "text", "content": "What is this?"},
+                                {"type": "uri", "modality": "image", "uri": URL},
+                                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": PNG_B64},
+                                {"type": "uri", "modality": "image", "uri": DATA_URL},
+                                {"type": "file", "modality": "image", "file_id": "file-abc"},  # nothing to fetch
+                            ],
+                        }
+                    ]
+                ),
+            },
+            [BY_URL, INLINE_PNG, INLINE_PNG],
+            id="genai-parts",
+        ),
+        pytest.param(  # OpenInference: the contents of a message, flattened
+            {
+                "openinference.span.kind": "LLM",
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.contents.0.message_content.type": "text",
+                "llm.input_messages.0.message.contents.0.message_content.text": "What is this?",
+                "llm.input_messages.0.message.contents.1.message_content.type": "image",
+                "llm.input_messages.0.message.contents.1.message_content.image.image.url": URL,
+                "llm.input_messages.0.message.contents.2.message_content.type": "image",
+                "llm.input_messages.0.message.contents.2.message_content.image.image.url": DATA_URL,
+            },
+            [BY_URL, INLINE_PNG],
+            id="openinference",
+        ),
+        pytest.param(  # Traceloop: OpenAI's content parts as JSON text
+            {
+                "llm.request.type": "chat",
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": json.dumps(
+                    [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": URL, "detail": "low"}},
+                        {"type": "input_image", "image_url": DATA_URL},
+                    ]
+                ),
+            },
+            [BY_URL, INLINE_PNG],
+            id="traceloop-openai-parts",
+        ),
+        pytest.param(  # the Vercel AI SDK: an image by URL and inline, a PDF inline
+            {
+                "ai.operationId": "ai.generateText.doGenerate",
+                "ai.prompt.messages": _openai_content(
+                    [
+                        {"type": "image", "image": URL},
+                        {"type": "image", "image": PNG_B64, "mimeType": "image/png"},
+                        {"type": "file", "data": "JVBERi0xLjQK", "mediaType": "application/pdf"},
+                    ]
+                ),
+            },
+            [BY_URL, INLINE_PNG, {"type": "file_data", "data": "JVBERi0xLjQK", "mime_type": "application/pdf"}],
+            id="vercel",
+        ),
+        pytest.param(  # OpenAI's messages in the gen_ai.content.prompt event: Anthropic's and OpenAI's file shapes
+            {
+                "gen_ai.system": "anthropic",
+                "llm.request.type": "chat",
+                "gen_ai.prompt.0.role": "user",
+                "gen_ai.prompt.0.content": json.dumps(
+                    [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_B64}},
+                        {"type": "image", "source": {"type": "url", "url": URL}},
+                        {"type": "file", "file": {"file_data": DATA_URL, "filename": "cat.png"}},
+                        {"type": "file", "file": {"file_id": "file-abc"}},  # nothing to fetch
+                    ]
+                ),
+            },
+            [INLINE_PNG, BY_URL, INLINE_PNG],
+            id="anthropic-and-openai-files",
+        ),
+    ],
+)
+def test_files_in_a_generations_messages_become_attachments_and_leave_its_text(
+    attributes: dict[str, Any], files: list[dict[str, str]]
+) -> None:
+    maxim, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    uploads = of(records, "generation", "upload-attachment")
+    assert [r.id for r in uploads] == [generation.id] * len(files)
+    expected = [{"id": f"{generation.id}-a{n}", **file, "tags": {"attach-to": "input"}} for n, file in enumerate(files)]
+    assert [r.data for r in uploads] == expected
+    (announce,) = [r for r in records if r.action == "add-generation"]
+    assert announce.data["messages"][0]["content"] == "What is this?"  # the text alone, no base64 in it
+    # Each upload comes right after the generation is announced, before anything else about it.
+    at = records.index(announce)
+    assert records[at + 1 : at + 1 + len(files)] == uploads
+
+
+def test_files_are_content_and_so_not_sent_without_it() -> None:
+    attributes = {"llm.request.type": "chat", "gen_ai.prompt.0.role": "user"}
+    attributes["gen_ai.prompt.0.content"] = json.dumps([{"type": "image_url", "image_url": {"url": URL}}])
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end(), capture_content=False)
+    assert entities(records, "generation")
+    assert not of(records, "generation", "upload-attachment")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['[{"note": "a list of objects, but not content parts"}]', "[{not json", '[{"type": "text"}] and more'],
+)
+def test_text_that_only_looks_like_content_parts_is_kept_as_it_is(content: str) -> None:
+    attributes = {"llm.request.type": "chat", "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": content}
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (announce,) = [r for r in records if r.action == "add-generation"]
+    assert announce.data["messages"] == [{"role": "user", "content": content}]

@@ -678,3 +678,53 @@ def test_redact_runs_on_every_record_whatever_the_sink(
     assert plain.result["choices"][0]["message"]["content"] == ANSWER_PREFIX + redacted
     assert trace_output(records, trace_create.id) == ANSWER_PREFIX + redacted
     assert arguments(tool_call.result["choices"][0]["message"]["tool_calls"][0]) == WEATHER_ARGS
+
+
+# --- images in messages -----------------------------------------------------------------------------
+
+IMAGE_URL = "https://example.com/otter.png"
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAeIhvDMAAAAASUVORK5CYII="
+VISION_QUESTION = "What animal is in these pictures?"
+VISION_CONTENT = [
+    {"type": "text", "text": VISION_QUESTION},
+    {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+]
+
+
+@pytest.mark.parametrize("instrumentation", [OPENINFERENCE_OPENAI, *LANGCHAIN])
+def test_images_sent_to_a_vision_model_become_the_generations_attachments(
+    server: FakeOpenAIServer, instrument: Instrument, instrumentation: str
+) -> None:
+    """A user message with an image by URL and one inline: both leave the messages' text and become
+    ``upload-attachment`` records of the generation, which the sink resolves as maxim-py does.
+
+    (openai-v2 2.4b0 leaves images out of the spans it makes, so there is nothing to attach.)"""
+    maxim = maxim_pipeline()
+    instrument(instrumentation, maxim.provider)
+    with otel_maxim.session("conv-1", tracer_provider=maxim.provider) as s:
+        with s.trace("turn"):
+            if instrumentation == OPENINFERENCE_OPENAI:
+                with _client(server) as client:
+                    client.chat.completions.create(
+                        model=MODEL,
+                        messages=[{"role": "user", "content": VISION_CONTENT}],
+                    )
+            else:
+                _chat_model(server).invoke([HumanMessage(content=VISION_CONTENT)])
+        s.end()
+    records = maxim.records()
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [{"role": "user", "content": VISION_QUESTION}]
+    uploads = of(records, "generation", "upload-attachment")
+    assert [r.data for r in uploads] == [
+        {"id": f"{generation.id}-a0", "type": "url", "url": IMAGE_URL, "tags": {"attach-to": "input"}},
+        {
+            "id": f"{generation.id}-a1",
+            "type": "file_data",
+            "data": PNG_B64,
+            "mime_type": "image/png",
+            "tags": {"attach-to": "input"},
+        },
+    ]
+    assert all(r.id == generation.id for r in uploads)

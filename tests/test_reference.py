@@ -6,6 +6,7 @@ user-chosen ids, actions, data keys in order, and every data value except timest
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -168,3 +169,81 @@ def test_a_large_record_is_uploaded_to_the_signed_url_as_maxim_py_does(tmp_path:
         ours = _large_upload(recorder.requests)
     assert ours == reference
     assert reference[0] == f"{REPO_ID}/large-logs" and reference[-1] is True
+
+
+#: A 1x1 PNG, inline in a data URL, and an image by URL: what an application sends a vision model.
+PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAeIhvDMAAAAASUVORK5CYII="
+IMAGE_URL = "https://example.com/cat.png"
+QUESTION = "What is in this picture?"
+
+
+def _maxim_vision(logger: Any) -> None:
+    trace = logger.trace({"id": "trace-id", "name": "turn"})
+    content = [
+        {"type": "text", "text": QUESTION},
+        {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_BASE64}"}},
+    ]
+    generation = trace.generation(
+        {"id": "gen", "provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
+    )
+    generation.end()
+    trace.end()
+    # maxim-py uploads on a thread of its own when its periodic flush comes first; an upload under
+    # way when it closes commits its add-attachment after the last flush, and that record is never
+    # sent.  So: upload what is still queued here, then wait for any upload already under way.
+    logger.writer.flush(is_sync=True)
+    logger.writer.upload_executor.submit(lambda: None).result(10)
+
+
+def _attachments(requests: list[RecordedRequest]) -> list[tuple[Any, ...]]:
+    """Each attachment as sent: its ``add-attachment`` data (ids and keys named by their shape), and for
+    a file, the upload URL's query and the PUT (method, type, body, whether the API key went along)."""
+    lines = [x for r in requests if r.route == LOG_PATH for x in r.body.decode().split("\n")]
+    asks = {dict(parse_qsl(urlsplit(r.path).query))["key"]: r for r in requests if r.route == UPLOAD_URL_PATH}
+    puts = {dict(parse_qsl(urlsplit(r.path).query))["key"]: r for r in requests if r.route == SIGNED_UPLOAD_PATH}
+    out = []
+    for record in (parse(x) for x in lines if ",action=add-attachment," in x):
+        data = dict(record.data)
+        key = data.pop("key")
+        prefix, file_id = key.rsplit("/", 1)
+        assert file_id == data.pop("id")
+        upload: tuple[Any, ...] = ()
+        if key in asks:
+            query = dict(parse_qsl(urlsplit(asks[key].path).query))
+            put = puts[key]
+            headers = {name.lower(): value for name, value in put.headers.items()}
+            upload = (query["mimeType"], query["size"], put.method, headers.get("content-type"), put.body)
+            upload += (API_KEY in str(put.headers),)
+        out.append((record.entity, prefix.replace(f"/{record.id}/", "/<generation>/"), list(data), data, upload))
+    return sorted(out, key=repr)
+
+
+def test_images_in_messages_are_attached_as_maxim_py_does(tmp_path: Path) -> None:
+    reference = _attachments(capture_requests(_maxim_vision))
+    with recording_server() as (recorder, base_url):
+        exporter = otel_maxim.MaximSpanExporter(
+            api_key=API_KEY, repo_id=REPO_ID, base_url=base_url, spool_dir=tmp_path / "spool", fast_json=False
+        )
+        provider = TracerProvider()
+        provider.add_span_processor(otel_maxim.MaximSpanProcessor(exporter))
+        content = [
+            {"type": "text", "text": QUESTION},
+            {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_BASE64}"}},
+        ]
+        attributes = {  # Traceloop's form: OpenAI's messages, content parts as JSON
+            "llm.request.type": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.prompt.0.role": "user",
+            "gen_ai.prompt.0.content": json.dumps(content),
+        }
+        tracer = provider.get_tracer("reference")
+        with tracer.start_as_current_span("turn", attributes={"maxim.trace.id": "trace-id"}):
+            tracer.start_span("chat", attributes=attributes).end()
+        provider.shutdown()
+    with recorder.cond:
+        ours = _attachments(recorder.requests)
+    assert len(reference) == 2
+    assert ours == reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry.trace import StatusCode
@@ -239,8 +240,33 @@ def open_records(described: Described, parent: Ref, options: Options, records: l
         action = "add-retrieval" if kind == genai.RETRIEVAL else "add-span"
     own: Ref = (kind, span_id)
     records.append(Record(parent[0], parent[1], action, data))
+    if described.files and options.capture_content:
+        records.extend(attachment_records(span_id, described.files))
     own_records(described, own, parent, options, records, metadata=metadata)
     return own
+
+
+def attachment_records(generation_id: str, files: Sequence[dict[str, str]]) -> list[Record]:
+    """A generation's input files as ``upload-attachment`` records, the ones maxim-py makes of them.
+
+    Its ``Generation`` takes images out of the messages and commits one such record each, with
+    the fields of its ``UrlAttachment`` or ``FileDataAttachment`` that are set (a file inline as
+    base64 text in ``data``).  The sink resolves each when it delivers it: it uploads the file to
+    Maxim's storage, if inline, and sends ``add-attachment`` in its place (see ``otel_maxim.sinks``).
+    The id of the n-th file is ``<generation id>-a<n>``, so a record sent again is the same file.
+    """
+    records = []
+    for n, file in enumerate(files):
+        data: dict[str, object] = {"id": f"{generation_id}-a{n}"}
+        if "url" in file:
+            data.update(type="url", url=file["url"])
+        else:
+            data.update(type="file_data", data=file["data"])
+        if "mime_type" in file:
+            data["mime_type"] = file["mime_type"]
+        data["tags"] = {"attach-to": "input"}
+        records.append(Record("generation", generation_id, "upload-attachment", data))
+    return records
 
 
 def own_records(

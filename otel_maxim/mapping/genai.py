@@ -222,6 +222,9 @@ class Described:
     documents: list[str] | None = None
     #: Events consumed as messages (not repeated as ``add-event``).
     consumed_events: frozenset[int] = frozenset()
+    #: A generation's input files (images and the like in its messages), in the order met:
+    #: ``{"url": ...}`` or ``{"data": <base64>, "mime_type": ...}`` (see :func:`_add_file`).
+    files: Sequence[dict[str, str]] = ()
 
 
 def classify(attributes: Attributes) -> str:
@@ -328,15 +331,17 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
     out.parameters = _parameters(attributes, invocation)
 
     consumed: set[int] = set()
+    files: list[dict[str, str]] = []
     # OpenInference's and Traceloop's flattened messages are looked for (a scan of the attributes
     # each) only when a key has one of their prefixes: most generations have none of them.
     flat = _has_flat_messages(attributes)
     out.messages = _system_instructions(attributes) + (
-        _parts_messages(attributes.get("gen_ai.input.messages"))
-        or (_openinference_messages(attributes, "llm.input_messages.") if flat else [])
-        or (_traceloop_messages(attributes, "gen_ai.prompt.") if flat else [])
-        or _vercel_messages(attributes)
-    ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed))
+        _parts_messages(attributes.get("gen_ai.input.messages"), files)
+        or (_openinference_messages(attributes, "llm.input_messages.", files) if flat else [])
+        or (_traceloop_messages(attributes, "gen_ai.prompt.", files) if flat else [])
+        or _vercel_messages(attributes, files)
+    ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed, files))
+    out.files = files
     choices = (
         _parts_choices(attributes.get("gen_ai.output.messages"))
         or (_openinference_choices(attributes) if flat else [])
@@ -393,16 +398,17 @@ def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
     return [{"role": "system", "content": content}] if content else []
 
 
-def _parts_messages(raw: object) -> list[dict[str, Any]]:
+def _parts_messages(raw: object, files: list[dict[str, str]]) -> list[dict[str, Any]]:
     """OTel GenAI ``gen_ai.input.messages``: ``[{role, parts: [{type, ...}]}]`` -> chat messages.
 
-    Tool results (``tool_call_response`` parts) are split off as :func:`_results_then` says.
+    Tool results (``tool_call_response`` parts) are split off as :func:`_results_then` says;
+    files (``uri`` and ``blob`` parts) go to ``files``.
     """
     messages: list[dict[str, Any]] = []
     for item in _json_list(raw) or ():
         if not isinstance(item, dict):
             continue
-        messages += _results_then(*_message_from_parts(item))
+        messages += _results_then(*_message_from_parts(item, files))
     return messages
 
 
@@ -419,8 +425,13 @@ def _results_then(message: dict[str, Any], results: list[dict[str, Any]]) -> lis
     return [*results, message]
 
 
-def _message_from_parts(item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A GenAI message -> the chat message of its text and tool calls, and a ``tool`` message per tool result."""
+def _message_from_parts(
+    item: dict[str, Any], files: list[dict[str, str]] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A GenAI message -> the chat message of its text and tool calls, and a ``tool`` message per tool result.
+
+    Its ``uri`` and ``blob`` parts (images and other files) go to ``files``, if given.
+    """
     role = str(item.get("role") or "user")
     if role == "unknown":
         role = "assistant"  # Traceloop's streamed answers
@@ -441,6 +452,8 @@ def _message_from_parts(item: dict[str, Any]) -> tuple[dict[str, Any], list[dict
             tool_calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
         elif kind == "tool_call_response":
             results.append(_tool_result(part.get("id"), part.get("response")))
+        elif files is not None and (kind == "uri" or kind == "blob"):
+            _add_file(files, part.get("uri") if kind == "uri" else None, part.get("mime_type"), part.get("content"))
     message: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
     if tool_calls:
         message["tool_calls"] = tool_calls
@@ -502,18 +515,26 @@ _OPENINFERENCE_KEYS = _FlatKeys(
 _TRACELOOP_KEYS = _FlatKeys("role", "content", None, "tool_calls.", "id", "name", "arguments", "tool_call_id")
 
 
-def _flat_messages(attributes: Attributes, prefix: str, keys: _FlatKeys) -> list[dict[str, Any]]:
-    """Flattened messages (``<prefix>N.<field>``, OpenInference's and Traceloop's form) -> chat messages."""
+def _flat_messages(
+    attributes: Attributes, prefix: str, keys: _FlatKeys, files: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """Flattened messages (``<prefix>N.<field>``, OpenInference's and Traceloop's form) -> chat messages.
+
+    Images (OpenInference's ``message_content.image.image.url`` parts) go to ``files``, if given.
+    """
     messages: list[dict[str, Any]] = []
     for _, fields in sorted(_indexed(attributes, prefix).items()):
         content = fields.get(keys.content)
         if content is None and keys.contents is not None:
-            texts = [
-                v
-                for _, part in sorted(_indexed(fields, keys.contents).items())
-                if isinstance(v := part.get("message_content.text"), str)
-            ]
+            texts = []
+            for _, part in sorted(_indexed(fields, keys.contents).items()):
+                if isinstance(value := part.get("message_content.text"), str):
+                    texts.append(value)
+                elif files is not None and part.get("message_content.type") == "image":
+                    _add_file(files, part.get("message_content.image.image.url"))
             content = "\n".join(texts) if texts else None
+        elif isinstance(content, str) and content.startswith("[{"):
+            content = _json_parts_text(content, files)
         role = str(fields.get(keys.role) or "user")
         message: dict[str, Any] = {
             "role": "assistant" if role == "unknown" else role,  # Traceloop's streamed answers
@@ -533,8 +554,10 @@ def _flat_messages(attributes: Attributes, prefix: str, keys: _FlatKeys) -> list
     return messages
 
 
-def _openinference_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
-    return _flat_messages(attributes, prefix, _OPENINFERENCE_KEYS)
+def _openinference_messages(
+    attributes: Attributes, prefix: str, files: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    return _flat_messages(attributes, prefix, _OPENINFERENCE_KEYS, files)
 
 
 def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
@@ -551,8 +574,10 @@ def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
     return choices
 
 
-def _traceloop_messages(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
-    return _flat_messages(attributes, prefix, _TRACELOOP_KEYS)
+def _traceloop_messages(
+    attributes: Attributes, prefix: str, files: list[dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    return _flat_messages(attributes, prefix, _TRACELOOP_KEYS, files)
 
 
 def _traceloop_choices(attributes: Attributes) -> list[dict[str, Any]]:
@@ -569,7 +594,7 @@ def _traceloop_choices(attributes: Attributes) -> list[dict[str, Any]]:
     return choices
 
 
-def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
+def _vercel_messages(attributes: Attributes, files: list[dict[str, str]]) -> list[dict[str, Any]]:
     raw = _json_list(attributes.get("ai.prompt.messages"))
     if raw is None:
         prompt = _json_object(attributes.get("ai.prompt"))
@@ -588,7 +613,7 @@ def _vercel_messages(attributes: Attributes) -> list[dict[str, Any]]:
         if isinstance(content, list):  # [{type: "text", text: ...}, {type: "tool-call", ...}]
             message: dict[str, Any] = {
                 "role": str(item.get("role") or "user"),
-                "content": _text_parts(content),
+                "content": _text_parts(content, files),
             }
             calls = [
                 _tool_call(p.get("toolCallId"), p.get("toolName"), p.get("args", p.get("input")))
@@ -696,12 +721,14 @@ def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str
     return choices
 
 
-def _prompt_event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+def _prompt_event_messages(
+    events: Sequence[Event], consumed: set[int], files: list[dict[str, str]]
+) -> list[dict[str, Any]]:
     """The ``gen_ai.content.prompt`` event: a JSON list of OpenAI-format messages, or a text prompt."""
     raw = _content_event(events, _PROMPT_EVENT, consumed)
     if raw is None:
         return []
-    messages = [_openai_message(item) for item in _json_list(raw) or () if isinstance(item, dict)]
+    messages = [_openai_message(item, files) for item in _json_list(raw) or () if isinstance(item, dict)]
     return messages or [{"role": "user", "content": as_text(raw)}]
 
 
@@ -724,11 +751,11 @@ def _content_event(events: Sequence[Event], name_and_key: tuple[str, str], consu
     return None
 
 
-def _openai_message(item: dict[str, Any]) -> dict[str, Any]:
+def _openai_message(item: dict[str, Any], files: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """A message in OpenAI's chat format (content as text or as parts) -> a chat message."""
     content = item.get("content")
-    if isinstance(content, list):  # [{type: "text", text: ...}, ...]
-        content = _text_parts(content)
+    if isinstance(content, list):  # [{type: "text", text: ...}, {type: "image_url", ...}, ...]
+        content = _text_parts(content, files)
     message: dict[str, Any] = {"role": str(item.get("role") or "user"), "content": as_text(content)}
     calls = _json_list(item.get("tool_calls"))
     if calls:
@@ -889,9 +916,87 @@ def _is(part: object, kind: str) -> bool:
     return isinstance(part, dict) and part.get("type") == kind
 
 
-def _text_parts(content: list[Any]) -> str:
-    """The text of content parts as OpenAI and the Vercel AI SDK write them: ``[{type: "text", text}, ...]``."""
+def _text_parts(content: list[Any], files: list[dict[str, str]] | None = None) -> str:
+    """The text of content parts as OpenAI and the Vercel AI SDK write them: ``[{type: "text", text}, ...]``.
+
+    Their images and files go to ``files``, if given (see :func:`_content_file`).
+    """
+    if files is not None:
+        for part in content:
+            if isinstance(part, dict) and part.get("type") in _FILE_CONTENT_TYPES:
+                _content_file(part, files)
     return "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
+
+
+def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
+    """Content that is OpenAI's content parts as JSON (Traceloop writes a list content so): their text.
+
+    Text that only looks like such a list is kept as it is.
+    """
+    parts = _json_list(content)
+    if not parts or not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in parts):
+        return content
+    return _text_parts(parts, files)
+
+
+# --- files in messages: images and the like, sent to Maxim as attachments -------------------------
+
+#: Content part types that hold or point at a file: OpenAI's chat (``image_url``, ``file``) and
+#: responses (``input_image``, ``input_file``) APIs, the Vercel AI SDK's and Anthropic's (``image``, ``file``).
+_FILE_CONTENT_TYPES = frozenset({"image_url", "input_image", "image", "file", "input_file"})
+#: ``data:<mime type>[;parameters];base64,``: a file inline in a URL.
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[^;,]*)*?);base64,", re.ASCII)
+
+
+def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
+    """The file of one content part, whichever API's shape it has."""
+    kind = part["type"]
+    if kind == "image_url" or kind == "input_image":  # {image_url: {url}} (chat), {image_url: "..."} (responses)
+        image = part.get("image_url")
+        _add_file(files, image.get("url") if isinstance(image, dict) else image)
+    elif kind == "image":
+        source = part.get("source")
+        if isinstance(source, dict):  # Anthropic: {type: base64, media_type, data} or {type: url, url}
+            _add_file(files, source.get("url"), source.get("media_type"), source.get("data"))
+        else:  # Vercel: {image: url or base64, mimeType | mediaType}
+            image = part.get("image")
+            mime_type = part.get("mimeType", part.get("mediaType"))
+            if isinstance(image, str) and _looks_like_url(image):
+                _add_file(files, image, mime_type)
+            else:
+                _add_file(files, None, mime_type, image)
+    else:  # file / input_file: OpenAI {file: {file_data}} or {file_data | file_url}; Vercel {data, mediaType}
+        inner = part.get("file")
+        fields = inner if isinstance(inner, dict) else part
+        data = fields.get("file_data", fields.get("data"))
+        url = fields.get("file_url")
+        mime_type = part.get("mediaType", part.get("mimeType"))
+        if isinstance(data, str) and _looks_like_url(data):
+            url, data = data, None
+        _add_file(files, url, mime_type, data)
+
+
+def _looks_like_url(value: str) -> bool:
+    return value.startswith(("http://", "https://", "data:", "gs://", "s3://"))
+
+
+def _add_file(files: list[dict[str, str]], url: object, mime_type: object = None, data: object = None) -> None:
+    """Add the file at ``url``, or of base64 ``data``, to ``files``.
+
+    Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  A ``data:`` URL is
+    its file inline: its base64 text and its type.  A file with neither (a provider's file id, a
+    reference cut by the instrumentation) adds nothing.  The base64 text is not decoded here: the
+    sink decodes it when it uploads the file, off the exporting thread.
+    """
+    mime = mime_type if isinstance(mime_type, str) and mime_type else None
+    if isinstance(url, str) and url:
+        inline = _DATA_URL.match(url)
+        if inline is None:
+            files.append({"url": url} if mime is None else {"url": url, "mime_type": mime})
+            return
+        data, mime = url[inline.end() :], inline.group(1) or mime
+    if isinstance(data, str) and data:
+        files.append({"data": data, "mime_type": mime or "application/octet-stream"})
 
 
 def _parts_text(parts: Iterable[Any]) -> str:

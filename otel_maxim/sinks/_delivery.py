@@ -2,7 +2,11 @@
 
 Lines go out in order, in bodies of at most 5 MB (the newline after each line
 counted, like maxim-py).  A line over about 900 KB is uploaded to a signed URL
-and replaced, in place, by a ``storage{...process-large-log...}`` record.
+and replaced, in place, by a ``storage{...process-large-log...}`` record.  An
+``upload-attachment`` line (a file in a generation's messages) is resolved as
+maxim-py's writer resolves it: a file inline (base64) is uploaded to a signed
+URL under the key maxim-py uses, and the line is replaced by ``add-attachment``
+with that key (a URL is only given the key).
 Retryable failures are retried with exponential backoff and jitter, honouring
 ``Retry-After``, for as long as the deadline allows; every sleep is on an
 ``Event`` so closing the sink cuts it short.  The caller learns how many lines
@@ -11,9 +15,12 @@ were acknowledged, so an acknowledged body is never sent again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -31,6 +38,21 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 LARGE_RECORD_BYTES = 900 * 1024
 #: Room kept in a body for the ``storage`` line that replaces a large record.
 _STORAGE_LINE_ROOM = 512
+#: How an ``upload-attachment`` line starts (after its entity and id, which the match reads).
+_UPLOAD_LINE = re.compile(r"([a-z_]+)\{id=([A-Za-z0-9_-]+),action=upload-attachment,data=")
+_UPLOAD_MARK = ",action=upload-attachment,data="
+#: Where in a line its action can be: the longest entity name and id, and the mark.
+_HEAD_CHARS = 512
+#: Magic numbers of the files a message most often holds, for a file sent with no type (maxim-py
+#: guesses the type of every file from its bytes first).
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+)
+_UNKNOWN_TYPE = "application/octet-stream"
 
 
 class Outcome(enum.Enum):
@@ -50,6 +72,29 @@ class Result:
 def line_size(line: str) -> int:
     """Bytes ``line`` takes in a body, with its newline."""
     return (len(line) if line.isascii() else len(line.encode("utf-8", "replace"))) + 1
+
+
+def is_upload(line: str) -> bool:
+    """Whether ``line`` is an ``upload-attachment`` record (looked for in its head only)."""
+    return line.find(_UPLOAD_MARK, 0, _HEAD_CHARS) >= 0 and _UPLOAD_LINE.match(line) is not None
+
+
+def _mime_type(payload: bytes, given: object) -> str:
+    if isinstance(given, str) and given and given != _UNKNOWN_TYPE:
+        return given
+    if payload[:4] == b"RIFF" and payload[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _MAGIC if payload.startswith(magic)), _UNKNOWN_TYPE)
+
+
+def _decode_base64(text: str) -> bytes:
+    """Standard or URL-safe base64, padding optional, whitespace ignored; :class:`ValueError` if it is not base64."""
+    compact = "".join(text.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return base64.b64decode(compact, altchars=b"-_", validate=True)
 
 
 def lines_size(lines: Sequence[str]) -> int:
@@ -113,7 +158,7 @@ class Deliverer:
 
     def _next_body(self, lines: Sequence[str], start: int, deadline: float) -> tuple[int, list[str], Result | None]:
         rest = list(lines[start:])
-        if all(map(str.isascii, rest)) and max(map(len, rest)) < self._large:
+        if all(map(str.isascii, rest)) and max(map(len, rest)) < self._large and not any(map(is_upload, rest)):
             if sum(map(len, rest)) + len(rest) <= self._max_body:
                 return len(lines), rest, None  # the usual case: all of it fits one body, nothing to upload
         body: list[str] = []
@@ -121,6 +166,18 @@ class Deliverer:
         i = start
         while i < len(lines):
             line = lines[i]
+            if is_upload(line):
+                if body and size + _STORAGE_LINE_ROOM > self._max_body:
+                    break
+                resolved = self._attach(line, deadline)
+                if isinstance(resolved, Result):
+                    if body:
+                        break  # as for a large record below
+                    return i, body, resolved
+                if resolved is None:  # nothing can be sent of it (said in the log)
+                    i += 1
+                    continue
+                line = resolved
             n = line_size(line)
             if n > self._large:
                 if body and size + _STORAGE_LINE_ROOM > self._max_body:
@@ -152,6 +209,58 @@ class Deliverer:
             return put
         data_json = json.dumps({"key": key}, separators=(",", ":"))  # compact, as maxim-py writes it
         return f"storage{{id={file_id},action=process-large-log,data={data_json}}}"
+
+    def _attach(self, line: str, deadline: float) -> str | Result | None:
+        """The ``add-attachment`` line that replaces an ``upload-attachment`` line, once its file is uploaded.
+
+        ``None`` when nothing can be sent of it (its data is not a file, or storage refused the
+        file): the log says so, and the lines around it go on.
+        """
+        match = _UPLOAD_LINE.match(line)
+        assert match is not None  # is_upload() said so
+        entity, entity_id = match.groups()
+        try:
+            data = json.loads(line[match.end() : -1])
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            payload = _decode_base64(data["data"]) if data.get("type") == "file_data" else None
+        except (ValueError, KeyError, TypeError) as exc:
+            self._log.error(
+                "attachment-data",
+                "An attachment of %s %s is not a file this can upload (%s: %s); it is not sent.",
+                entity,
+                entity_id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        file_id = str(data.get("id") or uuid.uuid4())
+        key = f"{self._client.repo_id}/{entity}/{entity_id}/files/original/{file_id}"
+        if payload is not None:
+            del data["data"]
+            mime_type = _mime_type(payload, data.get("mime_type"))
+            what = f"an attachment of {entity} {entity_id}"
+            got = self._retrying(
+                lambda t: self._client.upload_url(key, len(payload), t, mime_type=mime_type),
+                deadline,
+                f"the upload URL of {what}",
+            )
+            if isinstance(got, Result) and got.outcome is not Outcome.REJECTED:
+                return got
+            if not isinstance(got, Result):
+                url: str = got.data
+                got = self._retrying(lambda t: self._client.put(url, payload, t, mime_type=mime_type), deadline, what)
+                if isinstance(got, Result) and got.outcome is not Outcome.REJECTED:
+                    return got
+            if isinstance(got, Result):  # refused for good: this file, not the records around it
+                self._log.error("attachment-refused", "Storage refused %s; it is not sent.", what)
+                return None
+            data["key"] = key
+            data["mimeType"] = mime_type
+        else:
+            data["key"] = key
+        data_json = json.dumps(data, separators=(",", ":"))  # ASCII, compact like the storage line
+        return f"{entity}{{id={entity_id},action=add-attachment,data={data_json}}}"
 
     def _retrying(self, call: Callable[[float], Reply], deadline: float, what: str) -> Reply | Result:
         """Make ``call(timeout)`` until it succeeds, fails for good, or the deadline comes."""

@@ -229,9 +229,10 @@ class ApiClient:
         url = f"{self.base_url}{REPOSITORY_PATH}?loggerId={quote(self.repo_id, safe='')}"
         return self._call("GET", url, timeout, api=True)
 
-    def upload_url(self, key: str, size: int, timeout: float) -> Reply:
-        """Ask for a signed URL to PUT a large record at; on success ``data`` is the URL."""
-        url = f"{self.base_url}{UPLOAD_URL_PATH}?key={quote(key, safe='/')}&mimeType=text/plain&size={size}"
+    def upload_url(self, key: str, size: int, timeout: float, *, mime_type: str = "text/plain") -> Reply:
+        """Ask for a signed URL to PUT a large record (or a file) at; on success ``data`` is the URL."""
+        query = f"key={quote(key, safe='/')}&mimeType={quote(mime_type, safe='/')}&size={size}"
+        url = f"{self.base_url}{UPLOAD_URL_PATH}?{query}"
         reply = self._call("GET", url, timeout, api=True)
         if reply.kind is not Kind.OK:
             return reply
@@ -244,9 +245,12 @@ class ApiClient:
             return Reply(Kind.FAIL, reply.status, f"the signed upload URL {problem}")
         return Reply(Kind.OK, reply.status, data=signed)
 
-    def put(self, url: str, body: bytes, timeout: float) -> Reply:
-        """PUT a large record at a signed URL: no API key goes there, and its signature stays out of messages."""
-        return self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": "text/plain"})
+    def put(self, url: str, body: bytes, timeout: float, *, mime_type: str = "text/plain") -> Reply:
+        """PUT a large record (or a file) at a signed URL.
+
+        No API key goes there, and its signature stays out of messages.
+        """
+        return self._call("PUT", url, timeout, data=body, api=False, headers={"Content-Type": mime_type})
 
     # --- one call, classified ------------------------------------------------------
 
