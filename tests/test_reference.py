@@ -154,19 +154,24 @@ def _large_upload(requests: list[RecordedRequest]) -> tuple[Any, ...]:
     )
 
 
-def test_a_large_record_is_uploaded_to_the_signed_url_as_maxim_py_does(tmp_path: Path) -> None:
-    reference = _large_upload(capture_requests(_maxim_large))
+def _otel_requests(tmp_path: Path, scenario: Callable[[Tracer], None]) -> list[RecordedRequest]:
+    """Run ``scenario`` with otel_maxim sending to the recording server (maxim-py's bytes); every request."""
     with recording_server() as (recorder, base_url):
         exporter = otel_maxim.MaximSpanExporter(
             api_key=API_KEY, repo_id=REPO_ID, base_url=base_url, spool_dir=tmp_path / "spool", fast_json=False
         )
         provider = TracerProvider()
         provider.add_span_processor(otel_maxim.MaximSpanProcessor(exporter))
-        attributes = {"maxim.trace.id": "trace-id", "maxim.input": BIG_INPUT}
-        provider.get_tracer("reference").start_span("big", attributes=attributes).end()
+        scenario(provider.get_tracer("reference"))
         provider.shutdown()
     with recorder.cond:
-        ours = _large_upload(recorder.requests)
+        return list(recorder.requests)
+
+
+def test_a_large_record_is_uploaded_to_the_signed_url_as_maxim_py_does(tmp_path: Path) -> None:
+    reference = _large_upload(capture_requests(_maxim_large))
+    attributes = {"maxim.trace.id": "trace-id", "maxim.input": BIG_INPUT}
+    ours = _large_upload(_otel_requests(tmp_path, lambda tracer: tracer.start_span("big", attributes=attributes).end()))
     assert ours == reference
     assert reference[0] == f"{REPO_ID}/large-logs" and reference[-1] is True
 
@@ -221,12 +226,8 @@ def _attachments(requests: list[RecordedRequest]) -> list[tuple[Any, ...]]:
 
 def test_images_in_messages_are_attached_as_maxim_py_does(tmp_path: Path) -> None:
     reference = _attachments(capture_requests(_maxim_vision))
-    with recording_server() as (recorder, base_url):
-        exporter = otel_maxim.MaximSpanExporter(
-            api_key=API_KEY, repo_id=REPO_ID, base_url=base_url, spool_dir=tmp_path / "spool", fast_json=False
-        )
-        provider = TracerProvider()
-        provider.add_span_processor(otel_maxim.MaximSpanProcessor(exporter))
+
+    def vision(tracer: Tracer) -> None:
         content = [
             {"type": "text", "text": QUESTION},
             {"type": "image_url", "image_url": {"url": IMAGE_URL}},
@@ -239,11 +240,9 @@ def test_images_in_messages_are_attached_as_maxim_py_does(tmp_path: Path) -> Non
             "gen_ai.prompt.0.role": "user",
             "gen_ai.prompt.0.content": json.dumps(content),
         }
-        tracer = provider.get_tracer("reference")
         with tracer.start_as_current_span("turn", attributes={"maxim.trace.id": "trace-id"}):
             tracer.start_span("chat", attributes=attributes).end()
-        provider.shutdown()
-    with recorder.cond:
-        ours = _attachments(recorder.requests)
+
+    ours = _attachments(_otel_requests(tmp_path, vision))
     assert len(reference) == 2
     assert ours == reference
