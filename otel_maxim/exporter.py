@@ -190,7 +190,10 @@ class MaximSpanExporter(SpanExporter):
         self._held_sessions: dict[int, tuple[int, str | None]] = {}
         self._trace_timeout = timeout
         self._shutdown = False
-        self._deferred_budget: float | None = None  # seconds: a shutdown called back from inside an export
+        #: A shutdown called back from inside the exporter's work: (the thread doing that work, seconds).
+        self._deferred: tuple[int, float] | None = None
+        self._deferred_lock = threading.Lock()
+        self._shut_down = threading.Event()  # set when a shutdown has completed
         self._busy = threading.local()  # .on: this thread is doing the exporter's work (see _inside)
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -205,7 +208,8 @@ class MaximSpanExporter(SpanExporter):
         """
         self._lock = threading.RLock()
         self._busy = threading.local()
-        self._deferred_budget = None
+        self._deferred = None
+        self._deferred_lock = threading.Lock()
         self._wake = threading.Event()
         self._reaper = None
         self._assembler.forget_all()
@@ -273,16 +277,18 @@ class MaximSpanExporter(SpanExporter):
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Send everything still held (traces sent early if their root never ended), then close the sink."""
-        if self._shutdown:
-            return
         budget = wait_budget(timeout_millis, 30_000)
+        if self._shutdown:
+            if not self._inside():
+                self._shut_down.wait(budget)  # one under way on another thread (or deferred): as long as it
+            return
         self._shutdown = True  # from now on export() refuses spans, even one already waiting for the lock
         self._wake.set()
         if self._inside():
             # Called back from inside this exporter's own work (a redact callback, the sink): closing
             # the sink now would lose the records of the work under way, and waiting for it here would
             # wait for this very thread.  That work completes the shutdown when it is done.
-            self._deferred_budget = budget
+            self._deferred = (threading.get_ident(), budget)
             self._limited.warning(
                 "shutdown-inside",
                 "shutdown was called from inside this exporter's own work (a redact callback or the sink); "
@@ -292,6 +298,12 @@ class MaximSpanExporter(SpanExporter):
         self._shut(time.monotonic() + budget)
 
     def _shut(self, deadline: float) -> None:
+        try:
+            self._shut_within(deadline)
+        finally:
+            self._shut_down.set()
+
+    def _shut_within(self, deadline: float) -> None:
         try:
             if self._acquire(deadline, "shutdown"):
                 try:
@@ -311,21 +323,30 @@ class MaximSpanExporter(SpanExporter):
     @contextmanager
     def _working(self) -> Iterator[None]:
         """Mark this thread as doing the exporter's work (under its lock), where user code may call back."""
-        self._busy.on = True
+        was, self._busy.on = self._inside(), True
         try:
             yield
         finally:
-            self._busy.on = False
+            self._busy.on = was
 
     def _inside(self) -> bool:
         """Whether this thread is inside the exporter's own work: a call from a redact callback or the sink."""
         return getattr(self._busy, "on", False)
 
     def _finish_deferred_shutdown(self) -> None:
-        """Complete a shutdown that was called from inside the work this thread has just finished."""
-        budget, self._deferred_budget = self._deferred_budget, None
-        if budget is not None and not self._inside():
-            self._shut(time.monotonic() + budget)
+        """Complete a shutdown that was called from inside the work this thread has just finished.
+
+        Only that thread completes it: another (an application's ``force_flush``, the reaper) must
+        not be made to wait for a shutdown it did not ask for.
+        """
+        deferred = self._deferred
+        if deferred is None or deferred[0] != threading.get_ident() or self._inside():
+            return
+        with self._deferred_lock:  # taken once, whatever else runs
+            if self._deferred is not deferred:
+                return
+            self._deferred = None
+        self._shut(time.monotonic() + deferred[1])
 
     def _acquire(self, deadline: float, what: str) -> bool:
         """Take the lock by ``deadline``; an export stuck in its sink (a pipe nobody reads) may hold it."""

@@ -8,6 +8,7 @@ and the bridge), so that spans carry ``session.id`` wherever they are sent.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import threading
@@ -250,8 +251,16 @@ class _Exporting(SpanExporter):
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = exporter
         self._marks = threading.local()
+        # The SDK gives an exporter whose shutdown takes ``timeout_millis`` what is left of its own
+        # 30 s (it looks at the signature): this passes it on to an exporter that takes it.
+        try:
+            self._timed_shutdown = "timeout_millis" in inspect.signature(exporter.shutdown).parameters
+        except (TypeError, ValueError):
+            self._timed_shutdown = False
 
     def __getattr__(self, name: str) -> Any:  # what else code reads of the exporter (the SDK 1.27 ``span_exporter``)
+        if name.startswith("_"):  # never for the wrapper's own (as copy and pickle ask before __init__)
+            raise AttributeError(name)
         return getattr(self._exporter, name)
 
     def inside(self) -> bool:
@@ -259,18 +268,21 @@ class _Exporting(SpanExporter):
         return getattr(self._marks, "on", False)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self._marks.on = True
+        was, self._marks.on = self.inside(), True
         try:
             return self._exporter.export(spans)
         finally:
-            self._marks.on = False
+            self._marks.on = was
 
-    def shutdown(self) -> None:
-        self._marks.on = True
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        was, self._marks.on = self.inside(), True
         try:
-            self._exporter.shutdown()
+            if self._timed_shutdown:
+                self._exporter.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+            else:
+                self._exporter.shutdown()
         finally:
-            self._marks.on = False
+            self._marks.on = was
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._exporter.force_flush(timeout_millis)

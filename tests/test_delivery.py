@@ -547,6 +547,31 @@ def test_a_file_that_is_not_base64_or_that_storage_refuses_costs_only_itself(
     assert p.sink.stats()["quarantined_batches"] == 0
 
 
+@pytest.mark.parametrize("data", [None, 5, ["a"], {"b": 1}, "*%$"])
+def test_an_attachment_whose_data_is_not_base64_text_costs_only_itself(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture, data: object
+) -> None:
+    """What a redact callback may leave of a file: dropped with a log line; the sender lives on."""
+    upload = serialize(
+        Record("generation", "g1", "upload-attachment", {"id": "g1-a0", "type": "file_data", "data": data})
+    )
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool")
+    try:
+        assert sink.write([upload, line(1)])
+        assert sink.flush(5)
+        assert sink.write([upload])  # a body of nothing else: acknowledged, nothing posted
+        assert sink.flush(5)
+        assert sink.write([line(2)])
+        assert sink.flush(5)
+    finally:
+        sink.close(5)
+    assert fake.accepted() == [line(1), line(2)]
+    assert all(r.lines and r.lines != [""] for r in fake.log_posts())
+    assert "An attachment of generation g1 is not a file this can upload" in caplog.text
+    assert "stopped unexpectedly" not in caplog.text
+    assert sink.stats()["queued_batches"] == 0
+
+
 def test_a_refused_upload_is_logged_without_the_urls_signature(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

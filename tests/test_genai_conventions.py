@@ -1310,3 +1310,22 @@ def test_text_that_only_looks_like_content_parts_is_kept_as_it_is(content: str) 
     _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
     (announce,) = [r for r in records if r.action == "add-generation"]
     assert announce.data["messages"] == [{"role": "user", "content": content}]
+
+
+def test_content_parts_other_than_text_and_files_keep_their_json() -> None:
+    """Traceloop's Anthropic instrumentation writes tool_use and tool_result blocks as JSON text: their
+    text alone would be empty, so the message keeps the JSON, as before files were read."""
+    tool_result = json.dumps([{"type": "tool_result", "tool_use_id": "toolu_1", "content": "72F and sunny"}])
+    attributes = {"llm.request.type": "chat", "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": tool_result}
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (announce,) = [r for r in records if r.action == "add-generation"]
+    assert announce.data["messages"] == [{"role": "user", "content": tool_result}]
+
+
+def test_a_content_part_with_an_odd_type_costs_nothing_of_the_generation() -> None:
+    messages = [{"role": "user", "content": [{"type": ["image_url"], "text": "hi"}, {"type": {"a": 1}}]}]
+    attributes = {"ai.operationId": "ai.generateText.doGenerate", "ai.prompt.messages": json.dumps(messages)}
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [{"role": "user", "content": "hi"}]
+    assert not of(records, "generation", "upload-attachment")

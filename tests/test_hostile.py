@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import logging
@@ -878,3 +879,20 @@ def test_force_flush_from_a_redact_callback_says_false_at_once(caplog: pytest.Lo
     assert "force_flush was called from inside the processor's own export" in caplog.text
     assert "force_flush was called from inside this exporter's own work" in caplog.text
     provider.shutdown()
+
+
+def test_the_processor_hands_the_exporter_what_is_left_of_the_sdks_shutdown_budget() -> None:
+    """The SDK passes ``timeout_millis`` to an exporter whose shutdown takes it; the processor's wrapper
+    around the exporter must pass it on (else a stuck export would make shutdown take 30 s twice)."""
+    got: list[object] = []
+
+    class Recording(MaximSpanExporter):
+        def shutdown(self, timeout_millis: float | None = None) -> None:  # type: ignore[override]
+            got.append(timeout_millis)
+            super().shutdown(30_000 if timeout_millis is None else timeout_millis)
+
+    processor = MaximSpanProcessor(Recording(sink=ListSink()))
+    processor.shutdown()
+    assert len(got) == 1 and isinstance(got[0], (int, float)) and 0 < got[0] <= 30_000
+    copied = copy.copy(processor._exporting)  # copy makes the wrapper without __init__: no endless lookup
+    assert copied.export.__self__ is copied

@@ -923,7 +923,7 @@ def _text_parts(content: list[Any], files: list[dict[str, str]] | None = None) -
     """
     if files is not None:
         for part in content:
-            if isinstance(part, dict) and part.get("type") in _FILE_CONTENT_TYPES:
+            if isinstance(part, dict) and isinstance(kind := part.get("type"), str) and kind in _FILE_CONTENT_TYPES:
                 _content_file(part, files)
     return "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
 
@@ -931,11 +931,14 @@ def _text_parts(content: list[Any], files: list[dict[str, str]] | None = None) -
 def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
     """Content that is OpenAI's content parts as JSON (Traceloop writes a list content so): their text.
 
-    Text that only looks like such a list is kept as it is.
+    Text that only looks like such a list, or a list with parts other than text and files, is kept
+    as it is.
     """
     parts = _json_list(content)
-    if not parts or not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in parts):
-        return content
+    if not parts or not all(
+        isinstance(p, dict) and isinstance(kind := p.get("type"), str) and kind in _TEXT_OR_FILE_TYPES for p in parts
+    ):
+        return content  # other parts (Anthropic's tool_use and tool_result, say) say more than their text
     return _text_parts(parts, files)
 
 
@@ -944,6 +947,8 @@ def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
 #: Content part types that hold or point at a file: OpenAI's chat (``image_url``, ``file``) and
 #: responses (``input_image``, ``input_file``) APIs, the Vercel AI SDK's and Anthropic's (``image``, ``file``).
 _FILE_CONTENT_TYPES = frozenset({"image_url", "input_image", "image", "file", "input_file"})
+#: Content parts that are all there is to a message once their text is read and their files taken.
+_TEXT_OR_FILE_TYPES = _FILE_CONTENT_TYPES | {"text", "input_text"}
 #: ``data:<mime type>[;parameters];base64,``: a file inline in a URL.
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[^;,]*)*?);base64,", re.ASCII)
 

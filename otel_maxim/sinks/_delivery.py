@@ -148,6 +148,10 @@ class Deliverer:
             end, body, failed = self._next_body(lines, start, deadline)
             if failed is not None:
                 return failed
+            if not body:  # every line was an attachment that cannot be sent (said in the log)
+                start = end
+                on_ack(start)
+                continue
             data = "\n".join(body).encode("utf-8", "replace")
             got = self._retrying(lambda t: self._client.post_log(data, t), deadline, f"{len(body)} records")
             if isinstance(got, Result):
@@ -223,8 +227,12 @@ class Deliverer:
             data = json.loads(line[match.end() : -1])
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-            payload = _decode_base64(data["data"]) if data.get("type") == "file_data" else None
-        except (ValueError, KeyError, TypeError) as exc:
+            payload = None
+            if data.get("type") == "file_data":
+                if not isinstance(data.get("data"), str):
+                    raise ValueError("its data is not base64 text")
+                payload = _decode_base64(data["data"])
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # what a redact callback made of it
             self._log.error(
                 "attachment-data",
                 "An attachment of %s %s is not a file this can upload (%s: %s); it is not sent.",
