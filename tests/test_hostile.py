@@ -635,7 +635,9 @@ def test_the_processor_force_flush_keeps_its_deadline_while_an_export_is_stuck(
         flushed = processor.force_flush(100)
         assert exporter.entered.is_set() and not exporter.release.is_set()  # still stuck, and we are back
         again = processor.force_flush(100)  # waits for the next round, which the same thread runs
-        assert [t.name for t in threading.enumerate()].count("OtelMaximForceFlush") == 1
+        # At most one: with SDK 1.27 the round ends at its own timeout (its force_flush waits on the
+        # worker, not on the export lock), so by now that thread may be gone.
+        assert [t.name for t in threading.enumerate()].count("OtelMaximForceFlush") <= 1
     assert flushed is False and again is False
     assert "force_flush: the queued spans were not exported within 100 ms" in caplog.text
     exporter.release.set()
