@@ -20,8 +20,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence, Sized
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,6 +31,7 @@ from otel_maxim import environment_variables as env
 from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
+from otel_maxim._reentry import InsideMark
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SentTrace, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import attributes_of, iso
@@ -194,7 +194,7 @@ class MaximSpanExporter(SpanExporter):
         self._deferred: tuple[int, float] | None = None
         self._deferred_lock = threading.Lock()
         self._shut_down = threading.Event()  # set when a shutdown has completed
-        self._busy = threading.local()  # .on: this thread is doing the exporter's work (see _inside)
+        self._busy = InsideMark()  # on: this thread is doing the exporter's work, where user code may call back
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
         reinit_after_fork(self)
@@ -207,7 +207,7 @@ class MaximSpanExporter(SpanExporter):
         sent stays known, so that a span the child adds to one of those traces attaches to it.
         """
         self._lock = threading.RLock()
-        self._busy = threading.local()
+        self._busy = InsideMark()
         self._deferred = None
         self._deferred_lock = threading.Lock()
         self._wake = threading.Event()
@@ -236,7 +236,7 @@ class MaximSpanExporter(SpanExporter):
                         "after-shutdown", "Exporter already shut down; %s spans not exported.", _count(spans)
                     )
                     return SpanExportResult.FAILURE
-                with self._working():
+                with self._busy:
                     ok = self._send(self._take(spans))
             self._ensure_reaper()
             return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
@@ -249,7 +249,7 @@ class MaximSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Send the traces whose wait is over, then flush the sink, within ``timeout_millis``."""
         deadline = time.monotonic() + wait_budget(timeout_millis, 30_000)
-        if self._inside():
+        if self._busy.on:
             self._limited.warning(
                 "flush-inside",
                 "force_flush was called from inside this exporter's own work (a redact callback or the sink); "
@@ -260,7 +260,7 @@ class MaximSpanExporter(SpanExporter):
             if not self._acquire(deadline, "flush"):
                 return False
             try:
-                with self._working():
+                with self._busy:
                     ready = self._assembler.expire()
                     lines = self._take_ready(ready)
                     if ready:
@@ -279,12 +279,12 @@ class MaximSpanExporter(SpanExporter):
         """Send everything still held (traces sent early if their root never ended), then close the sink."""
         budget = wait_budget(timeout_millis, 30_000)
         if self._shutdown:
-            if not self._inside():
+            if not self._busy.on:
                 self._shut_down.wait(budget)  # one under way on another thread (or deferred): as long as it
             return
         self._shutdown = True  # from now on export() refuses spans, even one already waiting for the lock
         self._wake.set()
-        if self._inside():
+        if self._busy.on:
             # Called back from inside this exporter's own work (a redact callback, the sink): closing
             # the sink now would lose the records of the work under way, and waiting for it here would
             # wait for this very thread.  That work completes the shutdown when it is done.
@@ -307,7 +307,7 @@ class MaximSpanExporter(SpanExporter):
         try:
             if self._acquire(deadline, "shutdown"):
                 try:
-                    with self._working():
+                    with self._busy:
                         held = self._assembler.held_spans
                         if held:
                             _logger.info("Shutting down: sending %d spans of traces whose root has not ended.", held)
@@ -320,19 +320,6 @@ class MaximSpanExporter(SpanExporter):
         except Exception:  # see export()
             _logger.exception("Could not shut the Maxim exporter down cleanly.")
 
-    @contextmanager
-    def _working(self) -> Iterator[None]:
-        """Mark this thread as doing the exporter's work (under its lock), where user code may call back."""
-        was, self._busy.on = self._inside(), True
-        try:
-            yield
-        finally:
-            self._busy.on = was
-
-    def _inside(self) -> bool:
-        """Whether this thread is inside the exporter's own work: a call from a redact callback or the sink."""
-        return getattr(self._busy, "on", False)
-
     def _finish_deferred_shutdown(self) -> None:
         """Complete a shutdown that was called from inside the work this thread has just finished.
 
@@ -340,7 +327,7 @@ class MaximSpanExporter(SpanExporter):
         not be made to wait for a shutdown it did not ask for.
         """
         deferred = self._deferred
-        if deferred is None or deferred[0] != threading.get_ident() or self._inside():
+        if deferred is None or deferred[0] != threading.get_ident() or self._busy.on:
             return
         with self._deferred_lock:  # taken once, whatever else runs
             if self._deferred is not deferred:
@@ -574,7 +561,7 @@ class MaximSpanExporter(SpanExporter):
             try:
                 with self._lock:
                     if not self._shutdown:
-                        with self._working():
+                        with self._busy:
                             lines = self._take_ready(self._assembler.expire())
                             lines.extend(self._lines(self._release_ends()))
                             self._send(lines)

@@ -28,6 +28,7 @@ from otel_maxim import environment_variables as env
 from otel_maxim._config import LONGEST_WAIT, env_str, is_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
+from otel_maxim._reentry import InsideMark
 from otel_maxim.ids import session_id_problem
 
 __all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
@@ -250,7 +251,7 @@ class _Exporting(SpanExporter):
 
     def __init__(self, exporter: SpanExporter) -> None:
         self._exporter = exporter
-        self._marks = threading.local()
+        self._marks = InsideMark()
         # The SDK gives an exporter whose shutdown takes ``timeout_millis`` what is left of its own
         # 30 s (it looks at the signature): this passes it on to an exporter that takes it.
         try:
@@ -265,24 +266,18 @@ class _Exporting(SpanExporter):
 
     def inside(self) -> bool:
         """Whether this thread is in an export (or in the exporter's shutdown)."""
-        return getattr(self._marks, "on", False)
+        return self._marks.on
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        was, self._marks.on = self.inside(), True
-        try:
+        with self._marks:
             return self._exporter.export(spans)
-        finally:
-            self._marks.on = was
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
-        was, self._marks.on = self.inside(), True
-        try:
+        with self._marks:
             if self._timed_shutdown:
                 self._exporter.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
             else:
                 self._exporter.shutdown()
-        finally:
-            self._marks.on = was
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._exporter.force_flush(timeout_millis)
