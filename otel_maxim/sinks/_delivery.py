@@ -170,27 +170,18 @@ class Deliverer:
         i = start
         while i < len(lines):
             line = lines[i]
-            if is_upload(line):
-                if body and size + _STORAGE_LINE_ROOM > self._max_body:
-                    break
-                resolved = self._attach(line, deadline)
-                if isinstance(resolved, Result):
-                    if body:
-                        break  # as for a large record below
-                    return i, body, resolved
-                if resolved is None:  # nothing can be sent of it (said in the log)
-                    i += 1
-                    continue
-                line = resolved
             n = line_size(line)
-            if n > self._large:
+            if n > self._large or is_upload(line):
                 if body and size + _STORAGE_LINE_ROOM > self._max_body:
                     break
-                got = self._upload(line, n - 1, deadline)
+                got = self._replacement(line, deadline)
                 if isinstance(got, Result):
                     if body:
                         break  # send what comes before it; the upload is tried again for the next body
                     return i, body, got
+                if got is None:  # nothing can be sent of it (said in the log)
+                    i += 1
+                    continue
                 line, n = got, line_size(got)
             if body and size + n > self._max_body:
                 break
@@ -199,18 +190,35 @@ class Deliverer:
             i += 1
         return i, body, None
 
-    def _upload(self, line: str, nbytes: int, deadline: float) -> str | Result:
-        """Upload one large record; the ``storage`` line to send in its place."""
-        file_id = str(uuid.uuid4())
-        key = f"{self._client.repo_id}/large-logs/{file_id}"
-        got = self._retrying(lambda t: self._client.upload_url(key, nbytes, t), deadline, "a large record's upload URL")
+    def _replacement(self, line: str, deadline: float) -> str | Result | None:
+        """What goes in the body for an ``upload-attachment`` line or a large record, its upload done."""
+        if is_upload(line):
+            got = self._attach(line, deadline)
+            if not isinstance(got, str):
+                return got
+            line = got
+        return self._upload(line, deadline) if line_size(line) > self._large else line
+
+    def _store(self, key: str, payload: bytes, mime_type: str, deadline: float, what: str) -> Result | None:
+        """Put ``payload`` in Maxim's storage under ``key`` (ask a signed URL, PUT there); ``None`` once done."""
+        got = self._retrying(
+            lambda t: self._client.upload_url(key, len(payload), t, mime_type=mime_type),
+            deadline,
+            f"the upload URL of {what}",
+        )
         if isinstance(got, Result):
             return got
         url: str = got.data
-        payload = line.encode("utf-8", "replace")
-        put = self._retrying(lambda t: self._client.put(url, payload, t), deadline, "a large record's upload")
-        if isinstance(put, Result):
-            return put
+        put = self._retrying(lambda t: self._client.put(url, payload, t, mime_type=mime_type), deadline, what)
+        return put if isinstance(put, Result) else None
+
+    def _upload(self, line: str, deadline: float) -> str | Result:
+        """Upload one large record; the ``storage`` line to send in its place."""
+        file_id = str(uuid.uuid4())
+        key = f"{self._client.repo_id}/large-logs/{file_id}"
+        failed = self._store(key, line.encode("utf-8", "replace"), "text/plain", deadline, "a large record")
+        if failed is not None:
+            return failed
         data_json = json.dumps({"key": key}, separators=(",", ":"))  # compact, as maxim-py writes it
         return f"storage{{id={file_id},action=process-large-log,data={data_json}}}"
 
@@ -244,29 +252,20 @@ class Deliverer:
             return None
         file_id = str(data.get("id") or uuid.uuid4())
         key = f"{self._client.repo_id}/{entity}/{entity_id}/files/original/{file_id}"
-        if payload is not None:
+        if payload is None:  # a URL: only the key
+            data["key"] = key
+        else:
             del data["data"]
             mime_type = _mime_type(payload, data.get("mime_type"))
             what = f"an attachment of {entity} {entity_id}"
-            got = self._retrying(
-                lambda t: self._client.upload_url(key, len(payload), t, mime_type=mime_type),
-                deadline,
-                f"the upload URL of {what}",
-            )
-            if isinstance(got, Result) and got.outcome is not Outcome.REJECTED:
-                return got
-            if not isinstance(got, Result):
-                url: str = got.data
-                got = self._retrying(lambda t: self._client.put(url, payload, t, mime_type=mime_type), deadline, what)
-                if isinstance(got, Result) and got.outcome is not Outcome.REJECTED:
-                    return got
-            if isinstance(got, Result):  # refused for good: this file, not the records around it
+            failed = self._store(key, payload, mime_type, deadline, what)
+            if failed is not None and failed.outcome is not Outcome.REJECTED:
+                return failed
+            if failed is not None:  # refused for good: this file, not the records around it
                 self._log.error("attachment-refused", "Storage refused %s; it is not sent.", what)
                 return None
             data["key"] = key
             data["mimeType"] = mime_type
-        else:
-            data["key"] = key
         data_json = json.dumps(data, separators=(",", ":"))  # ASCII, compact like the storage line
         return f"{entity}{{id={entity_id},action=add-attachment,data={data_json}}}"
 
