@@ -964,21 +964,12 @@ def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
         if isinstance(source, dict):  # Anthropic: {type: base64, media_type, data} or {type: url, url}
             _add_file(files, source.get("url"), source.get("media_type"), source.get("data"))
         else:  # Vercel: {image: url or base64, mimeType | mediaType}
-            image = part.get("image")
-            mime_type = part.get("mimeType", part.get("mediaType"))
-            if isinstance(image, str) and _looks_like_url(image):
-                _add_file(files, image, mime_type)
-            else:
-                _add_file(files, None, mime_type, image)
+            _add_file(files, None, part.get("mimeType", part.get("mediaType")), part.get("image"))
     else:  # file / input_file: OpenAI {file: {file_data}} or {file_data | file_url}; Vercel {data, mediaType}
         inner = part.get("file")
         fields = inner if isinstance(inner, dict) else part
         data = fields.get("file_data", fields.get("data"))
-        url = fields.get("file_url")
-        mime_type = part.get("mediaType", part.get("mimeType"))
-        if isinstance(data, str) and _looks_like_url(data):
-            url, data = data, None
-        _add_file(files, url, mime_type, data)
+        _add_file(files, fields.get("file_url"), part.get("mediaType", part.get("mimeType")), data)
 
 
 def _looks_like_url(value: str) -> bool:
@@ -988,12 +979,15 @@ def _looks_like_url(value: str) -> bool:
 def _add_file(files: list[dict[str, str]], url: object, mime_type: object = None, data: object = None) -> None:
     """Add the file at ``url``, or of base64 ``data``, to ``files``.
 
-    Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  A ``data:`` URL is
-    its file inline: its base64 text and its type.  A file with neither (a provider's file id, a
+    Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  ``data`` that is a URL
+    (APIs put either in one field) is the file's URL.  A ``data:`` URL is its file inline: its
+    base64 text and its type.  A file with neither (a provider's file id, a
     reference cut by the instrumentation) adds nothing.  The base64 text is not decoded here: the
     sink decodes it when it uploads the file, off the exporting thread.
     """
     mime = mime_type if isinstance(mime_type, str) and mime_type else None
+    if isinstance(data, str) and _looks_like_url(data):
+        url, data = data, None
     if isinstance(url, str) and url:
         inline = _DATA_URL.match(url)
         if inline is None:
