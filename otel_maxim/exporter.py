@@ -205,11 +205,16 @@ class MaximSpanExporter(SpanExporter):
         What the parent holds (spans of unfinished traces, session ends waiting for a trace) is the
         parent's to send, as the SDK's batch processor empties its queue in the child; what the parent
         sent stays known, so that a span the child adds to one of those traces attaches to it.
+        A shutdown that another thread of the parent had under way (or had deferred) is over in
+        the child, which has no such thread: its ``shutdown()`` must not wait for it.
         """
         self._lock = threading.RLock()
         self._busy = InsideMark()
         self._deferred = None
         self._deferred_lock = threading.Lock()
+        self._shut_down = threading.Event()
+        if self._shutdown:
+            self._shut_down.set()
         self._wake = threading.Event()
         self._reaper = None
         self._assembler.forget_all()
