@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor
@@ -857,6 +858,59 @@ def test_shutdown_from_a_redact_callback_returns_at_once_and_loses_nothing(
         ("trace", "end"),
     ]
     assert "shutdown was called from inside" in caplog.text
+
+
+def test_a_deferred_shutdown_is_completed_by_the_export_that_deferred_it_not_by_another_thread() -> None:
+    """While an export that deferred a shutdown still runs, another thread's flush must not complete
+    that shutdown (it would close the sink under the export, losing its records), and another
+    thread's shutdown waits for it, returning once the records are written and the sink closed."""
+    sink = _ClosingSink()
+    deferred, others_done = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def redact(record: Record) -> Record:
+        if record.entity == "trace" and record.action == "create" and not deferred.is_set():
+            exporter.shutdown()  # inside the export: deferred
+            deferred.set()
+            others_done.wait(30)  # the export goes on only once the other threads have had their turn
+        return record
+
+    def flush_meanwhile() -> None:
+        deferred.wait(30)
+        seen["flush"] = exporter.force_flush(timeout_millis=200)  # the export holds the lock: False
+        seen["sink closed after the flush"] = sink.closed.is_set()
+        others_done.set()
+
+    def shut_meanwhile() -> None:
+        deferred.wait(30)
+        exporter.shutdown(timeout_millis=30_000)
+        seen["records when the shutdown returned"] = len(sink.lines)
+        seen["sink closed when the shutdown returned"] = sink.closed.is_set()
+
+    exporter = MaximSpanExporter(sink=sink, redact=redact)
+    provider = TracerProvider(shutdown_on_exit=False)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("t").start_as_current_span("turn"):
+        provider.get_tracer("t").start_span("step").end()
+    others = [threading.Thread(target=flush_meanwhile), threading.Thread(target=shut_meanwhile)]
+    for thread in others:
+        thread.start()
+    assert exporter.export(memory.get_finished_spans()) is SpanExportResult.SUCCESS
+    for thread in others:
+        thread.join(30)
+    assert seen == {
+        "flush": False,
+        "sink closed after the flush": False,
+        "records when the shutdown returned": 4,
+        "sink closed when the shutdown returned": True,
+    }
+    assert [(r.entity, r.action) for r in sink.records()] == [
+        ("trace", "create"),
+        ("trace", "add-span"),
+        ("span", "end"),
+        ("trace", "end"),
+    ]
 
 
 def test_force_flush_from_a_redact_callback_says_false_at_once(caplog: pytest.LogCaptureFixture) -> None:
