@@ -10,7 +10,9 @@ the trace's input and output, through the real processor and exporter.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 from unittest.mock import ANY
@@ -1291,6 +1293,51 @@ def test_files_in_a_generations_messages_become_attachments_and_leave_its_text(
     # Each upload comes right after the generation is announced, before anything else about it.
     at = records.index(announce)
     assert records[at + 1 : at + 1 + len(files)] == uploads
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        pytest.param(DATA_URL, INLINE_PNG, id="base64"),
+        pytest.param(f"data:image/png;name=cat.png;base64,{PNG_B64}", INLINE_PNG, id="base64-with-parameters"),
+        pytest.param(  # percent-encoded text, as RFC 2397 writes a data URL without ";base64": sent as base64
+            "data:image/svg+xml;charset=utf-8,%3Csvg%20xmlns%3D%22http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg%22%2F%3E",
+            {
+                "type": "file_data",
+                "data": base64.b64encode(b'<svg xmlns="http://www.w3.org/2000/svg"/>').decode(),
+                "mime_type": "image/svg+xml",
+            },
+            id="percent-encoded",
+        ),
+        pytest.param(  # no type: text/plain, as RFC 2397 has it
+            "data:,caf%C3%A9",
+            {"type": "file_data", "data": base64.b64encode("café".encode()).decode(), "mime_type": "text/plain"},
+            id="no-type",
+        ),
+        pytest.param("data:;base64,", None, id="empty"),
+        pytest.param("data:image/png;base64", None, id="no-comma"),
+    ],
+)
+def test_every_form_of_data_url_is_a_file_or_left_out_with_a_warning(
+    url: str, file: dict[str, str] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, _image(url)]}]
+    attributes = {"ai.operationId": "ai.generateText.doGenerate", "ai.prompt.messages": json.dumps(messages)}
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    uploads = [r.data for r in of(records, "generation", "upload-attachment")]
+    if file is None:
+        assert uploads == []
+        assert "Leaving out of a generation's attachments a data: URL" in caplog.text
+    else:
+        assert uploads == [{"id": f"{generation.id}-a0", **file, "tags": {"attach-to": "input"}}]
+        assert "Leaving out" not in caplog.text
+    assert generation.announced["messages"] == [{"role": "user", "content": "What is this?"}]
+
+
+def _image(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def test_files_are_content_and_so_not_sent_without_it() -> None:

@@ -22,11 +22,13 @@ attributes become metadata).
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status, StatusCode
@@ -949,8 +951,8 @@ def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
 _FILE_CONTENT_TYPES = frozenset({"image_url", "input_image", "image", "file", "input_file"})
 #: Content parts that are all there is to a message once their text is read and their files taken.
 _TEXT_OR_FILE_TYPES = _FILE_CONTENT_TYPES | {"text", "input_text"}
-#: ``data:<mime type>[;parameters];base64,``: a file inline in a URL.
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[^;,]*)*?);base64,", re.ASCII)
+#: ``data:[<mime type>][;parameters][;base64],``: a file inline in a URL (RFC 2397).
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^;,]*?)*?(;base64)?,", re.ASCII)
 
 
 def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
@@ -981,19 +983,31 @@ def _add_file(files: list[dict[str, str]], url: object, mime_type: object = None
 
     Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  ``data`` that is a URL
     (APIs put either in one field) is the file's URL.  A ``data:`` URL is its file inline: its
-    base64 text and its type.  A file with neither (a provider's file id, a
-    reference cut by the instrumentation) adds nothing.  The base64 text is not decoded here: the
-    sink decodes it when it uploads the file, off the exporting thread.
+    base64 text (percent-encoded text is encoded as base64 here) and its type, ``text/plain``
+    if it names none, as RFC 2397 has it.  A file with neither (a provider's file id, a
+    reference cut by the instrumentation) adds nothing, and so does a ``data:`` URL that holds
+    nothing or is not one (with a warning).  The base64 text is not decoded here: the sink
+    decodes it when it uploads the file, off the exporting thread.
     """
     mime = mime_type if isinstance(mime_type, str) and mime_type else None
     if isinstance(data, str) and _looks_like_url(data):
         url, data = data, None
     if isinstance(url, str) and url:
-        inline = _DATA_URL.match(url)
-        if inline is None:
+        if not url.startswith("data:"):
             files.append({"url": url} if mime is None else {"url": url, "mime_type": mime})
             return
-        data, mime = url[inline.end() :], inline.group(1) or mime
+        inline = _DATA_URL.match(url)
+        if inline is None or inline.end() == len(url):
+            _limited.warning(
+                "empty-data-url",
+                "Leaving out of a generation's attachments a data: URL that %s: %.40r",
+                "holds no data" if inline is not None else "is not one (data:[<type>][;base64],<data>)",
+                url,
+            )
+            return
+        data, mime = url[inline.end() :], inline.group(1) or mime or "text/plain"
+        if not inline.group(2):
+            data = base64.b64encode(unquote_to_bytes(data)).decode("ascii")
     if isinstance(data, str) and data:
         files.append({"data": data, "mime_type": mime or "application/octet-stream"})
 
