@@ -1340,9 +1340,76 @@ def _image(url: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+@pytest.mark.parametrize(
+    ("attributes", "files"),
+    [
+        pytest.param(
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {"type": "text", "content": "Here is your cat."},
+                                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": PNG_B64},
+                                {"type": "uri", "modality": "image", "uri": URL},
+                            ],
+                            "finish_reason": "stop",
+                        }
+                    ]
+                ),
+            },
+            [INLINE_PNG, BY_URL],
+            id="genai-parts",
+        ),
+        pytest.param(
+            {
+                "openinference.span.kind": "LLM",
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.contents.0.message_content.type": "text",
+                "llm.output_messages.0.message.contents.0.message_content.text": "Here is your cat.",
+                "llm.output_messages.0.message.contents.1.message_content.type": "image",
+                "llm.output_messages.0.message.contents.1.message_content.image.image.url": DATA_URL,
+            },
+            [INLINE_PNG],
+            id="openinference",
+        ),
+        pytest.param(
+            {
+                "llm.request.type": "chat",
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": json.dumps(
+                    [{"type": "text", "text": "Here is your cat."}, {"type": "image_url", "image_url": {"url": URL}}]
+                ),
+            },
+            [BY_URL],
+            id="traceloop-openai-parts",
+        ),
+    ],
+)
+def test_files_in_a_generations_answer_become_output_attachments(
+    attributes: dict[str, Any], files: list[dict[str, str]]
+) -> None:
+    maxim, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    uploads = of(records, "generation", "upload-attachment")
+    tags = {"attach-to": "output"}
+    expected = [{"id": f"{generation.id}-o{n}", **file, "tags": tags} for n, file in enumerate(files)]
+    assert [r.data for r in uploads] == expected
+    (result,) = of(records, "generation", "result")
+    assert result.data["result"]["choices"][0]["message"]["content"] == "Here is your cat."  # no file in the text
+    # After the result, before the end.
+    at = records.index(result)
+    assert records[at + 1 : at + 1 + len(files)] == uploads
+    assert records[at + 1 + len(files)].action == "end"
+
+
 def test_files_are_content_and_so_not_sent_without_it() -> None:
     attributes = {"llm.request.type": "chat", "gen_ai.prompt.0.role": "user"}
     attributes["gen_ai.prompt.0.content"] = json.dumps([{"type": "image_url", "image_url": {"url": URL}}])
+    attributes["gen_ai.completion.0.role"] = "assistant"
+    attributes["gen_ai.completion.0.content"] = json.dumps([{"type": "image_url", "image_url": {"url": URL}}])
     _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end(), capture_content=False)
     assert entities(records, "generation")
     assert not of(records, "generation", "upload-attachment")

@@ -241,30 +241,33 @@ def open_records(described: Described, parent: Ref, options: Options, records: l
     own: Ref = (kind, span_id)
     records.append(Record(parent[0], parent[1], action, data))
     if described.files and options.capture_content:
-        records.extend(attachment_records(span_id, described.files))
+        records.extend(attachment_records(span_id, described.files, "input"))
     own_records(described, own, parent, options, records, metadata=metadata)
     return own
 
 
-def attachment_records(generation_id: str, files: Sequence[dict[str, str]]) -> list[Record]:
-    """A generation's input files as ``upload-attachment`` records, the ones maxim-py makes of them.
+def attachment_records(generation_id: str, files: Sequence[dict[str, str]], attach_to: str) -> list[Record]:
+    """A generation's input or output files as ``upload-attachment`` records, the ones maxim-py makes of them.
 
     Its ``Generation`` takes images out of the messages and commits one such record each, with
     the fields of its ``UrlAttachment`` or ``FileDataAttachment`` that are set (a file inline as
-    base64 text in ``data``).  The sink resolves each when it delivers it: it uploads the file to
+    base64 text in ``data``), tagged ``attach-to`` ``input`` (its integrations tag what a model
+    made ``output``).  The sink resolves each when it delivers it: it uploads the file to
     Maxim's storage, if inline, and sends ``add-attachment`` in its place (see ``otel_maxim.sinks``).
-    The id of the n-th file is ``<generation id>-a<n>``, so a record sent again is the same file.
+    The id of the n-th file is ``<generation id>-a<n>`` (``-o<n>`` for an output), so a record
+    sent again is the same file.
     """
     records = []
+    letter = "o" if attach_to == "output" else "a"
     for n, file in enumerate(files):
-        data: dict[str, object] = {"id": f"{generation_id}-a{n}"}
+        data: dict[str, object] = {"id": f"{generation_id}-{letter}{n}"}
         if "url" in file:
             data.update(type="url", url=file["url"])
         else:
             data.update(type="file_data", data=file["data"])
         if "mime_type" in file:
             data["mime_type"] = file["mime_type"]
-        data["tags"] = {"attach-to": "input"}
+        data["tags"] = {"attach-to": attach_to}
         records.append(Record("generation", generation_id, "upload-attachment", data))
     return records
 
@@ -365,6 +368,8 @@ def close_records(described: Described, own: Ref, options: Options, records: lis
         result = _generation_result(described, own[1], options)
         if result is not None:
             records.append(Record(own[0], own[1], "result", {"result": result}))
+        if described.output_files and options.capture_content:
+            records.extend(attachment_records(own[1], described.output_files, "output"))
     elif kind == genai.TOOL_CALL:
         if described.error is not None:
             records.append(Record(own[0], own[1], "error", {"error": described.error}))

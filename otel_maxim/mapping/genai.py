@@ -227,6 +227,8 @@ class Described:
     #: A generation's input files (images and the like in its messages), in the order met:
     #: ``{"url": ...}`` or ``{"data": <base64>, "mime_type": ...}`` (see :func:`_add_file`).
     files: Sequence[dict[str, str]] = ()
+    #: The files of its answer (an image a model made, say), the same way.
+    output_files: Sequence[dict[str, str]] = ()
 
 
 def classify(attributes: Attributes) -> str:
@@ -344,14 +346,16 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         or _vercel_messages(attributes, files)
     ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed, files))
     out.files = files
+    output_files: list[dict[str, str]] = []
     choices = (
-        _parts_choices(attributes.get("gen_ai.output.messages"))
-        or (_openinference_choices(attributes) if flat else [])
-        or (_traceloop_choices(attributes) if flat else [])
+        _parts_choices(attributes.get("gen_ai.output.messages"), output_files)
+        or (_openinference_choices(attributes, output_files) if flat else [])
+        or (_traceloop_choices(attributes, output_files) if flat else [])
         or _vercel_choices(attributes)
         or _event_choices(out.events, consumed)
-        or _completion_event_choices(out.events, consumed)
+        or _completion_event_choices(out.events, consumed, output_files)
     )
+    out.output_files = output_files
     _fill_finish_reasons(choices, attributes)
     out.choices = choices
     out.consumed_events = frozenset(consumed)
@@ -470,12 +474,12 @@ def _tool_result(call_id: object, content: object) -> dict[str, Any]:
     return message
 
 
-def _parts_choices(raw: object) -> list[dict[str, Any]]:
+def _parts_choices(raw: object, files: list[dict[str, str]]) -> list[dict[str, Any]]:
     choices: list[dict[str, Any]] = []
     for item in _json_list(raw) or ():
         if not isinstance(item, dict):
             continue
-        message, _ = _message_from_parts(item)  # a model's answer holds no tool results
+        message, _ = _message_from_parts(item, files)  # a model's answer holds no tool results
         choices.append(_answer_choice(len(choices), message, item.get("finish_reason")))
     return choices
 
@@ -562,8 +566,8 @@ def _openinference_messages(
     return _flat_messages(attributes, prefix, _OPENINFERENCE_KEYS, files)
 
 
-def _openinference_choices(attributes: Attributes) -> list[dict[str, Any]]:
-    messages = _openinference_messages(attributes, "llm.output_messages.")
+def _openinference_choices(attributes: Attributes, files: list[dict[str, str]]) -> list[dict[str, Any]]:
+    messages = _openinference_messages(attributes, "llm.output_messages.", files)
     choices = []
     for index, message in enumerate(messages):
         message["role"] = "assistant"
@@ -582,9 +586,9 @@ def _traceloop_messages(
     return _flat_messages(attributes, prefix, _TRACELOOP_KEYS, files)
 
 
-def _traceloop_choices(attributes: Attributes) -> list[dict[str, Any]]:
+def _traceloop_choices(attributes: Attributes, files: list[dict[str, str]]) -> list[dict[str, Any]]:
     choices = []
-    for index, message in enumerate(_traceloop_messages(attributes, "gen_ai.completion.")):
+    for index, message in enumerate(_traceloop_messages(attributes, "gen_ai.completion.", files)):
         reason = message.pop("finish_reason", None)
         message["role"] = "assistant"
         if not message.get("content") and "tool_calls" in message:
@@ -734,13 +738,17 @@ def _prompt_event_messages(
     return messages or [{"role": "user", "content": as_text(raw)}]
 
 
-def _completion_event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+def _completion_event_choices(
+    events: Sequence[Event], consumed: set[int], files: list[dict[str, str]]
+) -> list[dict[str, Any]]:
     """The ``gen_ai.content.completion`` event: a JSON list of OpenAI-format messages, or a text answer."""
     raw = _content_event(events, _COMPLETION_EVENT, consumed)
     if raw is None:
         return []
     items = [item for item in _json_list(raw) or () if isinstance(item, dict)] or [{"content": as_text(raw)}]
-    return [_answer_choice(i, _openai_message(item), item.get("finish_reason")) for i, item in enumerate(items)]
+    return [
+        _answer_choice(i, _openai_message(item, files), item.get("finish_reason")) for i, item in enumerate(items)
+    ]
 
 
 def _content_event(events: Sequence[Event], name_and_key: tuple[str, str], consumed: set[int]) -> object:
