@@ -746,9 +746,7 @@ def _completion_event_choices(
     if raw is None:
         return []
     items = [item for item in _json_list(raw) or () if isinstance(item, dict)] or [{"content": as_text(raw)}]
-    return [
-        _answer_choice(i, _openai_message(item, files), item.get("finish_reason")) for i, item in enumerate(items)
-    ]
+    return [_answer_choice(i, _openai_message(item, files), item.get("finish_reason")) for i, item in enumerate(items)]
 
 
 def _content_event(events: Sequence[Event], name_and_key: tuple[str, str], consumed: set[int]) -> object:
