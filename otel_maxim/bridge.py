@@ -24,6 +24,11 @@ Behaviour, in OTLP/HTTP's terms:
   encoding: 415.  No valid bearer token when one is configured: 401.
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
+* Bytes held: the bodies of all requests, from when their ``Content-Length`` is known (or
+  as their chunks arrive) until they are decoded or refused, take at most
+  ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request
+  that would take more is answered 503 with ``Retry-After``, unless no other request holds
+  any (so one body up to ``max_body_bytes`` always goes through).
 * Connections (under :class:`BridgeServer`): at most ``max_connections`` open at once
   (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000); one more is answered 503 with ``Retry-After`` at
   once, before its request is read, and closed.  A request's head must arrive within
@@ -89,6 +94,8 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 #: As long as the Collector's OTLP/HTTP exporter waits for a whole request by default.
 DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 1000
+#: A few bodies of the largest size at once, where 1000 connections could otherwise hold 20 GB.
+DEFAULT_MAX_PENDING_BYTES = 128 * 1024 * 1024
 #: File descriptors kept for all but client connections: the exporter's HTTPS connections and
 #: spool files, log files, the listening socket, the event loop's own.
 _FDS_KEPT = 128
@@ -114,6 +121,17 @@ class _TooManySpans(Exception):
 
 class _NoRoom(Exception):
     """A request's spans do not fit in the queue now."""
+
+
+class _NoBytes(Exception):
+    """A request's body would take the bridge past ``max_pending_bytes`` now."""
+
+
+@dataclasses.dataclass
+class _Reserved:
+    """The bytes one request holds of the bridge's ``max_pending_bytes``."""
+
+    bytes: int = 0
 
 
 class _SpanQueue:
@@ -209,6 +227,19 @@ class Bridge:
     configured from the environment (``MAXIM_*``) with ``cross_service_grace``;
     the bridge owns it and shuts it down.
 
+    The bounds it holds each request to, each from its argument, else its variable, else its default:
+
+    * ``max_body_bytes`` (``MAXIM_BRIDGE_MAX_BODY_BYTES``, 20 MiB): one request's body, as sent
+      and once decompressed; past it, 413.
+    * ``queue_size`` (``MAXIM_BRIDGE_QUEUE_SIZE``, 16384): spans waiting for the exporter; past
+      it, 503 with ``Retry-After`` (``retry_after``, ``MAXIM_BRIDGE_RETRY_AFTER``, 2 s), and 413 for
+      a request of more spans than the whole queue.
+    * ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB): the bytes of request
+      bodies held at once, across all requests: each request's declared ``Content-Length`` from
+      before its body is read (a chunked body's bytes as they arrive) until it is decoded or
+      refused.  A request that would take more is answered 503 with ``Retry-After``, unless no
+      other request holds any: one body up to ``max_body_bytes`` always goes through.
+
     The application's lifespan starts the worker and, at shutdown, drains the
     queue into the exporter and shuts the exporter down; :meth:`close` does the
     same for a bridge used without a server.
@@ -223,6 +254,7 @@ class Bridge:
         queue_size: int | None = None,
         cross_service_grace: float | None = None,
         retry_after: int | None = None,
+        max_pending_bytes: int | None = None,
     ) -> None:
         self._max_body = int(
             resolve_number(
@@ -230,6 +262,16 @@ class Bridge:
                 "max_body_bytes",
                 env.MAXIM_BRIDGE_MAX_BODY_BYTES,
                 DEFAULT_MAX_BODY_BYTES,
+                minimum=1,
+                integer=True,
+            )
+        )
+        self._max_pending = int(
+            resolve_number(
+                max_pending_bytes,
+                "max_pending_bytes",
+                env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
+                DEFAULT_MAX_PENDING_BYTES,
                 minimum=1,
                 integer=True,
             )
@@ -276,6 +318,7 @@ class Bridge:
         self._closed = threading.Event()
         self._close_lock = threading.Lock()
         self._busy_responses = 0  # only touched on the event loop
+        self._pending_bytes = 0  # bytes of request bodies held (see max_pending_bytes); on the event loop too
         self._decode_slots = asyncio.Semaphore(_DECODES_AT_ONCE)
         self.app = Starlette(
             routes=[
@@ -337,6 +380,7 @@ class Bridge:
             {
                 "status": "ok",
                 "queued_spans": self._queue.size,
+                "pending_bytes": self._pending_bytes,
                 "queue_capacity": self._queue.capacity,
                 "busy_responses": self._busy_responses,
             },
@@ -370,11 +414,23 @@ class Bridge:
         if self._queue.full():
             return self._busy(answer_as)
 
+        reserved = _Reserved()
         try:
-            body = await self._read_body(request)
+            return await self._receive(request, reserved, peer, media, encoding, answer_as)
+        finally:  # whatever became of the request: decoded, refused, disconnected, a bug of ours
+            self._pending_bytes -= reserved.bytes
+
+    async def _receive(
+        self, request: Request, reserved: _Reserved, peer: str, media: str, encoding: str | None, answer_as: str
+    ) -> Response:
+        """Read, decode and queue one request whose head has passed every check; its body's bytes in ``reserved``."""
+        try:
+            body = await self._read_body(request, reserved)
         except otlp.BodyTooLarge as exc:
             _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
+        except _NoBytes:
+            return self._busy_bytes(peer, answer_as)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read it
 
@@ -422,21 +478,50 @@ class Bridge:
         )
         return self._unavailable("the bridge is busy; retry later", answer_as)
 
+    def _busy_bytes(self, peer: str, answer_as: str) -> Response:
+        self._busy_responses += 1
+        _limited.warning(
+            "busy-bytes",
+            "Refused an OTLP request from %s: request bodies already hold %d bytes, and this one would take the "
+            "bridge past the %d it may hold (%s); answering 503 so that it retries.",
+            peer,
+            self._pending_bytes,
+            self._max_pending,
+            env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
+        )
+        return self._unavailable("the bridge holds as many request bytes as it may; retry later", answer_as)
+
+    def _reserve(self, reserved: _Reserved, size: int) -> None:
+        """Hold ``size`` bytes in all for this request (at least what ``reserved`` holds); raise ``_NoBytes`` if
+        that would take the bridge past ``max_pending_bytes`` while other requests hold bytes too."""
+        more = size - reserved.bytes
+        if more <= 0:
+            return
+        others = self._pending_bytes - reserved.bytes
+        if others > 0 and self._pending_bytes + more > self._max_pending:
+            raise _NoBytes
+        self._pending_bytes += more
+        reserved.bytes += more
+
     def _unavailable(self, message: str, answer_as: str) -> Response:
         response = _status(503, otlp.CODE_UNAVAILABLE, message, answer_as)
         response.headers["Retry-After"] = str(self._retry_after)
         return response
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, reserved: _Reserved) -> bytes:
+        """The whole body, its bytes reserved first: all those it declares, else each chunk's as it comes."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self._max_body:
-            raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
+        if declared is not None and declared.strip().isdigit():
+            if int(declared) > self._max_body:
+                raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
+            self._reserve(reserved, int(declared))
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self._max_body:
                 raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
+            self._reserve(reserved, size)  # a chunked body's; one with a Content-Length has them already
             chunks.append(chunk)
         return b"".join(chunks)
 

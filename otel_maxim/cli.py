@@ -14,7 +14,8 @@ _BRIDGE_EPILOG = f"""\
 Every flag falls back to an environment variable, then to its default:
 {env.MAXIM_BRIDGE_HOST}, {env.MAXIM_BRIDGE_PORT}, {env.MAXIM_BRIDGE_TOKEN}, {env.MAXIM_BRIDGE_MAX_BODY_BYTES},
 {env.MAXIM_BRIDGE_QUEUE_SIZE}, {env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE}, {env.MAXIM_BRIDGE_RETRY_AFTER},
-{env.MAXIM_BRIDGE_HEADER_TIMEOUT}, {env.MAXIM_BRIDGE_BODY_TIMEOUT}, {env.MAXIM_BRIDGE_MAX_CONNECTIONS}.
+{env.MAXIM_BRIDGE_HEADER_TIMEOUT}, {env.MAXIM_BRIDGE_BODY_TIMEOUT}, {env.MAXIM_BRIDGE_MAX_CONNECTIONS},
+{env.MAXIM_BRIDGE_MAX_PENDING_BYTES}.
 Where records go is the exporter's own configuration: {env.MAXIM_API_KEY} and {env.MAXIM_LOG_REPO_ID}
 (Maxim's log API), else {env.MAXIM_RECORDS_FILE} (a local file).  Prefer {env.MAXIM_BRIDGE_TOKEN} to --token:
 a flag is visible to every user of the machine in the process list.
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bridge.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every request")
     bridge.add_argument("--max-body-bytes", type=int, help="largest request body, before or after gzip")
     bridge.add_argument("--queue-size", type=int, help="spans queued for the exporter before answering 503")
+    bridge.add_argument(
+        "--max-pending-bytes",
+        type=int,
+        help="bytes of request bodies held at once, across requests, before answering 503 (default 128 MiB)",
+    )
     bridge.add_argument(
         "--cross-service-grace",
         type=float,
@@ -98,6 +104,7 @@ def _bridge(args: argparse.Namespace) -> int:
             queue_size=args.queue_size,
             cross_service_grace=args.cross_service_grace,
             retry_after=args.retry_after,
+            max_pending_bytes=args.max_pending_bytes,
         )
     except ValueError as exc:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
@@ -133,6 +140,7 @@ _FLAGS = frozenset(
         "header_timeout",
         "body_timeout",
         "max_connections",
+        "max_pending_bytes",
     }
 )
 

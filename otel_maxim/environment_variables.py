@@ -23,6 +23,7 @@ __all__ = [
     "MAXIM_BRIDGE_HOST",
     "MAXIM_BRIDGE_MAX_BODY_BYTES",
     "MAXIM_BRIDGE_MAX_CONNECTIONS",
+    "MAXIM_BRIDGE_MAX_PENDING_BYTES",
     "MAXIM_BRIDGE_PORT",
     "MAXIM_BRIDGE_QUEUE_SIZE",
     "MAXIM_BRIDGE_RETRY_AFTER",
@@ -84,6 +85,7 @@ MAXIM_BRIDGE_RETRY_AFTER = "MAXIM_BRIDGE_RETRY_AFTER"
 MAXIM_BRIDGE_HEADER_TIMEOUT = "MAXIM_BRIDGE_HEADER_TIMEOUT"
 MAXIM_BRIDGE_BODY_TIMEOUT = "MAXIM_BRIDGE_BODY_TIMEOUT"
 MAXIM_BRIDGE_MAX_CONNECTIONS = "MAXIM_BRIDGE_MAX_CONNECTIONS"
+MAXIM_BRIDGE_MAX_PENDING_BYTES = "MAXIM_BRIDGE_MAX_PENDING_BYTES"
 # --- opentelemetry-instrument (otel_maxim.auto) ---
 MAXIM_SESSION_BAGGAGE = "MAXIM_SESSION_BAGGAGE"
 
@@ -223,6 +225,13 @@ VARIABLES: tuple[Variable, ...] = (
         "`1000` (at most `ulimit -n` minus 128)",
         "`otel-maxim bridge`: connections held open at once; one more is answered 503 with `Retry-After` at once, "
         "without reading its request, and closed.",
+    ),
+    Variable(
+        MAXIM_BRIDGE_MAX_PENDING_BYTES,
+        "`134217728` (128 MiB)",
+        "`otel-maxim bridge`: bytes of request bodies held at once, across all requests (each one's "
+        "`Content-Length`, or a chunked body's bytes as they arrive, until it is decoded or refused); a request "
+        "that would take more is answered 503 with `Retry-After`, unless no other request holds any.",
     ),
     Variable(
         MAXIM_SESSION_BAGGAGE,

@@ -558,7 +558,13 @@ def test_a_full_queue_answers_503_with_retry_after_and_recovers() -> None:
         assert busy.status_code == 503
         assert busy.headers["Retry-After"] == "7"
         assert "retry later" in status_pb2.Status.FromString(busy.content).message
-        assert _health(server.url) == {"status": "ok", "queued_spans": 2, "queue_capacity": 2, "busy_responses": 1}
+        assert _health(server.url) == {
+            "status": "ok",
+            "queued_spans": 2,
+            "pending_bytes": 0,
+            "queue_capacity": 2,
+            "busy_responses": 1,
+        }
         slow.release.set()
         wait_for(lambda: len(slow.spans) == 4, what="the queue to drain")
         assert requests.post(url, data=two, headers=PROTOBUF, timeout=10).status_code == 200
@@ -950,6 +956,147 @@ def test_a_body_sent_slowly_but_within_its_deadline_is_served() -> None:
     assert sorted(span.name for span in recorder.spans) == ["slow 0", "slow 1", "slow 2"]
 
 
+# --- bytes of request bodies held at once -----------------------------------------------------------------
+
+
+def _request_of_about(size: int, name: str) -> bytes:
+    """A real OTLP protobuf request of ``size`` bytes or a few more: one span, its name padded."""
+    body: bytes = _request(_span(name + "x" * max(0, size - len(_good_request(name))), 1)).SerializeToString()
+    assert size <= len(body) < size + 8, len(body)
+    return body
+
+
+def _head(length: int | None) -> bytes:
+    """A ``POST /v1/traces`` head whose body has ``length`` bytes, or is chunked when ``length`` is ``None``."""
+    framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return (
+        f"POST /v1/traces HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/x-protobuf\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _pending(base: str) -> object:
+    return _health(base)["pending_bytes"]
+
+
+def test_a_request_past_the_byte_budget_is_answered_503_until_the_bodies_held_are_done(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1000 connections each sending a 20 MiB body could make the bridge hold 20 GB: the bytes of bodies
+    held at once, across requests, are bounded, and a request past the bound is answered 503 (OTLP retries it)."""
+    recorder = RecordingExporter()
+    first, second = _request_of_about(800, "first"), _request_of_about(800, "second")
+    with (
+        running_bridge(Bridge(recorder, max_pending_bytes=1000, retry_after=5)) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        url = server.url + "/v1/traces"
+        half = len(first) // 2
+        sock.sendall(_head(len(first)) + first[:half])  # declared, half sent: held until it is done
+        wait_for(lambda: _pending(server.url) == len(first), what="the first body's bytes to be held")
+        refused = requests.post(url, data=second, headers=PROTOBUF, timeout=10)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "5")
+        status = status_pb2.Status.FromString(refused.content)
+        assert (status.code, status.message) == (
+            otlp.CODE_UNAVAILABLE,
+            "the bridge holds as many request bytes as it may; retry later",
+        )
+        health = _health(server.url)
+        assert (health["pending_bytes"], health["busy_responses"]) == (len(first), 1)  # the refused one holds none
+        sock.sendall(first[half:])
+        answer = _read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert _pending(server.url) == 0  # released before the answer went out
+        assert requests.post(url, data=second, headers=PROTOBUF, timeout=10).status_code == 200  # the retry
+        wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+    assert sorted(span.name.rstrip("x") for span in recorder.spans) == ["first", "second"]
+    assert "past the 1000 it may hold (MAXIM_BRIDGE_MAX_PENDING_BYTES)" in caplog.text
+
+
+def test_a_chunked_body_that_grows_past_the_byte_budget_is_answered_503() -> None:
+    """No Content-Length to reserve up front: a chunked body's bytes count as they arrive."""
+    first = _request_of_about(800, "first")
+    with (
+        running_bridge(Bridge(RecordingExporter(), max_pending_bytes=1000)) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as held,
+        socket.create_connection((server.host, server.port), timeout=20) as chunked,
+    ):
+        held.sendall(_head(len(first)) + first[:10])
+        wait_for(lambda: _pending(server.url) == len(first), what="the first body's bytes to be held")
+        chunked.sendall(_head(None) + _chunk(b"x" * 100))
+        wait_for(lambda: _pending(server.url) == len(first) + 100, what="the first chunk to be held")  # fits
+        chunked.sendall(_chunk(b"x" * 200))  # 1100 bytes with the first body's: past the budget
+        head, _, body = _read_response(chunked).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), head
+        assert b"\r\nretry-after: 2" in head.lower()
+        assert "request bytes" in status_pb2.Status.FromString(body).message
+        assert _pending(server.url) == len(first)  # the chunks read are let go
+        held.sendall(first[10:])
+        assert _read_response(held).startswith(b"HTTP/1.1 200")
+        assert _pending(server.url) == 0
+
+
+def test_one_body_larger_than_the_byte_budget_goes_through_when_no_other_request_holds_bytes() -> None:
+    """The budget never starves: a body up to max_body_bytes is taken whenever nothing else is held."""
+    recorder = RecordingExporter()
+    declared, chunked = _request_of_about(800, "declared"), _request_of_about(800, "chunked")
+    with running_bridge(Bridge(recorder, max_pending_bytes=100)) as server:
+        url = server.url + "/v1/traces"
+        assert requests.post(url, data=declared, headers=PROTOBUF, timeout=10).status_code == 200
+        pieces = iter([chunked[i : i + 100] for i in range(0, len(chunked), 100)])  # sent chunked
+        assert requests.post(url, data=pieces, headers=PROTOBUF, timeout=10).status_code == 200
+        assert _pending(server.url) == 0
+        wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+    assert sorted(span.name.rstrip("x") for span in recorder.spans) == ["chunked", "declared"]
+
+
+def _incompressible(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["malformed (400)", "too large as sent (413)", "too large decompressed (413)", "client gone"],
+)
+def test_the_bytes_of_a_request_refused_or_abandoned_are_let_go(ending: str) -> None:
+    """Whatever becomes of a request, its bytes are released: a leak would hold the budget and turn
+    every later request away with a 503 (here, one of 800 bytes: the budget is 1000)."""
+    with running_bridge(Bridge(RecordingExporter(), max_body_bytes=2000, max_pending_bytes=1000)) as server:
+        url = server.url + "/v1/traces"
+        if ending == "malformed (400)":
+            body = b"\xff\xff\xff garbage" + b"x" * 800
+            assert requests.post(url, data=body, headers=PROTOBUF, timeout=10).status_code == 400
+        elif ending == "too large as sent (413)":
+            with socket.create_connection((server.host, server.port), timeout=20) as sock:
+                sock.sendall(_head(None) + _chunk(b"x" * 900))  # chunked: its bytes are held as they come
+                wait_for(lambda: _pending(server.url) == 900, what="the first chunk to be held")
+                sock.sendall(_chunk(b"x" * 1200))  # 2100 bytes: past max_body_bytes
+                assert _read_response(sock).startswith(b"HTTP/1.1 413")
+        elif ending == "too large decompressed (413)":
+            body = gzip.compress(_incompressible(800) + bytes(5000))
+            assert 800 < len(body) <= 2000
+            response = requests.post(url, data=body, headers={**PROTOBUF, "Content-Encoding": "gzip"}, timeout=10)
+            assert response.status_code == 413
+            assert "decompressed" in status_pb2.Status.FromString(response.content).message
+        else:
+            with socket.create_connection((server.host, server.port), timeout=20) as sock:
+                sock.sendall(_head(800) + b"x" * 100)
+                wait_for(lambda: _pending(server.url) == 800, what="the body's bytes to be held")
+            wait_for(lambda: _pending(server.url) == 0, what="the bytes of a request whose client left")
+        assert _pending(server.url) == 0
+        with socket.create_connection((server.host, server.port), timeout=20) as sock:
+            first = _request_of_about(800, "held")
+            sock.sendall(_head(len(first)) + first[:10])
+            wait_for(lambda: _pending(server.url) == len(first), what="a new body's bytes to be held")
+            small = _good_request("small")  # fits beside it, unless bytes leaked
+            assert requests.post(url, data=small, headers=PROTOBUF, timeout=10).status_code == 200
+            sock.sendall(first[10:])
+            assert _read_response(sock).startswith(b"HTTP/1.1 200")
+
+
 # --- configuration and the command ---------------------------------------------------------------------
 
 
@@ -1047,6 +1194,32 @@ def test_the_body_timeout_and_the_connection_limit_from_the_argument_then_the_en
             settings(**bad)
 
 
+def test_the_byte_budget_from_the_argument_then_the_environment_then_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def budget(**kwargs: object) -> int:
+        bridge = Bridge(RecordingExporter(), **kwargs)  # type: ignore[arg-type]
+        bridge.close()
+        return bridge._max_pending
+
+    assert budget() == 128 * 1024 * 1024
+    monkeypatch.setenv(env.MAXIM_BRIDGE_MAX_PENDING_BYTES, "4096")
+    assert budget() == 4096
+    assert budget(max_pending_bytes=100) == 100
+    for bad in ("abc", "0", "1.5"):  # warned about, naming the variable; the default used
+        monkeypatch.setenv(env.MAXIM_BRIDGE_MAX_PENDING_BYTES, bad)
+        caplog.clear()
+        assert budget() == 128 * 1024 * 1024
+        assert f"Ignoring {env.MAXIM_BRIDGE_MAX_PENDING_BYTES}={bad!r}" in caplog.text
+    for wrong in (0, -1, "abc", 1.5, True):
+        with pytest.raises(ValueError, match="^max_pending_bytes must be"):
+            budget(max_pending_bytes=wrong)
+    with pytest.raises(SystemExit):
+        main(["bridge", "--help"])
+    usage = capsys.readouterr().out
+    assert "--max-pending-bytes" in usage and env.MAXIM_BRIDGE_MAX_PENDING_BYTES in usage
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX limit on open files")
 def test_the_connection_limit_stays_below_the_processs_limit_on_open_files() -> None:
     """A limit the process cannot hold would not keep descriptors for the exporter: it is lowered, and said so."""
@@ -1079,6 +1252,8 @@ def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     assert "--body-timeout must be at least" in capsys.readouterr().err
     assert main(["bridge", "--port", "0", "--max-connections", "0"]) == 2
     assert "--max-connections must be at least 1" in capsys.readouterr().err
+    assert main(["bridge", "--port", "0", "--max-pending-bytes", "0"]) == 2
+    assert "--max-pending-bytes must be at least 1" in capsys.readouterr().err
     assert main(["bridge", "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
 
