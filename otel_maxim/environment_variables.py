@@ -206,7 +206,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_BRIDGE_RETRY_AFTER,
         "`2`",
-        "`otel-maxim bridge`: the `Retry-After` seconds sent with a 503 when the queue is full.",
+        "`otel-maxim bridge`: the `Retry-After` seconds sent with each 503 (the span queue full, request bytes or "
+        "connections at their bound, shutting down).",
     ),
     Variable(
         MAXIM_BRIDGE_HEADER_TIMEOUT,
