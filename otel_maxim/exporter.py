@@ -35,7 +35,7 @@ from otel_maxim._reentry import InsideMark
 from otel_maxim.assembly import Ready, TraceAssembler
 from otel_maxim.mapping import Options, SentTrace, SessionInfo, TraceState, map_trace, session_of
 from otel_maxim.mapping._common import attributes_of, iso
-from otel_maxim.records import ORJSON_AVAILABLE, Record, data_encoder, fit_record, mapped_line, serialize
+from otel_maxim.records import ORJSON_AVAILABLE, RawRecord, Record, data_encoder, fit_record, mapped_line, serialize
 from otel_maxim.sinks import FileSink, Sink
 
 __all__ = ["MaximSpanExporter"]
@@ -389,7 +389,7 @@ class MaximSpanExporter(SpanExporter):
             lines.extend(self._lines(records))
         return lines
 
-    def _map(self, item: Ready) -> list[Record]:
+    def _map(self, item: Ready) -> list[RawRecord]:
         if item.reason in ("timeout", "memory"):
             self._limited.warning(
                 "early-" + item.reason,
@@ -403,10 +403,10 @@ class MaximSpanExporter(SpanExporter):
         sent = self._sent.get(item.trace_id)
         mapped = map_trace(item.spans, None if sent is None else TraceState.thaw(sent), self._options)
         self._remember(self._sent, item.trace_id, mapped.state.freeze(), _SENT_TRACES)
-        records: list[Record] = []
+        records: list[RawRecord] = []
         session = mapped.session
         if session is not None and session.id not in self._sessions_created:
-            records.append(Record("session", session.id, "create", session.create_data(mapped.start_ns)))
+            records.append(("session", session.id, "create", session.create_data(mapped.start_ns)))
             self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
         records.extend(mapped.records)
         return records
@@ -434,7 +434,7 @@ class MaximSpanExporter(SpanExporter):
         end_ns = marker.end_time or marker.start_time or 0
         self._held_ends[session.id] = (session, end_ns, after_trace, time.monotonic() + self._trace_timeout)
 
-    def _release_ends(self, *, force: bool = False) -> list[Record]:
+    def _release_ends(self, *, force: bool = False) -> list[RawRecord]:
         """End the sessions whose markers arrived, of which no trace is still held, and whose
         marker's own trace (where ``end_session`` was called) was sent or waited for long enough."""
         if not self._held_ends:
@@ -460,14 +460,14 @@ class MaximSpanExporter(SpanExporter):
             for session_id, (_, _, after, wait_until) in self._held_ends.items():
                 if after is not None and after not in self._sent and now < wait_until:
                     busy.add(session_id)
-        records: list[Record] = []
+        records: list[RawRecord] = []
         for session_id in [s for s in self._held_ends if s not in busy]:
             session, end_ns, _, _ = self._held_ends.pop(session_id)
             if session_id not in self._sessions_created:
                 _logger.info("Session %s ended before any of its traces was seen here; creating it first.", session_id)
-                records.append(Record("session", session_id, "create", session.create_data(end_ns)))
+                records.append(("session", session_id, "create", session.create_data(end_ns)))
                 self._remember(self._sessions_created, session_id, None, _KNOWN_SESSIONS)
-            records.append(Record("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
+            records.append(("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
             self._remember(self._sessions_ended, session_id, None, _KNOWN_SESSIONS)
         return records
 
@@ -483,19 +483,21 @@ class MaximSpanExporter(SpanExporter):
     def _send(self, lines: list[str]) -> bool:
         return self._sink.write(lines) if lines else True
 
-    def _lines(self, records: list[Record]) -> list[str]:
+    def _lines(self, records: list[RawRecord]) -> list[str]:
         """The wire lines of ``records``, redacted (if a callback is set) and each fitted to ``max_record_bytes``."""
         lines: list[str] = []
         redact, encode, limit = self._redact, self._encode, self._max_record_bytes
-        for record in records:
+        for raw in records:
+            record: RawRecord | Record = raw
             if redact is not None:
+                named = Record._make(raw)
                 try:
-                    redacted = redact(record)
+                    redacted = redact(named)
                 except Exception:  # a user callback: its failure must not leak content nor stop export
                     self._limited.error(
                         "redact",
                         "The redact callback failed; the record is not sent (%s).",
-                        record.action,
+                        named.action,
                         exc_info=True,
                     )
                     continue
@@ -506,21 +508,22 @@ class MaximSpanExporter(SpanExporter):
                         "redact-type",
                         "The redact callback returned a %s, not a Record or None; the record is not sent (%s).",
                         type(redacted).__name__,
-                        record.action,
+                        named.action,
                     )
                     continue
                 record = redacted
+            entity, _, action, _ = record
             try:
                 line = mapped_line(record, encode) if redact is None else serialize(record, encode)
                 # The line is ASCII: characters are bytes.  A file to upload is not cut: the sink
                 # sends it to storage, and only a short line about it goes in the log.
-                if len(line) > limit and record.action != "upload-attachment":
-                    line = serialize(fit_record(record, limit, encode), encode)
+                if len(line) > limit and action != "upload-attachment":
+                    line = serialize(fit_record(Record._make(record), limit, encode), encode)
                     self._limited.warning(
                         "truncated",
                         "A %s %s record was over %d bytes; its longest text fields were truncated.",
-                        record.entity,
-                        record.action,
+                        entity,
+                        action,
                         limit,
                     )
                 lines.append(line)
@@ -528,8 +531,8 @@ class MaximSpanExporter(SpanExporter):
                 self._limited.error(
                     "serialize",
                     "Could not serialize a %s %s record; it is not sent (%s: %s).",
-                    record.entity,
-                    record.action,
+                    entity,
+                    action,
                     type(exc).__name__,
                     exc,
                 )

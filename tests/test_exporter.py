@@ -171,7 +171,7 @@ def test_a_late_root_sends_its_input_and_says_when_its_session_came_too_late(
     frozen = first.state.freeze()
     with caplog.at_level(logging.WARNING, logger="otel_maxim"):
         later = map_trace([root], TraceState.thaw(frozen), Options())
-    assert [(r.action, r.data) for r in later.records[:2]] == [
+    assert [(action, data) for _, _, action, data in later.records[:2]] == [
         ("update", {"name": "turn"}),
         ("update", {"input": "Where is my order?"}),
     ]
@@ -380,7 +380,7 @@ def test_a_late_batch_that_fails_to_map_leaves_what_was_sent_as_it_was(monkeypat
     assert first.state.containers == remembered
     monkeypatch.undo()
     later = map_trace([b, a], first.state, Options())
-    assert {str(r.data["name"]) for r in later.records if r.action == "add-span"} == {"a", "b"}
+    assert {str(data["name"]) for _, _, action, data in later.records if action == "add-span"} == {"a", "b"}
     assert len(later.state.containers) == 3 and len(first.state.containers) == 1
 
 

@@ -23,7 +23,7 @@ from otel_maxim.mapping._common import (
     text,
 )
 from otel_maxim.mapping.genai import Described
-from otel_maxim.records import Record
+from otel_maxim.records import RawRecord
 
 Ref = tuple[str, str]
 
@@ -200,7 +200,7 @@ def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
             metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
 
 
-def open_records(described: Described, parent: Ref, options: Options, records: list[Record]) -> Ref:
+def open_records(described: Described, parent: Ref, options: Options, records: list[RawRecord]) -> Ref:
     """Append the records that announce the span on ``parent`` and describe it; return the span's own ref."""
     span_id = span_hex(described.span_id)
     attributes = described.attributes
@@ -239,14 +239,14 @@ def open_records(described: Described, parent: Ref, options: Options, records: l
         data["startTimestamp"] = start
         action = "add-retrieval" if kind == genai.RETRIEVAL else "add-span"
     own: Ref = (kind, span_id)
-    records.append(Record(parent[0], parent[1], action, data))
+    records.append((parent[0], parent[1], action, data))
     if described.files and options.capture_content:
         records.extend(attachment_records(span_id, described.files, "input"))
     own_records(described, own, parent, options, records, metadata=metadata)
     return own
 
 
-def attachment_records(generation_id: str, files: Sequence[dict[str, str]], attach_to: str) -> list[Record]:
+def attachment_records(generation_id: str, files: Sequence[dict[str, str]], attach_to: str) -> list[RawRecord]:
     """A generation's input or output files as ``upload-attachment`` records, the ones maxim-py makes of them.
 
     Its ``Generation`` takes images out of the messages and commits one such record each, with
@@ -268,7 +268,7 @@ def attachment_records(generation_id: str, files: Sequence[dict[str, str]], atta
         if "mime_type" in file:
             data["mime_type"] = file["mime_type"]
         data["tags"] = {"attach-to": attach_to}
-        records.append(Record("generation", generation_id, "upload-attachment", data))
+        records.append(("generation", generation_id, "upload-attachment", data))
     return records
 
 
@@ -277,7 +277,7 @@ def own_records(
     ref: Ref,
     container: Ref,
     options: Options,
-    records: list[Record],
+    records: list[RawRecord],
     *,
     metadata: dict[str, str],
     is_trace: bool = False,
@@ -291,16 +291,16 @@ def own_records(
     attributes = described.attributes
     kind = described.kind
     if metadata:
-        records.append(Record(ref[0], ref[1], "update", {"metadata": metadata}))
+        records.append((ref[0], ref[1], "update", {"metadata": metadata}))
     if kind == genai.SPAN and not is_trace and options.capture_content:
         value = first_text(attributes, _CONTENT_INPUTS)
         if value is not None:
-            records.append(Record(ref[0], ref[1], "update", {"input": {"type": "text", "value": value}}))
+            records.append((ref[0], ref[1], "update", {"input": {"type": "text", "value": value}}))
     if kind == genai.RETRIEVAL and options.capture_content:
         if described.query is not None:
-            records.append(Record(ref[0], ref[1], "update", {"input": described.query}))
+            records.append((ref[0], ref[1], "update", {"input": described.query}))
         if described.documents is not None:
-            records.append(Record(ref[0], ref[1], "update", {"docs": described.documents}))
+            records.append((ref[0], ref[1], "update", {"docs": described.documents}))
 
     event_target = ref if kind == genai.SPAN else container
     errored = False
@@ -324,7 +324,7 @@ def own_records(
             event_metadata.setdefault("maxim.entity", f"{kind}:{ref[1]}")
         if event_metadata:
             data["metadata"] = event_metadata
-        records.append(Record(event_target[0], event_target[1], "add-event", data))
+        records.append((event_target[0], event_target[1], "add-event", data))
     status = described.status
     if status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
         records.append(_error(event_target, status.description, attributes, described.end))
@@ -346,7 +346,7 @@ def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
     return text(first(attributes, keys))
 
 
-def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int) -> Record:
+def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int) -> RawRecord:
     error_type = attrs.get(_EXC_TYPE) or attrs.get("error.type")
     # Key order as maxim-py writes it: startTimestamp, message, code?, errorType?, metadata?; no id.
     data: dict[str, object] = {
@@ -358,24 +358,24 @@ def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestam
     stack = attrs.get(_EXC_STACKTRACE)
     if stack:
         data["metadata"] = {"stacktrace": text(stack)}
-    return Record(ref[0], ref[1], "add-error", data)
+    return (ref[0], ref[1], "add-error", data)
 
 
-def close_records(described: Described, own: Ref, options: Options, records: list[Record]) -> None:
+def close_records(described: Described, own: Ref, options: Options, records: list[RawRecord]) -> None:
     """Append the records after the span's children: its result or error, then its end."""
     kind = described.kind
     if kind == genai.GENERATION:
         result = _generation_result(described, own[1], options)
         if result is not None:
-            records.append(Record(own[0], own[1], "result", {"result": result}))
+            records.append((own[0], own[1], "result", {"result": result}))
         if described.output_files and options.capture_content:
             records.extend(attachment_records(own[1], described.output_files, "output"))
     elif kind == genai.TOOL_CALL:
         if described.error is not None:
-            records.append(Record(own[0], own[1], "error", {"error": described.error}))
+            records.append((own[0], own[1], "error", {"error": described.error}))
         elif described.result is not None and options.capture_content:
-            records.append(Record(own[0], own[1], "result", {"result": described.result}))
-    records.append(Record(own[0], own[1], "end", {"endTimestamp": iso(described.end)}))
+            records.append((own[0], own[1], "result", {"result": described.result}))
+    records.append((own[0], own[1], "end", {"endTimestamp": iso(described.end)}))
 
 
 def _generation_result(described: Described, gen_id: str, options: Options) -> dict[str, object] | None:
@@ -420,8 +420,8 @@ def trace_output(root_attributes: Attributes, options: Options) -> str | None:
     return first_text(root_attributes, (conv.OUTPUT, "output.value"))
 
 
-def trace_close_records(trace_id: str, root: Described, output: str | None, records: list[Record]) -> None:
+def trace_close_records(trace_id: str, root: Described, output: str | None, records: list[RawRecord]) -> None:
     """Append the trace's output and its end, from the root span."""
     if output is not None:
-        records.append(Record("trace", trace_id, "update", {"output": output}))
-    records.append(Record("trace", trace_id, "end", {"endTimestamp": iso(root.end)}))
+        records.append(("trace", trace_id, "update", {"output": output}))
+    records.append(("trace", trace_id, "end", {"endTimestamp": iso(root.end)}))

@@ -32,7 +32,7 @@ from otel_maxim.mapping._common import (
     text,
     trace_hex,
 )
-from otel_maxim.records import Record
+from otel_maxim.records import RawRecord
 
 _limited = RateLimitedLog(logging.getLogger(__name__))
 
@@ -100,7 +100,7 @@ class TraceState:
 
 
 class MappedTrace(NamedTuple):
-    records: list[Record]
+    records: list[RawRecord]
     state: TraceState
     #: Start of the trace in this batch, for the session's ``create``.
     start_ns: int
@@ -184,7 +184,7 @@ def map_trace(
     if root is not None:
         root_attributes = root.attributes
         root_tags, root_metadata = _span.tags_and_metadata(root_attributes, root.kind, options.max_attributes)
-    records: list[Record] = []
+    records: list[RawRecord] = []
     start_ns = min(d.start for d in by_id.values()) if by_id else 0
     if prior is None:
         # The root first, then the other spans at the top, then the rest; a span met again names
@@ -210,7 +210,7 @@ def map_trace(
                     value = _first_user_message(by_id.values())
                 if value is not None:
                     data["input"] = value
-            records.append(Record("trace", trace_id, "create", data))
+            records.append(("trace", trace_id, "create", data))
     else:
         # A copy: ``prior`` stays as it was if mapping these spans fails half way.
         session = None
@@ -218,12 +218,12 @@ def map_trace(
         trace_id = prior.maxim_id
         if root is not None:
             # A root that arrives after its trace was sent (held too long): what it says of the trace.
-            records.append(Record("trace", trace_id, "update", {"name": root.span_name}))
+            records.append(("trace", trace_id, "update", {"name": root.span_name}))
             if root_tags:
-                records.append(Record("trace", trace_id, "update", {"tags": root_tags}))
+                records.append(("trace", trace_id, "update", {"tags": root_tags}))
             value = _span.trace_input(root_attributes, options)
             if value is not None:
-                records.append(Record("trace", trace_id, "update", {"input": value}))
+                records.append(("trace", trace_id, "update", {"input": value}))
             late_session = None if prior.in_session else _session_in([root_attributes])
             if late_session is not None:
                 _limited.warning(
@@ -282,7 +282,7 @@ def _walk(
     children: Mapping[int, Sequence[genai.Described]],
     state: TraceState,
     options: _span.Options,
-    records: list[Record],
+    records: list[RawRecord],
 ) -> int:
     """Append the records of the spans on ``stack`` and of all below them; return how many spans were opened.
 
