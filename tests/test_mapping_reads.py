@@ -1,19 +1,23 @@
 """The mapping's fast reads agree with the plain ones: a finished span's attributes and events read past
-the SDK's copying properties, JSON read by the C scanner, and what is remembered per attribute key."""
+the SDK's copying properties, JSON read by the C scanner, what is remembered per attribute key, and
+timestamps and ids written without datetime and format()."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import PerKeySet, attributes_of, events_of, parse_json
+from otel_maxim.mapping._common import PerKeySet, attributes_of, events_of, iso, parse_json, span_hex, trace_hex
 
 
 def _sdk_span() -> ReadableSpan:
@@ -136,3 +140,18 @@ def test_what_per_key_set_remembers_is_bounded_in_characters_and_keys() -> None:
     memo(long_keys[-1])
     assert len(calls) == 2 + 5  # the last set is remembered
     assert memo({"y" * 2000: 1}) == 1 and memo.chars == 401  # a set longer than all it may hold: not kept
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))  # up to the last nanosecond of 9999
+def test_a_timestamp_is_written_as_datetime_isoformat_writes_it(ns: int) -> None:
+    """maxim-py writes ``datetime.isoformat()`` of a UTC time: no fraction on a whole second, else six digits."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    expected = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(microsecond=rest // 1000)
+    assert iso(ns) == expected.isoformat()
+    assert iso(seconds * 1_000_000_000 + 999) == expected.replace(microsecond=0).isoformat()  # under a microsecond
+
+
+@given(st.integers(min_value=1, max_value=2**128 - 1))
+def test_ids_are_written_as_fixed_width_lower_case_hex(number: int) -> None:
+    assert trace_hex(number) == format(number, "032x")
+    assert span_hex(number % 2**64) == format(number % 2**64, "016x")

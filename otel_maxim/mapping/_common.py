@@ -37,8 +37,14 @@ def iso(ns: int) -> str:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _iso_cache = (seconds, prefix)
     micros = rest // 1000
-    # "%" is faster here than an f-string with a format spec.
-    return "%s.%06d+00:00" % (prefix, micros) if micros else prefix + "+00:00"  # noqa: UP031
+    if not micros:
+        return prefix + "+00:00"
+    # The six digits as two looked-up halves: a third faster than "%06d" (or a format spec).
+    return f"{prefix}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+
+
+#: "000" to "999".
+_DIGITS = tuple("%03d" % n for n in range(1000))  # noqa: UP031
 
 
 def attributes_of(span: ReadableSpan) -> Attributes:
@@ -76,11 +82,11 @@ def events_of(span: ReadableSpan) -> Sequence[Event]:
 
 
 def trace_hex(trace_id: int) -> str:
-    return format(trace_id, "032x")
+    return "%032x" % trace_id  # noqa: UP031 - twice as fast as format() or an f-string
 
 
 def span_hex(span_id: int) -> str:
-    return format(span_id, "016x")
+    return "%016x" % span_id  # noqa: UP031 - twice as fast as format() or an f-string
 
 
 def text(value: AttributeValue | None) -> str | None:
