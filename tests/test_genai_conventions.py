@@ -1314,8 +1314,18 @@ def test_files_in_a_generations_messages_become_attachments_and_leave_its_text(
             {"type": "file_data", "data": base64.b64encode("café".encode()).decode(), "mime_type": "text/plain"},
             id="no-type",
         ),
+        pytest.param(  # base64 of no named type: left for the sink to tell from the file's first bytes
+            f"data:;base64,{PNG_B64}",
+            {"type": "file_data", "data": PNG_B64, "mime_type": "application/octet-stream"},
+            id="base64-no-type",
+        ),
+        pytest.param(f"DATA:Image/PNG;BASE64,{PNG_B64}", INLINE_PNG, id="any-case"),  # RFC 2397 is case-insensitive
+        pytest.param(  # base64 whose "=" (as "+" and "/") the URL percent-encodes
+            "data:image/png;base64," + PNG_B64.replace("=", "%3D"), INLINE_PNG, id="base64-escaped"
+        ),
         pytest.param("data:;base64,", None, id="empty"),
         pytest.param("data:image/png;base64", None, id="no-comma"),
+        pytest.param("data:Jane Doe's scan", None, id="not-a-data-url"),
     ],
 )
 def test_every_form_of_data_url_is_a_file_or_left_out_with_a_warning(
@@ -1330,6 +1340,7 @@ def test_every_form_of_data_url_is_a_file_or_left_out_with_a_warning(
     if file is None:
         assert uploads == []
         assert "Leaving out of a generation's attachments a data: URL" in caplog.text
+        assert url[5:] not in caplog.text  # what it holds is content: not for the log
     else:
         assert uploads == [{"id": f"{generation.id}-a0", **file, "tags": {"attach-to": "input"}}]
         assert "Leaving out" not in caplog.text

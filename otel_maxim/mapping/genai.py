@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status, StatusCode
@@ -958,7 +958,7 @@ _FILE_CONTENT_TYPES = frozenset({"image_url", "input_image", "image", "file", "i
 #: Content parts that are all there is to a message once their text is read and their files taken.
 _TEXT_OR_FILE_TYPES = _FILE_CONTENT_TYPES | {"text", "input_text"}
 #: ``data:[<mime type>][;parameters][;base64],``: a file inline in a URL (RFC 2397).
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^;,]*?)*?(;base64)?,", re.ASCII)
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^;,]*?)*?(;base64)?,", re.ASCII | re.IGNORECASE)
 
 
 def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
@@ -981,39 +981,49 @@ def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
 
 
 def _looks_like_url(value: str) -> bool:
-    return value.startswith(("http://", "https://", "data:", "gs://", "s3://"))
+    return value.startswith(("http://", "https://", "gs://", "s3://")) or _is_data_url(value)
+
+
+def _is_data_url(value: str) -> bool:
+    return value[:5].lower() == "data:"  # a URL's scheme is case-insensitive
 
 
 def _add_file(files: list[dict[str, str]], url: object, mime_type: object = None, data: object = None) -> None:
     """Add the file at ``url``, or of base64 ``data``, to ``files``.
 
     Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  ``data`` that is a URL
-    (APIs put either in one field) is the file's URL.  A ``data:`` URL is its file inline: its
-    base64 text (percent-encoded text is encoded as base64 here) and its type, ``text/plain``
-    if it names none, as RFC 2397 has it.  A file with neither (a provider's file id, a
+    (APIs put either in one field) is the file's URL.  A ``data:`` URL (RFC 2397) is its file
+    inline: its base64 text and its media type.  A file with neither (a provider's file id, a
     reference cut by the instrumentation) adds nothing, and so does a ``data:`` URL that holds
-    nothing or is not one (with a warning).  The base64 text is not decoded here: the sink
-    decodes it when it uploads the file, off the exporting thread.
+    nothing or is not one (with a warning that shows none of it: it is content).  The base64 text
+    is not decoded here: the sink decodes it when it uploads the file, off the exporting thread;
+    only a ``data:`` URL's percent-encoded text (rare: small SVGs and text) is encoded as base64
+    here.  A file of unknown type is ``application/octet-stream``, which the sink narrows down
+    from the file's first bytes (a PNG, a JPEG, ...), except percent-encoded text, ``text/plain``.
     """
     mime = mime_type if isinstance(mime_type, str) and mime_type else None
     if isinstance(data, str) and _looks_like_url(data):
         url, data = data, None
     if isinstance(url, str) and url:
-        if not url.startswith("data:"):
+        if not _is_data_url(url):
             files.append({"url": url} if mime is None else {"url": url, "mime_type": mime})
             return
         inline = _DATA_URL.match(url)
         if inline is None or inline.end() == len(url):
             _limited.warning(
-                "empty-data-url",
-                "Leaving out of a generation's attachments a data: URL that %s: %.40r",
+                "empty-data-url" if inline is not None else "bad-data-url",
+                "Leaving out of a generation's attachments a data: URL of %d characters that %s.",
+                len(url),
                 "holds no data" if inline is not None else "is not one (data:[<type>][;base64],<data>)",
-                url,
             )
             return
-        data, mime = url[inline.end() :], inline.group(1) or mime or "text/plain"
-        if not inline.group(2):
+        data = url[inline.end() :]
+        mime = inline.group(1).lower() if inline.group(1) else mime
+        if inline.group(2):  # base64, which a URL may percent-encode too ("+" as %2B)
+            data = unquote(data) if "%" in data else data
+        else:
             data = base64.b64encode(unquote_to_bytes(data)).decode("ascii")
+            mime = mime or "text/plain"  # RFC 2397's default
     if isinstance(data, str) and data:
         files.append({"data": data, "mime_type": mime or "application/octet-stream"})
 
