@@ -28,7 +28,7 @@ Behaviour, in OTLP/HTTP's terms:
   as their chunks arrive) until they are decoded or refused, take at most
   ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request
   that would take more is answered 503 with ``Retry-After``, unless no other request holds
-  any (so one body up to ``max_body_bytes`` always goes through).
+  any (so one body up to ``max_body_bytes`` can always go through: alone, it is never refused).
 * Connections (under :class:`BridgeServer`): at most ``max_connections`` open at once
   (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000); one more is answered 503 with ``Retry-After`` at
   once, before its request is read, and closed.  A request's head must arrive within
@@ -238,7 +238,8 @@ class Bridge:
       bodies held at once, across all requests: each request's declared ``Content-Length`` from
       before its body is read (a chunked body's bytes as they arrive) until it is decoded or
       refused.  A request that would take more is answered 503 with ``Retry-After``, unless no
-      other request holds any: one body up to ``max_body_bytes`` always goes through.
+      other request holds any: one body up to ``max_body_bytes`` can always go through (a chunked
+      one may still be refused part way if another request takes bytes meanwhile).
 
     The application's lifespan starts the worker and, at shutdown, drains the
     queue into the exporter and shuts the exporter down; :meth:`close` does the
@@ -430,7 +431,7 @@ class Bridge:
             _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
         except _NoBytes:
-            return self._busy_bytes(peer, answer_as)
+            return self._busy_bytes(peer, self._pending_bytes - reserved.bytes, answer_as)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read it
 
@@ -478,14 +479,14 @@ class Bridge:
         )
         return self._unavailable("the bridge is busy; retry later", answer_as)
 
-    def _busy_bytes(self, peer: str, answer_as: str) -> Response:
+    def _busy_bytes(self, peer: str, others: int, answer_as: str) -> Response:
         self._busy_responses += 1
         _limited.warning(
             "busy-bytes",
-            "Refused an OTLP request from %s: request bodies already hold %d bytes, and this one would take the "
+            "Refused an OTLP request from %s: other request bodies hold %d bytes, and this one would take the "
             "bridge past the %d it may hold (%s); answering 503 so that it retries.",
             peer,
-            self._pending_bytes,
+            others,
             self._max_pending,
             env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
         )

@@ -1013,6 +1013,7 @@ def test_a_request_past_the_byte_budget_is_answered_503_until_the_bodies_held_ar
         assert requests.post(url, data=second, headers=PROTOBUF, timeout=10).status_code == 200  # the retry
         wait_for(lambda: len(recorder.spans) == 2, what="both spans")
     assert sorted(span.name.rstrip("x") for span in recorder.spans) == ["first", "second"]
+    assert f"other request bodies hold {len(first)} bytes" in caplog.text  # not counting the refused one's
     assert "past the 1000 it may hold (MAXIM_BRIDGE_MAX_PENDING_BYTES)" in caplog.text
 
 
@@ -1059,12 +1060,13 @@ def _incompressible(size: int) -> bytes:
 
 @pytest.mark.parametrize(
     "ending",
-    ["malformed (400)", "too large as sent (413)", "too large decompressed (413)", "client gone"],
+    ["malformed (400)", "too large as sent (413)", "too large decompressed (413)", "client gone", "too late (408)"],
 )
 def test_the_bytes_of_a_request_refused_or_abandoned_are_let_go(ending: str) -> None:
     """Whatever becomes of a request, its bytes are released: a leak would hold the budget and turn
     every later request away with a 503 (here, one of 800 bytes: the budget is 1000)."""
-    with running_bridge(Bridge(RecordingExporter(), max_body_bytes=2000, max_pending_bytes=1000)) as server:
+    bridge = Bridge(RecordingExporter(), max_body_bytes=2000, max_pending_bytes=1000)
+    with running_bridge(bridge, body_timeout=1.0 if ending == "too late (408)" else None) as server:
         url = server.url + "/v1/traces"
         if ending == "malformed (400)":
             body = b"\xff\xff\xff garbage" + b"x" * 800
@@ -1081,6 +1083,11 @@ def test_the_bytes_of_a_request_refused_or_abandoned_are_let_go(ending: str) -> 
             response = requests.post(url, data=body, headers={**PROTOBUF, "Content-Encoding": "gzip"}, timeout=10)
             assert response.status_code == 413
             assert "decompressed" in status_pb2.Status.FromString(response.content).message
+        elif ending == "too late (408)":
+            with socket.create_connection((server.host, server.port), timeout=20) as sock:
+                sock.sendall(_head(800) + b"x" * 100)  # and no more: past body_timeout, answered 408
+                wait_for(lambda: _pending(server.url) == 800, what="the body's bytes to be held")
+                assert _read_to_end(sock).startswith(b"HTTP/1.1 408")
         else:
             with socket.create_connection((server.host, server.port), timeout=20) as sock:
                 sock.sendall(_head(800) + b"x" * 100)
