@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 from unittest.mock import ANY
@@ -766,6 +767,25 @@ def test_finish_reason_tool_call_becomes_tool_calls() -> None:
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["content"] is None
     assert [(c["id"], arguments(c)) for c in choice["message"]["tool_calls"]] == [("c1", {"city": "Oslo"})]
+
+
+def test_a_tool_call_without_an_id_gets_one_as_maxim_py_gives_it() -> None:
+    """Gemini's function calls have no id; maxim-py gives each ``str(uuid4())`` (OpenAI's shape has one)."""
+    calls = [
+        {"type": "tool_call", "name": "get_weather", "arguments": {"city": "Oslo"}},
+        {"type": "tool_call", "id": "", "name": "get_time", "arguments": {"city": "Oslo"}},
+        {"type": "tool_call", "id": "c3", "name": "get_date", "arguments": {}},
+    ]
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "gcp.gemini",
+        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": calls, "finish_reason": "stop"}]),
+    }
+    _, records = _run(lambda tracer: tracer.start_span("chat gemini", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    ids = [call["id"] for call in generation.result["choices"][0]["message"]["tool_calls"]]
+    assert ids[2] == "c3"
+    assert [str(uuid.UUID(made)) for made in ids[:2]] == ids[:2] and ids[0] != ids[1]  # two new uuid4s
 
 
 # --- OpenInference retrievers ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -798,9 +799,13 @@ def _usage(attributes: Attributes) -> dict[str, int] | None:
 
 
 def _tool_call(call_id: object, name: object, arguments: object) -> dict[str, Any]:
-    """A tool call in OpenAI's chat-completion shape; arguments always JSON text."""
+    """A tool call in OpenAI's chat-completion shape; arguments always JSON text.
+
+    A call the instrumentation gives no id (Gemini's have none) gets a random one, as maxim-py
+    gives it (``str(uuid4())``): OpenAI's shape has one on every call.
+    """
     return {
-        "id": "" if call_id is None else str(call_id),
+        "id": str(uuid.uuid4()) if call_id is None or call_id == "" else str(call_id),
         "type": "function",
         "function": {"name": "" if name is None else str(name), "arguments": as_text(arguments)},
     }
