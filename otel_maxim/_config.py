@@ -89,6 +89,11 @@ def resolve_number(
     return value
 
 
+def resolve_int(arg: int | None, arg_name: str, env: str, default: int, *, minimum: int) -> int:
+    """:func:`resolve_number` for a whole number (a count, a size in bytes, a port)."""
+    return int(resolve_number(arg, arg_name, env, default, minimum=minimum, integer=True))
+
+
 def is_number(value: object) -> bool:
     """Whether ``value`` is an int or float that is not NaN (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not

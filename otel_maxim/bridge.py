@@ -72,7 +72,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from otel_maxim import environment_variables as env
 from otel_maxim import otlp
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_int, resolve_number
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.exporter import MaximSpanExporter
 
@@ -257,35 +257,19 @@ class Bridge:
         retry_after: int | None = None,
         max_pending_bytes: int | None = None,
     ) -> None:
-        self._max_body = int(
-            resolve_number(
-                max_body_bytes,
-                "max_body_bytes",
-                env.MAXIM_BRIDGE_MAX_BODY_BYTES,
-                DEFAULT_MAX_BODY_BYTES,
-                minimum=1,
-                integer=True,
-            )
+        self._max_body = resolve_int(
+            max_body_bytes, "max_body_bytes", env.MAXIM_BRIDGE_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, minimum=1
         )
-        self._max_pending = int(
-            resolve_number(
-                max_pending_bytes,
-                "max_pending_bytes",
-                env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
-                DEFAULT_MAX_PENDING_BYTES,
-                minimum=1,
-                integer=True,
-            )
+        self._max_pending = resolve_int(
+            max_pending_bytes,
+            "max_pending_bytes",
+            env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
+            DEFAULT_MAX_PENDING_BYTES,
+            minimum=1,
         )
-        capacity = int(
-            resolve_number(
-                queue_size, "queue_size", env.MAXIM_BRIDGE_QUEUE_SIZE, DEFAULT_QUEUE_SIZE, minimum=1, integer=True
-            )
-        )
-        self._retry_after = int(
-            resolve_number(
-                retry_after, "retry_after", env.MAXIM_BRIDGE_RETRY_AFTER, DEFAULT_RETRY_AFTER, minimum=0, integer=True
-            )
+        capacity = resolve_int(queue_size, "queue_size", env.MAXIM_BRIDGE_QUEUE_SIZE, DEFAULT_QUEUE_SIZE, minimum=1)
+        self._retry_after = resolve_int(
+            retry_after, "retry_after", env.MAXIM_BRIDGE_RETRY_AFTER, DEFAULT_RETRY_AFTER, minimum=0
         )
         if token is not None and not isinstance(token, str):
             raise ValueError("token must be a string")
@@ -877,7 +861,7 @@ class BridgeServer:
         max_connections: int | None = None,
     ) -> None:
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
-        port = int(resolve_number(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, integer=True))
+        port = resolve_int(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0)
         if port > 65535:
             raise ValueError(f"port must be at most 65535, not {port}")
         header_timeout = resolve_number(
@@ -896,15 +880,8 @@ class BridgeServer:
             minimum=0.001,
             maximum=LONGEST_WAIT,
         )
-        wanted = int(
-            resolve_number(
-                max_connections,
-                "max_connections",
-                env.MAXIM_BRIDGE_MAX_CONNECTIONS,
-                DEFAULT_MAX_CONNECTIONS,
-                minimum=1,
-                integer=True,
-            )
+        wanted = resolve_int(
+            max_connections, "max_connections", env.MAXIM_BRIDGE_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, minimum=1
         )
         configured = max_connections is not None or env_str(env.MAXIM_BRIDGE_MAX_CONNECTIONS) is not None
         self.bridge = bridge

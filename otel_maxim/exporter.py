@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_number, wait_budget
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._reentry import InsideMark
@@ -110,9 +110,9 @@ class MaximSpanExporter(SpanExporter):
         self._limited = RateLimitedLog(_logger)  # per exporter: one's outage does not silence another's
         self._options = Options(
             capture_content=resolve_bool(capture_content, "capture_content", env.MAXIM_CAPTURE_CONTENT, True),
-            max_attributes=_resolve_int(max_attributes, "max_attributes", env.MAXIM_MAX_ATTRIBUTES, 128, minimum=0),
+            max_attributes=resolve_int(max_attributes, "max_attributes", env.MAXIM_MAX_ATTRIBUTES, 128, minimum=0),
         )
-        self._max_record_bytes = _resolve_int(
+        self._max_record_bytes = resolve_int(
             max_record_bytes, "max_record_bytes", env.MAXIM_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES, minimum=1024
         )
         if redact is not None and not callable(redact):
@@ -140,22 +140,15 @@ class MaximSpanExporter(SpanExporter):
             minimum=0,
             maximum=LONGEST_WAIT,
         )
-        max_spans = int(
-            resolve_number(
-                max_held_spans,
-                "max_held_spans",
-                env.MAXIM_MAX_HELD_SPANS,
-                DEFAULT_MAX_HELD_SPANS,
-                minimum=0,
-                integer=True,
-            )
+        max_spans = resolve_int(
+            max_held_spans, "max_held_spans", env.MAXIM_MAX_HELD_SPANS, DEFAULT_MAX_HELD_SPANS, minimum=0
         )
         if cross_service_grace is not None and not 0 <= cross_service_grace <= LONGEST_WAIT:
             raise ValueError(f"cross_service_grace must be at least 0 and at most {LONGEST_WAIT}")
-        max_traces = _resolve_int(
+        max_traces = resolve_int(
             max_held_traces, "max_held_traces", env.MAXIM_MAX_HELD_TRACES, DEFAULT_MAX_HELD_TRACES, minimum=0
         )
-        max_bytes = _resolve_int(
+        max_bytes = resolve_int(
             max_held_bytes, "max_held_bytes", env.MAXIM_MAX_HELD_BYTES, DEFAULT_MAX_HELD_BYTES, minimum=0
         )
         self._assembler = TraceAssembler(
@@ -582,10 +575,6 @@ class MaximSpanExporter(SpanExporter):
 def _count(spans: object) -> str:
     """How many spans, for a log line, whatever ``export`` was handed."""
     return str(len(spans)) if isinstance(spans, Sized) else "some"
-
-
-def _resolve_int(arg: int | None, name: str, variable: str, default: int, *, minimum: int) -> int:
-    return int(resolve_number(arg, name, variable, default, minimum=minimum, integer=True))
 
 
 def _default_sink(

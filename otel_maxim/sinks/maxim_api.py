@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from otel_maxim import environment_variables as env
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_number
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
@@ -700,14 +700,7 @@ def build_sink(
         )
         return None
     directory = spool_dir if spool_dir is not None else (env_str(env.MAXIM_SPOOL_DIR) or default_spool_dir())
-    cap = resolve_number(
-        max_spool_bytes,
-        "max_spool_bytes",
-        env.MAXIM_MAX_SPOOL_BYTES,
-        DEFAULT_MAX_SPOOL_BYTES,
-        minimum=0,
-        integer=True,
-    )
+    cap = resolve_int(max_spool_bytes, "max_spool_bytes", env.MAXIM_MAX_SPOOL_BYTES, DEFAULT_MAX_SPOOL_BYTES, minimum=0)
     timeout = resolve_number(
         export_timeout,
         "export_timeout",
@@ -721,7 +714,7 @@ def build_sink(
         repo_id=repo_id,
         base_url=url,
         spool_dir=directory,
-        max_spool_bytes=int(cap),
+        max_spool_bytes=cap,
         export_timeout=timeout,
         allow_insecure=insecure,
     )
