@@ -1213,7 +1213,7 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("attributes", "files"),
+    ("attributes", "files", "content"),
     [
         pytest.param(
             {
@@ -1234,6 +1234,7 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
                 ),
             },
             [BY_URL, INLINE_PNG, INLINE_PNG],
+            "What is this?\n[file:file-abc]",  # a file only the provider holds: named in the text
             id="genai-parts",
         ),
         pytest.param(  # OpenInference: the contents of a message, flattened
@@ -1248,6 +1249,7 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
                 "llm.input_messages.0.message.contents.2.message_content.image.image.url": DATA_URL,
             },
             [BY_URL, INLINE_PNG],
+            "What is this?",
             id="openinference",
         ),
         pytest.param(  # Traceloop: OpenAI's content parts as JSON text
@@ -1263,6 +1265,7 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
                 ),
             },
             [BY_URL, INLINE_PNG],
+            "What is this?",
             id="traceloop-openai-parts",
         ),
         pytest.param(  # the Vercel AI SDK: an image by URL and inline, a PDF inline
@@ -1277,6 +1280,7 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
                 ),
             },
             [BY_URL, INLINE_PNG, {"type": "file_data", "data": "JVBERi0xLjQK", "mime_type": "application/pdf"}],
+            "What is this?",
             id="vercel",
         ),
         pytest.param(  # OpenAI's messages in the gen_ai.content.prompt event: Anthropic's and OpenAI's file shapes
@@ -1295,12 +1299,13 @@ def _openai_content(parts: list[dict[str, Any]]) -> str:
                 ),
             },
             [INLINE_PNG, BY_URL, INLINE_PNG],
+            "What is this?\n[file:file-abc]",
             id="anthropic-and-openai-files",
         ),
     ],
 )
 def test_files_in_a_generations_messages_become_attachments_and_leave_its_text(
-    attributes: dict[str, Any], files: list[dict[str, str]]
+    attributes: dict[str, Any], files: list[dict[str, str]], content: str
 ) -> None:
     maxim, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
     (generation,) = entities(records, "generation")
@@ -1309,7 +1314,7 @@ def test_files_in_a_generations_messages_become_attachments_and_leave_its_text(
     expected = [{"id": f"{generation.id}-a{n}", **file, "tags": {"attach-to": "input"}} for n, file in enumerate(files)]
     assert [r.data for r in uploads] == expected
     (announce,) = [r for r in records if r.action == "add-generation"]
-    assert announce.data["messages"][0]["content"] == "What is this?"  # the text alone, no base64 in it
+    assert announce.data["messages"][0]["content"] == content  # the text alone, no base64 in it
     # Each upload comes right after the generation is announced, before anything else about it.
     at = records.index(announce)
     assert records[at + 1 : at + 1 + len(files)] == uploads
@@ -1434,6 +1439,47 @@ def test_files_in_a_generations_answer_become_output_attachments(
     at = records.index(result)
     assert records[at + 1 : at + 1 + len(files)] == uploads
     assert records[at + 1 + len(files)].action == "end"
+
+
+@pytest.mark.parametrize(
+    ("part", "reference"),
+    [
+        pytest.param({"type": "file", "file": {"file_id": "file-abc"}}, "[file:file-abc]", id="chat-file"),
+        pytest.param(  # maxim-py names such a file by its filename first
+            {"type": "file", "file": {"file_id": "file-abc", "filename": "report.pdf"}},
+            "[file:report.pdf]",
+            id="chat-file-named",
+        ),
+        pytest.param({"type": "input_file", "file_id": "file-abc"}, "[file:file-abc]", id="responses-file"),
+        pytest.param({"type": "input_image", "file_id": "file-img"}, "[file:file-img]", id="responses-image"),
+        pytest.param(  # Anthropic's files API
+            {"type": "image", "source": {"type": "file", "file_id": "file_011"}},
+            "[file:file_011]",
+            id="anthropic-image",
+        ),
+        pytest.param({"type": "input_image"}, None, id="nothing-to-name"),  # no id, no URL: nothing at all
+    ],
+)
+def test_a_file_known_only_by_the_providers_id_is_named_in_the_text(
+    part: dict[str, Any], reference: str | None
+) -> None:
+    attributes = {"llm.request.type": "chat", "gen_ai.prompt.0.role": "user"}
+    attributes["gen_ai.prompt.0.content"] = json.dumps([{"type": "text", "text": "Summarize this."}, part])
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    text = "Summarize this." if reference is None else f"Summarize this.\n{reference}"
+    assert generation.announced["messages"] == [{"role": "user", "content": text}]
+    assert not of(records, "generation", "upload-attachment")  # nothing to upload
+
+
+def test_a_file_in_a_models_answer_known_only_by_its_id_is_named_in_the_text() -> None:
+    output = [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Done:"}, {"type": "file", "file_id": "file-out"}]}
+    ]
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.output.messages": json.dumps(output)}
+    _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
+    (result,) = of(records, "generation", "result")
+    assert result.data["result"]["choices"][0]["message"]["content"] == "Done:\n[file:file-out]"
 
 
 def test_files_are_content_and_so_not_sent_without_it() -> None:

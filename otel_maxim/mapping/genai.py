@@ -461,6 +461,8 @@ def _message_from_parts(
             results.append(_tool_result(part.get("id"), part.get("response")))
         elif files is not None and (kind == "uri" or kind == "blob"):
             _add_file(files, part.get("uri") if kind == "uri" else None, part.get("mime_type"), part.get("content"))
+        elif kind == "file" and (reference := _file_reference(part.get("file_id"))) is not None:
+            texts.append(reference)  # a file the provider holds: nothing to attach, so its id is in the text
     message: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
     if tool_calls:
         message["tool_calls"] = tool_calls
@@ -932,13 +934,20 @@ def _is(part: object, kind: str) -> bool:
 def _text_parts(content: list[Any], files: list[dict[str, str]] | None = None) -> str:
     """The text of content parts as OpenAI and the Vercel AI SDK write them: ``[{type: "text", text}, ...]``.
 
-    Their images and files go to ``files``, if given (see :func:`_content_file`).
+    Their images and files go to ``files``, if given (see :func:`_content_file`); a file known only
+    by the provider's id stays in the text as ``[file:<id>]``.
     """
-    if files is not None:
-        for part in content:
-            if isinstance(part, dict) and isinstance(kind := part.get("type"), str) and kind in _FILE_CONTENT_TYPES:
-                _content_file(part, files)
-    return "\n".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
+    texts: list[str] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if "text" in part:
+            texts.append(str(part["text"]))
+        elif isinstance(kind := part.get("type"), str) and kind in _FILE_CONTENT_TYPES:
+            reference = _content_file(part, files if files is not None else [])
+            if reference is not None:
+                texts.append(reference)
+    return "\n".join(texts)
 
 
 def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
@@ -966,23 +975,42 @@ _TEXT_OR_FILE_TYPES = _FILE_CONTENT_TYPES | {"text", "input_text"}
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^;,]*?)*?(;base64)?,", re.ASCII | re.IGNORECASE)
 
 
-def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> None:
-    """The file of one content part, whichever API's shape it has."""
+def _content_file(part: dict[str, Any], files: list[dict[str, str]]) -> str | None:
+    """Add the file of one content part, whichever API's shape it has, to ``files``.
+
+    A file that the part names only by the provider's id (OpenAI's and Anthropic's files APIs) has
+    nothing to attach: what is returned then is ``[file:<name>]`` for the message's text, as
+    maxim-py writes such a file (its filename, else its id).
+    """
     kind = part["type"]
     if kind == "image_url" or kind == "input_image":  # {image_url: {url}} (chat), {image_url: "..."} (responses)
         image = part.get("image_url")
-        _add_file(files, image.get("url") if isinstance(image, dict) else image)
+        url = image.get("url") if isinstance(image, dict) else image
+        if not url:
+            return _file_reference(part.get("file_id"))
+        _add_file(files, url)
     elif kind == "image":
         source = part.get("source")
-        if isinstance(source, dict):  # Anthropic: {type: base64, media_type, data} or {type: url, url}
+        if isinstance(source, dict):  # Anthropic: {type: base64, media_type, data}, {type: url, url}, {type: file}
+            if source.get("type") == "file":  # its files API: {type: file, file_id}
+                return _file_reference(source.get("file_id"))
             _add_file(files, source.get("url"), source.get("media_type"), source.get("data"))
         else:  # Vercel: {image: url or base64, mimeType | mediaType}
             _add_file(files, None, part.get("mimeType", part.get("mediaType")), part.get("image"))
-    else:  # file / input_file: OpenAI {file: {file_data}} or {file_data | file_url}; Vercel {data, mediaType}
+    else:  # file / input_file: OpenAI {file: {file_data | file_id}}, {file_data | file_url | file_id}; Vercel {data}
         inner = part.get("file")
         fields = inner if isinstance(inner, dict) else part
         data = fields.get("file_data", fields.get("data"))
-        _add_file(files, fields.get("file_url"), part.get("mediaType", part.get("mimeType")), data)
+        url = fields.get("file_url")
+        if not data and not url:
+            return _file_reference(fields.get("filename") or fields.get("file_id"))
+        _add_file(files, url, part.get("mediaType", part.get("mimeType")), data)
+    return None
+
+
+def _file_reference(name: object) -> str | None:
+    """How a message's text shows a file it names but does not hold: ``[file:<name>]``."""
+    return f"[file:{name}]" if isinstance(name, str) and name else None
 
 
 def _looks_like_url(value: str) -> bool:
@@ -998,8 +1026,9 @@ def _add_file(files: list[dict[str, str]], url: object, mime_type: object = None
 
     Each file is ``{"url"[, "mime_type"]}`` or ``{"data", "mime_type"}``.  ``data`` that is a URL
     (APIs put either in one field) is the file's URL.  A ``data:`` URL (RFC 2397) is its file
-    inline: its base64 text and its media type.  A file with neither (a provider's file id, a
-    reference cut by the instrumentation) adds nothing, and so does a ``data:`` URL that holds
+    inline: its base64 text and its media type.  A file with neither (a provider's file id, which
+    the callers write in the message's text instead, or a reference cut by the instrumentation)
+    adds nothing, and so does a ``data:`` URL that holds
     nothing or is not one (with a warning that shows none of it: it is content).  The base64 text
     is not decoded here: the sink decodes it when it uploads the file, off the exporting thread;
     only a ``data:`` URL's percent-encoded text (rare: small SVGs and text) is encoded as base64
