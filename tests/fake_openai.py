@@ -124,6 +124,10 @@ PROMPT_TOKENS: int = 11
 COMPLETION_TOKENS: int = 7
 #: ``usage.total_tokens`` of every chat completion.
 TOTAL_TOKENS: int = PROMPT_TOKENS + COMPLETION_TOKENS
+#: ``usage.prompt_tokens_details.cached_tokens`` of every chat completion.
+CACHED_TOKENS: int = 3
+#: ``usage.completion_tokens_details.reasoning_tokens`` of every chat completion.
+REASONING_TOKENS: int = 2
 #: ``usage.prompt_tokens`` (and ``total_tokens``) of every embeddings call.
 EMBEDDING_PROMPT_TOKENS: int = 5
 #: The embedding returned for every input item.
@@ -478,6 +482,8 @@ class FakeOpenAIServer:
             "prompt_tokens": PROMPT_TOKENS,
             "completion_tokens": COMPLETION_TOKENS,
             "total_tokens": TOTAL_TOKENS,
+            "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS, "audio_tokens": 0},
         }
 
     @staticmethod

@@ -649,7 +649,12 @@ def test_traceloop_054_flattened_prompts_and_completions() -> None:
         assert generation.announced["model"] == "gpt-4o-mini-fake-0001"
         assert generation.announced["provider"] == "openai"  # from gen_ai.system
         assert generation.announced["modelParameters"] == {"max_tokens": "50", "temperature": "0.2"}
-        assert generation.result["usage"] == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        assert generation.result["usage"] == {
+            "prompt_tokens": 11,
+            "completion_tokens": 7,
+            "total_tokens": 18,
+            "prompt_tokens_details": {"cached_tokens": 0},  # gen_ai.usage.cache_read_input_tokens
+        }
     assert asking.announced["messages"] == system_and_user
     assert asking.result["id"] == "chatcmpl-fake-4"
     assert asking.result["choices"] == [
@@ -1002,6 +1007,53 @@ def test_openinference_and_maxim_tags_and_metadata() -> None:
     (generation,) = entities(records, "generation")
     assert generation.announced["tags"] == {"team": "search", "vip": "true", "beta": "true"}
     assert generation.one("update") == {"metadata": {"release": "r7", "user_id": "u-1", "plan": '{"tier": 2}'}}
+
+
+@pytest.mark.parametrize("kind", ["plain span", "generation"])
+def test_attributes_with_openinferences_names_but_not_its_shapes_are_plain_metadata(kind: str) -> None:
+    """An application's own ``metadata`` text and a ``tag.tags`` string are not OpenInference's
+    JSON object and list: they stay metadata under their names, as any other attribute."""
+    attributes: dict[str, Any] = {"metadata": "v2-rollout", "tag.tags": "beta", "other": "kept"}
+    if kind == "generation":
+        attributes["gen_ai.operation.name"] = "chat"
+    _, records = _run(lambda tracer: tracer.start_span("work", attributes=attributes).end())
+    (update,) = [r for r in records if r.action == "update" and "metadata" in r.data]
+    assert update.data["metadata"] == {"metadata": "v2-rollout", "tag.tags": "beta", "other": "kept"}
+    assert all(not r.data.get("tags") for r in records)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "details"),
+    [
+        pytest.param(
+            {"gen_ai.usage.cache_read.input_tokens": 64, "gen_ai.usage.reasoning.output_tokens": 5},
+            {"prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 5}},
+            id="genai",
+        ),
+        pytest.param(
+            {"llm.token_count.prompt_details.cache_read": 64, "llm.token_count.completion_details.reasoning": 5},
+            {"prompt_tokens_details": {"cached_tokens": 64}, "completion_tokens_details": {"reasoning_tokens": 5}},
+            id="openinference",
+        ),
+        pytest.param({"ai.usage.cachedInputTokens": 64}, {"prompt_tokens_details": {"cached_tokens": 64}}, id="vercel"),
+        pytest.param(
+            {"gen_ai.usage.reasoning_tokens": "5"}, {"completion_tokens_details": {"reasoning_tokens": 5}}, id="text"
+        ),
+        pytest.param({"gen_ai.usage.cache_read.input_tokens": "many"}, {}, id="not-a-count"),
+    ],
+)
+def test_cached_and_reasoning_tokens_are_the_usages_details_as_openai_writes_them(
+    attributes: dict[str, Any], details: dict[str, Any]
+) -> None:
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 20,
+        **attributes,
+    }
+    _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.result["usage"] == {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120, **details}
 
 
 # --- the trace's input and output ------------------------------------------------------------------

@@ -38,9 +38,11 @@ import otel_maxim
 from otel_maxim.records import Record
 from tests.fake_openai import (
     ANSWER_PREFIX,
+    CACHED_TOKENS,
     COMPLETION_TOKENS,
     FAIL_ERROR_MESSAGE,
     PROMPT_TOKENS,
+    REASONING_TOKENS,
     RESPONSE_MODEL_SUFFIX,
     TOOL_RESULT_PREFIX,
     TOTAL_TOKENS,
@@ -71,6 +73,21 @@ MODEL = "gpt-4o-mini"
 RESPONSE_MODEL = MODEL + RESPONSE_MODEL_SUFFIX  # "gpt-4o-mini-fake-0001"
 USAGE = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": TOTAL_TOKENS}
 assert USAGE == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+CACHED = {"prompt_tokens_details": {"cached_tokens": CACHED_TOKENS}}
+REASONING = {"completion_tokens_details": {"reasoning_tokens": REASONING_TOKENS}}
+
+
+def usage_of(instrumentation: str) -> dict[str, object]:
+    """The usage a generation holds: the fake's cached and reasoning tokens, where the instrumentation has them."""
+    details = {
+        OPENAI_V2: {},  # 2.4b0 (with opentelemetry-util-genai 1.1b0) records neither
+        OPENINFERENCE_OPENAI: {**CACHED, **REASONING},
+        OPENINFERENCE_LANGCHAIN: {**CACHED, **REASONING},
+        TRACELOOP_LANGCHAIN: CACHED,
+    }[instrumentation]
+    return {**USAGE, **details}
+
+
 HTTP_500 = "Error code: 500 - " + FAIL_ERROR_MESSAGE
 
 SYSTEM = "You are a terse assistant."
@@ -259,7 +276,7 @@ def test_openai_client_calls_become_generations_in_the_session(
     assert result["choices"] == [
         {"index": 0, "message": {"role": "assistant", "content": ANSWER_PREFIX + QUESTION}, "finish_reason": "stop"}
     ]
-    assert result["usage"] == USAGE
+    assert result["usage"] == usage_of(instrumentation)
 
     # Streaming: the accumulated answer, its finish reason, and the usage of the include_usage chunk.
     assert streamed.announced["messages"] == [{"role": "user", "content": STREAM_QUESTION}]
@@ -272,7 +289,7 @@ def test_openai_client_calls_become_generations_in_the_session(
             "finish_reason": "stop",
         }
     ]
-    assert streamed.result["usage"] == USAGE
+    assert streamed.result["usage"] == usage_of(instrumentation)
     first_token = [r for r in of(records, "trace", "add-event") if r.data["name"] == "First Token Stream Event"]
     if instrumentation == OPENINFERENCE_OPENAI:  # its time-to-first-token event, on the generation's container
         assert [r.data["metadata"] for r in first_token] == [{"maxim.entity": f"generation:{streamed.id}"}]
@@ -287,7 +304,7 @@ def test_openai_client_calls_become_generations_in_the_session(
     (call,) = choice["message"]["tool_calls"]
     assert call["id"] == "call_fake_3" and call["function"]["name"] == "get_weather"
     assert arguments(call) == WEATHER_ARGS
-    assert tool_call.result["usage"] == USAGE
+    assert tool_call.result["usage"] == usage_of(instrumentation)
 
     # The HTTP 500: a result carrying the error, the request model (there was no response).
     assert failed.announced["model"] == MODEL
@@ -351,7 +368,7 @@ def test_langchain_chain_becomes_spans_and_a_generation(
     assert generation.result["choices"] == [
         {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
     ]
-    assert generation.result["usage"] == USAGE
+    assert generation.result["usage"] == usage_of(instrumentation)
 
 
 @pytest.mark.parametrize("instrumentation", LANGCHAIN)
@@ -423,7 +440,7 @@ def test_langchain_tool_calling_gives_a_tool_call_with_args_and_result(
     (call,) = choice["message"]["tool_calls"]
     assert (call["id"], call["function"]["name"]) == ("call_fake_1", "get_weather")
     assert arguments(call) == WEATHER_ARGS
-    assert asking.result["usage"] == USAGE
+    assert asking.result["usage"] == usage_of(instrumentation)
 
     (tool_call,) = entities(records, "tool_call")
     assert tool_call.parent == trace_ref
@@ -612,7 +629,8 @@ def test_capture_content_off_keeps_content_out_of_every_record(
         for choice in generation.result.get("choices", []):
             assert choice["message"]["content"] is None
             assert all(call["function"]["arguments"] == "" for call in choice["message"].get("tool_calls", []))
-        assert generation.result.get("usage", USAGE) == USAGE  # what is not content stays
+        expected = usage_of(instrumentation)
+        assert generation.result.get("usage", expected) == expected  # what is not content stays
     called = [c for g in generations for ch in g.result.get("choices", []) for c in ch["message"].get("tool_calls", [])]
     assert [c["function"]["name"] for c in called] == ["get_weather"]
     for tool_call in entities(records, "tool_call"):
@@ -632,7 +650,7 @@ def test_capture_content_switched_off_by_the_environment(
     lines = maxim.lines()
     assert lines and not [line for line in lines if QUESTION in line]
     (generation,) = entities(maxim.records(), "generation")
-    assert generation.announced["model"] == RESPONSE_MODEL and generation.result["usage"] == USAGE
+    assert generation.announced["model"] == RESPONSE_MODEL and generation.result["usage"] == usage_of(OPENAI_V2)
 
 
 def _redact_paris(record: Record) -> Record | None:

@@ -238,6 +238,9 @@ def test_json_nested_past_the_parser_limit_is_read_as_no_value(caplog: pytest.Lo
         )
     generation = next(r for r in sink.records() if r.action == "add-generation")
     assert generation.data["messages"] == []
+    # Not an object OpenInference's metadata can be read from: the application's text, kept as it is.
+    (update,) = [r for r in sink.records() if r.action == "update"]
+    assert update.data == {"metadata": {"metadata": deep_object}}
     assert [r.action for r in sink.records() if r.entity == "trace"][-1] == "end"
     assert not caplog.records
 

@@ -176,11 +176,14 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
             oi_tags = value
         elif what == _OI_METADATA_JSON:
             oi_metadata = value
+    # OpenInference's names, but not its shapes (an application's own "metadata" text, say): plain metadata.
     if isinstance(oi_tags, (list, tuple)):
         for tag in oi_tags:
             tags.setdefault(str(tag), "true")
-    if isinstance(oi_metadata, str) and oi_metadata.startswith("{"):
-        _add_openinference_metadata(metadata, oi_metadata)
+    elif oi_tags is not None:
+        plain[_OI_TAGS] = as_text(oi_tags)
+    if oi_metadata is not None and not _add_openinference_metadata(metadata, oi_metadata):
+        plain[_OI_METADATA] = as_text(oi_metadata)
     if metadata:
         for key, text_value in plain.items():
             metadata.setdefault(key, text_value)
@@ -193,11 +196,14 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     return tags, metadata
 
 
-def _add_openinference_metadata(metadata: dict[str, str], raw: str) -> None:
-    parsed = parse_json(raw)
-    if isinstance(parsed, dict):
-        for key, value in parsed.items():
-            metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
+def _add_openinference_metadata(metadata: dict[str, str], raw: AttributeValue) -> bool:
+    """Add the entries of OpenInference's ``metadata`` (a JSON object) to ``metadata``; ``False`` if it is not one."""
+    parsed = parse_json(raw) if isinstance(raw, str) and raw.startswith("{") else None
+    if not isinstance(parsed, dict):
+        return False
+    for key, value in parsed.items():
+        metadata.setdefault(str(key), value if isinstance(value, str) else json_text(value))
+    return True
 
 
 def open_records(described: Described, parent: Ref, options: Options, records: list[RawRecord]) -> Ref:

@@ -166,6 +166,21 @@ _USAGE_COMPLETION = (
     "gen_ai.response.completion_tokens",
 )
 _USAGE_TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total", "ai.usage.totalTokens")
+#: Input tokens read from the provider's cache: OpenAI's ``prompt_tokens_details.cached_tokens``.
+_USAGE_CACHED = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",  # Traceloop
+    "llm.token_count.prompt_details.cache_read",  # OpenInference
+    "ai.usage.cachedInputTokens",  # the Vercel AI SDK
+)
+#: Output tokens spent reasoning: OpenAI's ``completion_tokens_details.reasoning_tokens``.
+_USAGE_REASONING = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",  # Traceloop
+    "llm.usage.reasoning_tokens",
+    "llm.token_count.completion_details.reasoning",  # OpenInference
+    "ai.usage.reasoningTokens",  # the Vercel AI SDK
+)
 
 #: The older GenAI span events that carry messages, and the role each stands for.
 _MESSAGE_EVENTS = {
@@ -214,7 +229,7 @@ class Described:
     messages: Sequence[dict[str, Any]] = ()
     parameters: dict[str, str] | None = None
     choices: Sequence[dict[str, Any]] = ()
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
     response_id: str | None = None
     error: dict[str, str] | None = None
     #: Tool call: description, arguments (JSON text), result; retrieval: query, documents.
@@ -789,7 +804,8 @@ def _finish_reason(value: object) -> str:
     return "tool_calls" if reason in ("tool_call", "tool-calls") else reason
 
 
-def _usage(attributes: Attributes) -> dict[str, int] | None:
+def _usage(attributes: Attributes) -> dict[str, Any] | None:
+    """Token counts as OpenAI's ``usage`` has them, with the cached and reasoning tokens' details if known."""
     prompt = _int(first(attributes, _USAGE_PROMPT))
     completion = _int(first(attributes, _USAGE_COMPLETION))
     total = _int(first(attributes, _USAGE_TOTAL))
@@ -797,7 +813,18 @@ def _usage(attributes: Attributes) -> dict[str, int] | None:
         return None
     prompt = prompt or 0
     completion = completion or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total or prompt + completion}
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total or prompt + completion,
+    }
+    cached = _int(first(attributes, _USAGE_CACHED))
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    reasoning = _int(first(attributes, _USAGE_REASONING))
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 def _tool_call(call_id: object, name: object, arguments: object) -> dict[str, Any]:
