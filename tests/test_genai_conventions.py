@@ -951,6 +951,21 @@ def test_model_parameters_encoded_like_maxim_py() -> None:
     )
 
 
+@pytest.mark.parametrize("key", ["gen_ai.tool.call.result", "output.value", "ai.toolCall.result"])
+def test_a_tool_that_returned_empty_text_has_that_result(key: str) -> None:
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "clear", key: ""}
+    _, records = _run(lambda tracer: tracer.start_span("execute_tool clear", attributes=attributes).end())
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.one("result") == {"result": ""}  # maxim-py: tool_call.result("")
+
+
+def test_an_empty_tool_result_does_not_hide_one_under_another_name() -> None:
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.call.result": "", "output.value": "42"}
+    _, records = _run(lambda tracer: tracer.start_span("execute_tool answer", attributes=attributes).end())
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.one("result") == {"result": "42"}
+
+
 def test_errors_of_generations_tool_calls_and_spans() -> None:
     def build(tracer: Tracer) -> None:
         with _span(tracer, "turn", {}), _span(tracer, "agent", {}) as agent:
@@ -1007,6 +1022,37 @@ def test_openinference_and_maxim_tags_and_metadata() -> None:
     (generation,) = entities(records, "generation")
     assert generation.announced["tags"] == {"team": "search", "vip": "true", "beta": "true"}
     assert generation.one("update") == {"metadata": {"release": "r7", "user_id": "u-1", "plan": '{"tier": 2}'}}
+
+
+def test_genai_messages_in_openais_shape_keep_their_tool_calls_and_ids() -> None:
+    """Messages without ``parts`` (OpenAI's shape, as some write ``gen_ai.*.messages``): their tool
+    calls and the ids of their results are kept, and a missing content is not the text "null"."""
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}
+    asked = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+    ]
+    answer = [{"role": "assistant", "finish_reason": "tool_calls", "tool_calls": [{**call, "id": "c2"}]}]
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.input.messages": json.dumps(asked),
+        "gen_ai.output.messages": json.dumps(answer),
+    }
+    _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},  # as a parts message with calls only
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+    ]
+    assert generation.result["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": None, "tool_calls": [{**call, "id": "c2"}]},
+            "finish_reason": "tool_calls",
+        }
+    ]
 
 
 @pytest.mark.parametrize("kind", ["plain span", "generation"])
@@ -1104,6 +1150,24 @@ def test_trace_input_and_output(root_attributes: dict[str, Any], expected: tuple
     (trace_create,) = trace_creates(records)
     assert (trace_create.data["input"], trace_output(records, trace_create.id)) == expected
     assert not [r for r in records if r.entity == "trace" and r.action == "update" and "input" in r.data]
+
+
+def test_a_traces_output_is_the_first_choice_of_its_last_answer_as_maxim_py_takes_it() -> None:
+    """n=2 (two choices): maxim-py sets the trace's output from ``choices[0]``; a tool-call choice has no text."""
+    choices = [
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "look", "arguments": {}}]},
+        {"role": "assistant", "parts": [{"type": "text", "content": "first choice"}]},
+        {"role": "assistant", "parts": [{"type": "text", "content": "second choice"}]},
+    ]
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.output.messages": json.dumps(choices)}
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "turn", {}):
+            tracer.start_span("chat", attributes=attributes).end()
+
+    _, records = _run(build)
+    (trace_create,) = trace_creates(records)
+    assert trace_output(records, trace_create.id) == "first choice"
 
 
 # --- content switched off --------------------------------------------------------------------------

@@ -55,6 +55,20 @@ def test_the_seed_scenario_end_to_end(pipeline: Pipeline) -> None:
     assert "maxim.session.end" not in traces
 
 
+@pytest.mark.parametrize("key", ["session.id", "gen_ai.conversation.id"])
+def test_a_session_id_set_on_a_span_is_stripped_as_every_other_way_in(pipeline: Pipeline, key: str) -> None:
+    """A span's " conv-7 " is the session that end_session("conv-7 ") ends, not a second one."""
+    with pipeline.tracer.start_as_current_span("turn", attributes={key: " conv-7 "}):
+        pass
+    with pipeline.tracer.start_as_current_span("odd", attributes={"session.id": "   ", key: "conv-7"}):
+        pass  # a blank session.id: the other key names the session
+    otel_maxim.end_session("conv-7 ", tracer_provider=pipeline.provider)
+    records = pipeline.records()
+    sessions = [(r.id, r.action) for r in records if r.entity == "session"]
+    assert sessions == [("conv-7", "create"), ("conv-7", "end")]
+    assert [t.data["sessionId"] for t in _traces(records).values()] == ["conv-7", "conv-7"]
+
+
 def test_leaving_the_block_does_not_end_the_session(pipeline: Pipeline) -> None:
     s = otel_maxim.session("web-1", tracer_provider=pipeline.provider)
     for turn in range(3):  # a web service enters the same session once per request

@@ -118,12 +118,12 @@ def _session_in(span_attributes: Iterable[Attributes]) -> SessionInfo | None:
     for attributes in span_attributes:
         if not attributes:
             continue
-        raw = attributes.get(conv.SESSION_ID)
-        if raw is None or raw == "":
-            raw = first(attributes, conv.FOREIGN_SESSION_ID_KEYS)
-        if raw is None or raw == "":
+        # Stripped, as the baggage, Session and end_session() strip it: " conv-7" is conv-7's session.
+        original = as_text(attributes.get(conv.SESSION_ID)).strip()
+        if not original:
+            original = as_text(first(attributes, conv.FOREIGN_SESSION_ID_KEYS)).strip()
+        if not original:
             continue
-        original = as_text(raw)
         name = attributes.get(conv.SESSION_NAME)
         return SessionInfo(
             id=maxim_id(original),
@@ -345,10 +345,11 @@ def _first_user_message(spans: Iterable[genai.Described]) -> str | None:
 
 
 def _last_assistant_answer(spans: Iterable[genai.Described]) -> str | None:
-    """The last answer of the trace's last generation (the trace's output when its root has none)."""
+    """The answer of the trace's last generation (the trace's output when its root has none): its first
+    choice with content, as maxim-py takes a trace's output from ``choices[0]``."""
     generations = sorted((d for d in spans if d.kind == genai.GENERATION), key=attrgetter("end", "start"))
     for described in reversed(generations):
-        for choice in reversed(described.choices):
+        for choice in described.choices:
             content = choice.get("message", {}).get("content")
             if content:
                 return str(content)

@@ -458,9 +458,8 @@ def _message_from_parts(
     if role == "unknown":
         role = "assistant"  # Traceloop's streamed answers
     parts = item.get("parts")
-    if not isinstance(parts, list):
-        content = item.get("content")
-        return {"role": role, "content": content if isinstance(content, str) else json_text(content)}, []
+    if not isinstance(parts, list):  # OpenAI's shape ({role, content, tool_calls}), which some write here
+        return {**_openai_message(item, files), "role": role}, []
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -857,17 +856,19 @@ def _describe_tool_call(attributes: Attributes, out: Described) -> None:
         attributes, ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
     )
     out.arguments = as_text(_unwrap_tool_arguments(arguments)) if arguments is not None else None
-    result = first(
-        attributes,
-        (
-            "gen_ai.tool.call.result",
-            "ai.toolCall.result",
-            "ai.toolCall.output",
-            "output.value",
-            "traceloop.entity.output",
-        ),
-    )
+    result = first(attributes, _TOOL_RESULT_KEYS)
+    if result is None and any(attributes.get(key) == "" for key in _TOOL_RESULT_KEYS):
+        result = ""  # the tool returned empty text: a result all the same, as maxim-py sends it
     out.result = as_text(_unwrap_tool_result(result)) if result is not None else None
+
+
+_TOOL_RESULT_KEYS = (
+    "gen_ai.tool.call.result",
+    "ai.toolCall.result",
+    "ai.toolCall.output",
+    "output.value",
+    "traceloop.entity.output",
+)
 
 
 def _unwrap_tool_arguments(value: object) -> object:
