@@ -828,6 +828,35 @@ def test_openinference_retriever_documents_in_index_order() -> None:
     assert retrieval.records[-1].action == "end"
 
 
+@pytest.mark.parametrize("structured", [False, True], ids=["json-text", "structured"])
+def test_genai_retrieval_query_and_documents(structured: bool) -> None:
+    """The GenAI convention's retrieval: ``gen_ai.retrieval.query.text`` and ``gen_ai.retrieval.documents``
+    (``[{id, score}]``, JSON text or structured); a document's ``content``, if it has one, is its text."""
+    documents = [{"id": "doc_123", "score": 0.95}, {"id": "doc_456", "score": 0.87, "content": "Paris is the capital."}]
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "retrieval",
+        "gen_ai.retrieval.query.text": "capital of France",
+        "gen_ai.retrieval.documents": documents if structured else json.dumps(documents),
+    }
+    for capture in (True, False):
+        _, records = _run(
+            lambda tracer: tracer.start_span("retrieval", attributes=attributes).end(), capture_content=capture
+        )
+        (retrieval,) = entities(records, "retrieval")
+        updates = [dict(r.data) for r in retrieval.records if r.action == "update"]
+        if capture:
+            docs = ['{"id": "doc_123", "score": 0.95}', "Paris is the capital."]
+            assert updates == [{"input": "capital of France"}, {"docs": docs}]
+        else:  # content: neither is sent, not even as metadata
+            assert not [line for line in map(str, records) if "capital" in line or "doc_123" in line]
+
+
+def test_genai_retrieval_attributes_are_content_on_any_span() -> None:
+    attributes = {"gen_ai.retrieval.query.text": "secret query", "gen_ai.retrieval.documents": '[{"id": "secret"}]'}
+    _, records = _run(lambda tracer: tracer.start_span("lookup", attributes=attributes).end(), capture_content=False)
+    assert not [r for r in records if "secret" in str(r.data)]
+
+
 # --- providers, parameters, errors, tags ----------------------------------------------------------
 
 

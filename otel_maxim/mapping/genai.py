@@ -915,6 +915,8 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
         if fields.get("document.content") is not None
     ]
     if not documents:
+        documents = _genai_documents(attributes.get("gen_ai.retrieval.documents"))
+    if not documents:
         wrapped_out = _json_object(attributes.get("traceloop.entity.output"))
         if wrapped_out is not None and isinstance(wrapped_out.get("documents"), list):
             documents = [
@@ -922,6 +924,17 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
                 for d in wrapped_out["documents"]
             ]
     out.documents = documents or None
+
+
+def _genai_documents(raw: object) -> list[str]:
+    """The GenAI convention's ``gen_ai.retrieval.documents`` (``[{id, score, ...}]``, as JSON text or as
+    a value) -> one text per document: its ``content`` if it has one, else the document as JSON."""
+    documents = _json_list(raw) if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else None
+    if not documents:
+        return []
+    return [
+        as_text(d["content"]) if isinstance(d, dict) and d.get("content") is not None else as_text(d) for d in documents
+    ]
 
 
 def _error_of(described: Described) -> dict[str, str] | None:
