@@ -398,9 +398,13 @@ class MaximSpanExporter(SpanExporter):
         self._remember(self._sent, item.trace_id, mapped.state.freeze(), _SENT_TRACES)
         records: list[RawRecord] = []
         session = mapped.session
-        if session is not None and session.id not in self._sessions_created:
-            records.append(("session", session.id, "create", session.create_data(mapped.start_ns)))
-            self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
+        if session is not None:
+            if session.id not in self._sessions_created:
+                records.append(("session", session.id, "create", session.create_data(mapped.start_ns)))
+                self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
+            # A trace in a session that was ended: the session goes on, and its next end marker counts
+            # (maxim-py sends an end for every session.end()), so the end comes after this trace too.
+            self._sessions_ended.pop(session.id, None)
         records.extend(mapped.records)
         return records
 
@@ -410,9 +414,11 @@ class MaximSpanExporter(SpanExporter):
         if session is None:
             self._limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
             return
-        if session.id in self._sessions_ended or session.id in self._held_ends:
+        if session.id in self._sessions_ended:  # and no trace of it was sent since (see _map)
             self._limited.warning(
-                "marker-twice", "Ignoring a second end marker for session %s: it is ended already.", session.id
+                "marker-twice",
+                "Ignoring a second end marker for session %s: it is ended already, and no trace of it came since.",
+                session.id,
             )
             return
         after = attributes_of(marker).get(conv.SESSION_END_AFTER_TRACE)
@@ -425,6 +431,15 @@ class MaximSpanExporter(SpanExporter):
                     "marker-after", "Ignoring an end marker's malformed %s.", conv.SESSION_END_AFTER_TRACE
                 )
         end_ns = marker.end_time or marker.start_time or 0
+        held = self._held_ends.get(session.id)
+        if held is not None:  # two ends before either was sent: one, at the later time, after both calls' traces
+            self._limited.log(
+                logging.INFO,
+                "marker-twice-held",
+                "A second end marker for session %s while its end waits: ending it once.",
+                session.id,
+            )
+            end_ns = max(end_ns, held[1])
         self._held_ends[session.id] = (session, end_ns, after_trace, time.monotonic() + self._trace_timeout)
 
     def _release_ends(self, *, force: bool = False) -> list[RawRecord]:

@@ -26,6 +26,7 @@ import otel_maxim.mapping._span
 from otel_maxim import MaximSpanExporter
 from otel_maxim.assembly import held_size
 from otel_maxim.mapping import Options, TraceState, map_trace
+from otel_maxim.mapping._common import iso
 from otel_maxim.records import Record, parse
 from otel_maxim.sinks import FileSink
 from tests.record_checks import ListSink, assert_parent_first
@@ -118,6 +119,52 @@ def test_markers_twice_and_for_unseen_sessions(caplog: pytest.LogCaptureFixture)
         ("session", "never-seen", "end"),
     ]
     assert "second end marker" in caplog.text and "ended before any of its traces" in caplog.text
+
+
+def _two_turns_each_ended(provider: TracerProvider, tracer: trace.Tracer) -> None:
+    with otel_maxim.session("s1", tracer_provider=provider) as session:
+        with session.trace("one"):
+            pass
+        session.end()
+        with session.trace("two"):  # the conversation goes on after its end
+            pass
+        session.end()
+
+
+def test_a_session_that_goes_on_after_its_end_is_ended_again(caplog: pytest.LogCaptureFixture) -> None:
+    """maxim-py sends an end for every session.end(): a trace after the first end is followed by a second
+    one, so the session's evaluations see it; a repeated end with no trace in between is ignored."""
+    one, first_end, two, second_end = _record_spans(_two_turns_each_ended)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        for batch in ([one, first_end], [two, second_end], [second_end]):  # the last: a marker sent again
+            exporter.export(batch)
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    sessions = [(r.action, r.data.get("endTimestamp")) for r in records if r.entity == "session"]
+    assert [action for action, _ in sessions] == ["create", "end", "end"]
+    traces = [r.id for r in records if r.entity == "trace" and r.action == "create"]
+    ends = [i for i, r in enumerate(records) if r.entity == "session" and r.action == "end"]
+    trace_ends = [i for i, r in enumerate(records) if r.entity == "trace" and r.action == "end"]
+    assert len(traces) == 2 and trace_ends[0] < ends[0] < trace_ends[1] < ends[1]
+    assert "ended already, and no trace of it came since" in caplog.text
+
+
+def test_two_ends_of_a_session_in_one_batch_are_one_end_after_both_traces() -> None:
+    one, first_end, two, second_end = _record_spans(_two_turns_each_ended)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export([one, first_end, two, second_end])
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records if r.entity == "session"] == [
+        ("session", "create"),
+        ("session", "end"),
+    ]
+    assert records[-1] == Record("session", "s1", "end", {"endTimestamp": iso(second_end.end_time)})
 
 
 def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
