@@ -67,10 +67,35 @@ def _attributes_size(attributes: object) -> int:
     size = 0
     for key, value in attributes.items():
         size += _ATTRIBUTE_BYTES + _text_size(key)
-        if isinstance(value, (tuple, list)):  # attribute values are flat sequences of scalars
-            size += sum(8 + _text_size(item) for item in value)
+        if isinstance(value, (tuple, list, Mapping)):
+            size += _nested_size(value)
         else:
             size += _text_size(value)
+    return size
+
+
+#: The most items of one attribute value that are looked at (a value that refers to itself never ends).
+_MAX_ITEMS = 100_000
+
+
+def _nested_size(value: object) -> int:
+    """A sequence or mapping value: its texts, and 8 bytes an item.  Values may nest (the SDK takes
+    mappings and nested sequences since 1.4x, ``AnyValue``); they are walked without recursion."""
+    size = 0
+    stack = [value]
+    for _ in range(_MAX_ITEMS):
+        if not stack:
+            break
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                size += 8 + _text_size(key)
+                stack.append(inner)
+        elif isinstance(item, (tuple, list)):
+            size += 8 * len(item)
+            stack.extend(item)
+        else:
+            size += _text_size(item)
     return size
 
 

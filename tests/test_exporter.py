@@ -298,6 +298,32 @@ def test_held_size_counts_every_text_a_span_keeps() -> None:
     assert held_size(event) == bare + 500 + 1000 + 100 + 1 + 3 * 8 + 10
 
 
+def test_held_size_counts_the_texts_of_nested_attribute_values() -> None:
+    """Newer SDKs take mappings and nested sequences as values (``AnyValue``): their texts are held as much."""
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    text = "x" * 100_000
+    sizes = {
+        label: held_size(ReadableSpan("", context=context, attributes={"payload": value}))
+        for label, value in [
+            ("flat", text),
+            ("mapping", {"content": text}),
+            ("nested", [[text]]),
+            ("deep", [{"a": [text]}]),
+        ]
+    }
+    assert sizes["flat"] == 2_000 + 100 + len("payload") + 100_000
+    assert sizes["mapping"] == sizes["flat"] + 8 + len("content")  # 8 bytes an item, and its key
+    assert sizes["nested"] == sizes["flat"] + 2 * 8
+    assert sizes["deep"] == sizes["flat"] + 3 * 8 + len("a")
+
+
+def test_held_size_of_a_value_that_refers_to_itself_ends() -> None:
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    loop: list[object] = ["text"]
+    loop.append(loop)
+    assert held_size(ReadableSpan("", context=context, attributes={"loop": loop})) > 2_000
+
+
 @pytest.mark.parametrize(
     "odd",
     [
