@@ -23,6 +23,7 @@ from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlag
 
 import otel_maxim
 import otel_maxim.mapping._span
+import otel_maxim.mapping._trace
 from otel_maxim import MaximSpanExporter
 from otel_maxim.assembly import held_size
 from otel_maxim.mapping import Options, TraceState, map_trace
@@ -431,6 +432,39 @@ def test_a_trace_exported_in_several_batches_and_late_children() -> None:
     assert_parent_first(records)
     assert sum(1 for r in records if r.entity == "trace" and r.action == "create") == 1
     assert {str(r.data["name"]) for r in records if r.action == "add-span"} == {"a", "b"}
+
+
+def test_a_trace_whose_root_stays_open_is_remembered_by_its_newest_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker loop's trace, sent batch after batch: what is kept of it stays bounded, and a late child
+    of a recent span still lands under it; one of a span long forgotten attaches to the trace."""
+    monkeypatch.setattr(otel_maxim.mapping._trace, "MAX_CONTAINERS", 8)
+    jobs: list[trace.Span] = []
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        loop = tracer.start_span("worker-loop")  # never ends
+        for n in range(40):
+            job = tracer.start_span(f"job-{n}", context=trace.set_span_in_context(loop))
+            job.end()
+            jobs.append(job)
+        for parent in (jobs[0], jobs[-1]):  # children that come after their parents were sent
+            tracer.start_span(f"late-under-{parent.name}", context=trace.set_span_in_context(parent)).end()
+
+    spans = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, max_held_spans=2)  # the open trace is sent a batch at a time
+    sizes = []
+    for n in range(0, 40, 4):
+        exporter.export(spans[n : n + 4])
+        sizes += [len(state) for state in exporter._sent.values()]
+    assert len(sizes) == 10 and max(sizes) == 3 + 3 * 8  # the newest 8 spans, batch after batch
+    exporter.export(spans[40:])
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    ids = {r.data["name"]: r.data["id"] for r in records if r.action == "add-span"}
+    late = {r.data["name"]: r for r in records if r.action == "add-span" and str(r.data["name"]).startswith("late")}
+    assert late["late-under-job-39"].entity == "span" and late["late-under-job-39"].id == ids["job-39"]
+    assert late["late-under-job-0"].entity == "trace"  # its parent was forgotten: attached, not lost
 
 
 def test_a_late_batch_that_fails_to_map_leaves_what_was_sent_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -64,6 +64,12 @@ class SessionInfo:
 #: A sent trace as the exporter keeps it (see :meth:`TraceState.freeze`).
 SentTrace = tuple[str | int, ...]
 
+#: The most spans of one sent trace whose later children are placed under them: the newest.  A
+#: trace whose root stays open (a worker loop, a websocket) is sent batch after batch; remembering
+#: every span of it would grow without end, and each batch would thaw and freeze all of them.  A
+#: child that comes after four batches of newer spans of its trace is rare: it attaches to the trace.
+MAX_CONTAINERS = 2_048
+
 
 @dataclass
 class TraceState:
@@ -84,9 +90,12 @@ class TraceState:
         tuple of strings and numbers the first time it looks at it, so frozen states add nothing
         to its full passes.  A class instance or a dict would be walked on every one of them, and
         so would a tuple of tuples, as long as it is looked at before what it holds.
+
+        Only the newest :data:`MAX_CONTAINERS` spans are kept.
         """
         flat: list[str | int] = [self.maxim_id, self.root_seen, self.in_session]
-        for span_id, (entity, id_) in self.containers.items():
+        containers = self.containers.items()
+        for span_id, (entity, id_) in islice(containers, max(0, len(containers) - MAX_CONTAINERS), None):
             flat += (span_id, entity, id_)
         return tuple(flat)
 
