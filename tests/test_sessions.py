@@ -69,6 +69,13 @@ def test_a_session_id_set_on_a_span_is_stripped_as_every_other_way_in(pipeline: 
     assert [t.data["sessionId"] for t in _traces(records).values()] == ["conv-7", "conv-7"]
 
 
+def test_a_chosen_trace_id_that_is_a_number_is_its_text(pipeline: Pipeline) -> None:
+    with pipeline.tracer.start_as_current_span("turn", attributes={"maxim.trace.id": 42, "session.id": 7}):
+        pass
+    (trace_create,) = [r for r in pipeline.records() if r.entity == "trace" and r.action == "create"]
+    assert (trace_create.id, trace_create.data["sessionId"]) == ("42", "7")
+
+
 def test_leaving_the_block_does_not_end_the_session(pipeline: Pipeline) -> None:
     s = otel_maxim.session("web-1", tracer_provider=pipeline.provider)
     for turn in range(3):  # a web service enters the same session once per request

@@ -335,8 +335,8 @@ def _trace_of(span: ReadableSpan) -> str:
 
 def _maxim_trace_id(root_attributes: Attributes, spans: Sequence[ReadableSpan]) -> str:
     chosen = root_attributes.get(conv.TRACE_ID)
-    if isinstance(chosen, str) and chosen:
-        return maxim_id(chosen)
+    if chosen is not None and chosen != "":  # a number is its text, as a session id is
+        return maxim_id(as_text(chosen))
     return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
 
 
