@@ -89,9 +89,11 @@ def resolve_number(
     return value
 
 
-def resolve_int(arg: int | None, arg_name: str, env: str, default: int, *, minimum: int) -> int:
+def resolve_int(
+    arg: int | None, arg_name: str, env: str, default: int, *, minimum: int, maximum: float = math.inf
+) -> int:
     """:func:`resolve_number` for a whole number (a count, a size in bytes, a port)."""
-    return int(resolve_number(arg, arg_name, env, default, minimum=minimum, integer=True))
+    return int(resolve_number(arg, arg_name, env, default, minimum=minimum, maximum=maximum, integer=True))
 
 
 def is_number(value: object) -> bool:

@@ -25,18 +25,23 @@ Behaviour, in OTLP/HTTP's terms:
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
 * Bytes held: the bodies of all requests, from when their ``Content-Length`` is known (or
-  as their chunks arrive) until they are decoded or refused, take at most
-  ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request
-  that would take more is answered 503 with ``Retry-After``, unless no other request holds
-  any (so one body up to ``max_body_bytes`` can always go through: alone, it is never refused).
+  as their chunks arrive) until they are decoded or refused, and the spans decoded from them
+  (their size estimated by :func:`~otel_maxim.assembly.held_size`) from then until the worker
+  takes them from the queue, take at most ``max_pending_bytes``
+  (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request that would take more is
+  answered 503 with ``Retry-After``, unless nothing else is held (so one body up to
+  ``max_body_bytes`` can always go through: alone, it is never refused).  A small gzip body
+  can decode to spans a thousand times its size: once decoded, the spans are what counts.
 * Connections (under :class:`BridgeServer`): at most ``max_connections`` open at once
   (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000); one more is answered 503 with ``Retry-After`` at
   once, before its request is read, and closed.  A request's head must arrive within
   ``header_timeout`` (10 s) of its connection opening or of the previous request ending, and
   its whole body within ``body_timeout`` (30 s) of its head, else 408; either way the
   connection is closed.
-* ``GET /healthz``: 200 while serving.  Under :class:`BridgeServer` the listener closes first on
-  shutdown, so a probe then fails to connect; an app mounted elsewhere answers 503 once closed.
+* ``GET /healthz``: 200 while serving, with the spans queued (``queued_spans``) and the bytes held
+  by request bodies (``pending_bytes``) and by queued spans (``queued_bytes``).  Under
+  :class:`BridgeServer` the listener closes first on shutdown, so a probe then fails to connect;
+  an app mounted elsewhere answers 503 once closed.
 * Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight,
   drain the queue into the exporter, then shut the exporter down, which sends
   the traces it still holds and spools what it cannot deliver.
@@ -74,6 +79,7 @@ from otel_maxim import environment_variables as env
 from otel_maxim import otlp
 from otel_maxim._config import LONGEST_WAIT, env_str, resolve_int, resolve_number
 from otel_maxim._log import RateLimitedLog
+from otel_maxim.assembly import held_size
 from otel_maxim.exporter import MaximSpanExporter
 
 if sys.platform != "win32":
@@ -86,6 +92,7 @@ _limited = RateLimitedLog(_logger)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318
+_MAX_PORT = 65535
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 16_384
 DEFAULT_CROSS_SERVICE_GRACE = 10.0
@@ -135,14 +142,19 @@ class _Reserved:
 
 
 class _SpanQueue:
-    """A bounded queue of spans (counted in spans, not requests) and the worker that exports them."""
+    """A bounded queue of spans (counted in spans, not requests) and the worker that exports them.
+
+    It also keeps the sum of the sizes its callers gave with the spans (:attr:`bytes`): the bridge
+    bounds that with its byte budget, and the queue lets a request's bytes go with its spans.
+    """
 
     def __init__(self, exporter: SpanExporter, capacity: int) -> None:
         self._exporter = exporter
         self._capacity = capacity
         self._cond = threading.Condition()
-        self._batches: collections.deque[list[ReadableSpan]] = collections.deque()
+        self._batches: collections.deque[tuple[list[ReadableSpan], int]] = collections.deque()
         self._size = 0
+        self._bytes = 0
         self._closing = False
         self._worker: threading.Thread | None = None
 
@@ -154,6 +166,11 @@ class _SpanQueue:
     def capacity(self) -> int:
         return self._capacity
 
+    @property
+    def bytes(self) -> int:
+        """About how many bytes the queued spans hold (only the worker lowers it, as it takes them)."""
+        return self._bytes
+
     def full(self) -> bool:
         return self._size >= self._capacity
 
@@ -161,8 +178,8 @@ class _SpanQueue:
         """Whether ``count`` more spans fit now (a request is never larger than the queue: see the bridge)."""
         return self._size + count <= self._capacity
 
-    def offer(self, spans: list[ReadableSpan]) -> bool:
-        """Queue ``spans`` whole, or return ``False`` when they do not fit."""
+    def offer(self, spans: list[ReadableSpan], size: int) -> bool:
+        """Queue ``spans``, which hold about ``size`` bytes, whole, or return ``False`` when they do not fit."""
         if not spans:
             return True
         with self._cond:
@@ -170,8 +187,9 @@ class _SpanQueue:
                 return False
             if not self.fits(len(spans)):
                 return False
-            self._batches.append(spans)
+            self._batches.append((spans, size))
             self._size += len(spans)
+            self._bytes += size
             self._cond.notify()
             return True
 
@@ -206,9 +224,10 @@ class _SpanQueue:
                     return
                 batch: list[ReadableSpan] = []
                 while self._batches and len(batch) < _EXPORT_BATCH:
-                    spans = self._batches.popleft()
+                    spans, size = self._batches.popleft()
                     batch.extend(spans)
                     self._size -= len(spans)
+                    self._bytes -= size
             try:
                 result = self._exporter.export(batch)
             except Exception:  # the worker must outlive a broken exporter
@@ -234,12 +253,16 @@ class Bridge:
     * ``queue_size`` (``MAXIM_BRIDGE_QUEUE_SIZE``, 16384): spans waiting for the exporter; past
       it, 503 with ``Retry-After`` (``retry_after``, ``MAXIM_BRIDGE_RETRY_AFTER``, 2 s), and 413 for
       a request of more spans than the whole queue.
-    * ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB): the bytes of request
-      bodies held at once, across all requests: each request's declared ``Content-Length`` from
-      before its body is read (a chunked body's bytes as they arrive) until it is decoded or
-      refused.  A request that would take more is answered 503 with ``Retry-After``, unless no
-      other request holds any: one body up to ``max_body_bytes`` can always go through (a chunked
-      one may still be refused part way if another request takes bytes meanwhile).
+    * ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB): the bytes held at once
+      for requests, across all of them: each request's declared ``Content-Length`` from before its
+      body is read (a chunked body's bytes as they arrive) until it is decoded or refused, then
+      the estimated size of its decoded spans (:func:`~otel_maxim.assembly.held_size`) until the
+      worker takes them from the queue for the exporter.  A request that would take more, as a
+      body or once decoded, is answered 503 with ``Retry-After``, unless nothing else is held
+      (no other request's body, no queued spans): one body up to ``max_body_bytes`` can always
+      go through (a chunked one may still be refused part way if another request takes bytes
+      meanwhile).  The batch the exporter is working on is no longer in the queue, so at most
+      about as much again is held while it exports.
 
     The application's lifespan starts the worker and, at shutdown, drains the
     queue into the exporter and shuts the exporter down; :meth:`close` does the
@@ -303,7 +326,9 @@ class Bridge:
         self._closed = threading.Event()
         self._close_lock = threading.Lock()
         self._busy_responses = 0  # only touched on the event loop
-        self._pending_bytes = 0  # bytes of request bodies held (see max_pending_bytes); on the event loop too
+        # Bytes held by requests not yet queued (see max_pending_bytes): their bodies, then their
+        # decoded spans until queued; only touched on the event loop too.
+        self._pending_bytes = 0
         self._decode_slots = asyncio.Semaphore(_DECODES_AT_ONCE)
         self.app = Starlette(
             routes=[
@@ -365,6 +390,7 @@ class Bridge:
             {
                 "status": "ok",
                 "queued_spans": self._queue.size,
+                "queued_bytes": self._queue.bytes,
                 "pending_bytes": self._pending_bytes,
                 "queue_capacity": self._queue.capacity,
                 "busy_responses": self._busy_responses,
@@ -415,13 +441,13 @@ class Bridge:
             _limited.warning("too-large", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
         except _NoBytes:
-            return self._busy_bytes(peer, self._pending_bytes - reserved.bytes, answer_as)
+            return self._busy_bytes(peer, reserved, answer_as)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read it
 
         try:
             async with self._decode_slots:
-                decoded = await run_in_threadpool(self._decode, body, encoding, media)
+                decoded, size = await run_in_threadpool(self._decode, body, encoding, media)
         except _TooManySpans as exc:
             _limited.warning("too-many", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
@@ -437,10 +463,16 @@ class Bridge:
             _limited.error("decode-bug", "Could not decode an OTLP request from %s.", peer, exc_info=True)
             return _status(500, otlp.CODE_INTERNAL, "the bridge failed to decode the request", answer_as)
 
-        if not self._queue.offer(decoded.spans):
+        try:
+            self._reserve(reserved, size)  # the spans, in place of the body that made them, until queued
+        except _NoBytes:
+            return self._busy_bytes(peer, reserved, answer_as)
+        if not self._queue.offer(decoded.spans, size):
             if self._closed.is_set():
                 return self._unavailable("the bridge is shutting down; retry later", answer_as)
             return self._busy(answer_as)
+        self._pending_bytes -= reserved.bytes  # the queue counts them now, and lets them go with the spans
+        reserved.bytes = 0
         if decoded.rejected:
             _limited.warning("partial", "Accepted an OTLP request from %s in part: %s.", peer, decoded.error_message)
         return Response(
@@ -463,14 +495,16 @@ class Bridge:
         )
         return self._unavailable("the bridge is busy; retry later", answer_as)
 
-    def _busy_bytes(self, peer: str, others: int, answer_as: str) -> Response:
+    def _busy_bytes(self, peer: str, reserved: _Reserved, answer_as: str) -> Response:
         self._busy_responses += 1
         _limited.warning(
             "busy-bytes",
-            "Refused an OTLP request from %s: other request bodies hold %d bytes, and this one would take the "
-            "bridge past the %d it may hold (%s); answering 503 so that it retries.",
+            "Refused an OTLP request from %s: other request bodies hold %d bytes and the spans queued for the "
+            "exporter about %d, and this one would take the bridge past the %d it may hold (%s); answering 503 "
+            "so that it retries.",
             peer,
-            others,
+            self._pending_bytes - reserved.bytes,
+            self._queue.bytes,
             self._max_pending,
             env.MAXIM_BRIDGE_MAX_PENDING_BYTES,
         )
@@ -478,12 +512,12 @@ class Bridge:
 
     def _reserve(self, reserved: _Reserved, size: int) -> None:
         """Hold ``size`` bytes in all for this request (at least what ``reserved`` holds); raise ``_NoBytes`` if
-        that would take the bridge past ``max_pending_bytes`` while other requests hold bytes too."""
+        that would take the bridge past ``max_pending_bytes`` while other requests or queued spans hold bytes too."""
         more = size - reserved.bytes
         if more <= 0:
             return
-        others = self._pending_bytes - reserved.bytes
-        if others > 0 and self._pending_bytes + more > self._max_pending:
+        others = self._pending_bytes - reserved.bytes + self._queue.bytes
+        if others > 0 and others + size > self._max_pending:
             raise _NoBytes
         self._pending_bytes += more
         reserved.bytes += more
@@ -510,7 +544,8 @@ class Bridge:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
+    def _decode(self, body: bytes, encoding: str | None, media: str) -> tuple[otlp.DecodedSpans, int]:
+        """The request's spans, and about how many bytes they hold (what they count against ``max_pending_bytes``)."""
         raw = otlp.decompress(body, encoding, self._max_body)
         request = otlp.parse_request(raw, media)
         del raw
@@ -532,7 +567,7 @@ class Bridge:
                 held.count,
                 held.first,
             )
-        return decoded
+        return decoded, sum(map(held_size, decoded.spans))
 
 
 @dataclasses.dataclass
@@ -861,9 +896,8 @@ class BridgeServer:
         max_connections: int | None = None,
     ) -> None:
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
-        port = resolve_int(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0)
-        if port > 65535:
-            raise ValueError(f"port must be at most 65535, not {port}")
+        # A bad argument (a --port flag) raises; a bad MAXIM_BRIDGE_PORT, out of range too, is warned about.
+        port = resolve_int(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, maximum=_MAX_PORT)
         header_timeout = resolve_number(
             header_timeout,
             "header_timeout",

@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bridge.add_argument(
         "--max-pending-bytes",
         type=int,
-        help="bytes of request bodies held at once, across requests, before answering 503 (default 128 MiB)",
+        help="bytes held at once for requests (bodies being read, decoded spans waiting for the exporter) "
+        "before answering 503 (default 128 MiB)",
     )
     bridge.add_argument(
         "--cross-service-grace",

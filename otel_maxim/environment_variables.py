@@ -230,9 +230,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_BRIDGE_MAX_PENDING_BYTES,
         "`134217728` (128 MiB)",
-        "`otel-maxim bridge`: bytes of request bodies held at once, across all requests (each one's "
-        "`Content-Length`, or a chunked body's bytes as they arrive, until it is decoded or refused); a request "
-        "that would take more is answered 503 with `Retry-After`, unless no other request holds any.",
+        "`otel-maxim bridge`: bytes held at once for requests: each body (its `Content-Length`, or a chunked "
+        "body's bytes as they arrive) until it is decoded or refused, then its decoded spans (an estimate) until "
+        "the exporter's worker takes them; a request that would take more is answered 503 with `Retry-After`, "
+        "unless nothing else is held.",
     ),
     Variable(
         MAXIM_SESSION_BAGGAGE,

@@ -45,6 +45,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import otel_maxim
 from otel_maxim import MaximSpanExporter, SessionBaggageProcessor, otlp
 from otel_maxim import environment_variables as env
+from otel_maxim.assembly import held_size
 from otel_maxim.bridge import Bridge, BridgeServer
 from otel_maxim.cli import main
 from otel_maxim.otlp import BodyTooLarge, decompress, parse_request, spans_from_request
@@ -372,6 +373,11 @@ def _request(*spans: Span) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=list(spans))])])
 
 
+def _held_bytes(raw: bytes) -> int:
+    """What the spans of a protobuf request (uncompressed) count against the bridge's ``max_pending_bytes``."""
+    return sum(map(held_size, spans_from_request(parse_request(raw, otlp.CONTENT_TYPE_PROTOBUF)).spans))
+
+
 @pytest.mark.parametrize(
     ("flags", "parent_id", "remote"),
     [
@@ -561,6 +567,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_recovers() -> None:
         assert _health(server.url) == {
             "status": "ok",
             "queued_spans": 2,
+            "queued_bytes": _held_bytes(two),
             "pending_bytes": 0,
             "queue_capacity": 2,
             "busy_responses": 1,
@@ -598,7 +605,7 @@ class _WatchedDecodes(Bridge):
         self.active = self.most = 0
         self.release = threading.Event()
 
-    def _decode(self, body: bytes, encoding: str | None, media: str) -> otlp.DecodedSpans:
+    def _decode(self, body: bytes, encoding: str | None, media: str) -> tuple[otlp.DecodedSpans, int]:
         with self.lock:
             self.active += 1
             self.most = max(self.most, self.active)
@@ -982,6 +989,11 @@ def _pending(base: str) -> object:
     return _health(base)["pending_bytes"]
 
 
+def _wait_for_the_queue_to_drain(base: str) -> None:
+    """Until the worker takes them, queued spans count against the byte budget too (by their decoded size)."""
+    wait_for(lambda: _health(base)["queued_bytes"] == 0, what="the queued spans' bytes to be let go")
+
+
 def test_a_request_past_the_byte_budget_is_answered_503_until_the_bodies_held_are_done(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -1010,6 +1022,7 @@ def test_a_request_past_the_byte_budget_is_answered_503_until_the_bodies_held_ar
         answer = _read_response(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert _pending(server.url) == 0  # released before the answer went out
+        _wait_for_the_queue_to_drain(server.url)
         assert requests.post(url, data=second, headers=PROTOBUF, timeout=10).status_code == 200  # the retry
         wait_for(lambda: len(recorder.spans) == 2, what="both spans")
     assert sorted(span.name.rstrip("x") for span in recorder.spans) == ["first", "second"]
@@ -1047,6 +1060,7 @@ def test_one_body_larger_than_the_byte_budget_goes_through_when_no_other_request
     with running_bridge(Bridge(recorder, max_pending_bytes=100)) as server:
         url = server.url + "/v1/traces"
         assert requests.post(url, data=declared, headers=PROTOBUF, timeout=10).status_code == 200
+        _wait_for_the_queue_to_drain(server.url)
         pieces = iter([chunked[i : i + 100] for i in range(0, len(chunked), 100)])  # sent chunked
         assert requests.post(url, data=pieces, headers=PROTOBUF, timeout=10).status_code == 200
         assert _pending(server.url) == 0
@@ -1064,8 +1078,11 @@ def _incompressible(size: int) -> bytes:
 )
 def test_the_bytes_of_a_request_refused_or_abandoned_are_let_go(ending: str) -> None:
     """Whatever becomes of a request, its bytes are released: a leak would hold the budget and turn
-    every later request away with a 503 (here, one of 800 bytes: the budget is 1000)."""
-    bridge = Bridge(RecordingExporter(), max_body_bytes=2000, max_pending_bytes=1000)
+    every later request away with a 503 (here, a held body and a small request's span fit in the budget of
+    3000 bytes, but not beside the 800 or more bytes of a refused request)."""
+    first, small = _request_of_about(800, "held"), _good_request("small")
+    assert len(first) + _held_bytes(small) <= 3000 < len(first) + _held_bytes(small) + 800
+    bridge = Bridge(RecordingExporter(), max_body_bytes=2000, max_pending_bytes=3000)
     with running_bridge(bridge, body_timeout=1.0 if ending == "too late (408)" else None) as server:
         url = server.url + "/v1/traces"
         if ending == "malformed (400)":
@@ -1095,13 +1112,75 @@ def test_the_bytes_of_a_request_refused_or_abandoned_are_let_go(ending: str) -> 
             wait_for(lambda: _pending(server.url) == 0, what="the bytes of a request whose client left")
         assert _pending(server.url) == 0
         with socket.create_connection((server.host, server.port), timeout=20) as sock:
-            first = _request_of_about(800, "held")
             sock.sendall(_head(len(first)) + first[:10])
             wait_for(lambda: _pending(server.url) == len(first), what="a new body's bytes to be held")
-            small = _good_request("small")  # fits beside it, unless bytes leaked
+            # fits beside it, unless bytes leaked
             assert requests.post(url, data=small, headers=PROTOBUF, timeout=10).status_code == 200
+            _wait_for_the_queue_to_drain(server.url)
             sock.sendall(first[10:])
             assert _read_response(sock).startswith(b"HTTP/1.1 200")
+
+
+GZIP_PROTOBUF = {**PROTOBUF, "Content-Encoding": "gzip"}
+
+
+def _gzipped_big_span(name: str, span_id: int) -> tuple[bytes, int]:
+    """A gzip body of a few hundred bytes whose one span holds 200 kB, and the size its span counts as."""
+    raw = _request(_span(name + "x" * 200_000, span_id)).SerializeToString()
+    return gzip.compress(raw), _held_bytes(raw)
+
+
+def test_spans_waiting_for_the_exporter_count_against_the_byte_budget_by_their_decoded_size() -> None:
+    """A slow exporter once let small gzip bodies pile up as huge decoded spans, with pending_bytes at 0:
+    the spans in the queue hold the budget until the worker takes them, and past it requests get 503."""
+    first, _ = _gzipped_big_span("first", 1)
+    second, second_size = _gzipped_big_span("second", 2)
+    third, _ = _gzipped_big_span("third", 3)
+    assert len(second) < 2000 < 64 * 1024 < second_size
+    slow = RecordingExporter(block=True)
+    with running_bridge(Bridge(slow, max_pending_bytes=64 * 1024, retry_after=5)) as server:
+        url = server.url + "/v1/traces"
+        try:
+            assert requests.post(url, data=first, headers=GZIP_PROTOBUF, timeout=10).status_code == 200
+            assert slow.entered.wait(10)  # the worker took it, and is stuck exporting it
+            # Nothing else is held: 200 kB of spans, over the budget, still go through (and wait in the queue).
+            assert requests.post(url, data=second, headers=GZIP_PROTOBUF, timeout=10).status_code == 200
+            health = _health(server.url)
+            assert (health["queued_spans"], health["queued_bytes"], health["pending_bytes"]) == (1, second_size, 0)
+            refused = requests.post(url, data=third, headers=GZIP_PROTOBUF, timeout=10)
+            assert (refused.status_code, refused.headers["Retry-After"]) == (503, "5")
+            assert "request bytes" in status_pb2.Status.FromString(refused.content).message
+            assert _health(server.url)["busy_responses"] == 1
+        finally:  # also when an assertion failed: the bridge stops once the export ends
+            slow.release.set()
+        _wait_for_the_queue_to_drain(server.url)
+        assert requests.post(url, data=third, headers=GZIP_PROTOBUF, timeout=10).status_code == 200  # the retry
+        wait_for(lambda: len(slow.spans) == 3, what="the three spans")
+    assert sorted(span.name.rstrip("x") for span in slow.spans) == ["first", "second", "third"]
+
+
+def test_a_small_compressed_body_is_counted_by_the_spans_it_decodes_to(caplog: pytest.LogCaptureFixture) -> None:
+    """Its body fits beside another request's, but its spans do not: 503 once decoded, before they are queued."""
+    recorder = RecordingExporter()
+    held = _request_of_about(800, "held")
+    small, small_size = _gzipped_big_span("small", 2)
+    with (
+        running_bridge(Bridge(recorder, max_pending_bytes=64 * 1024)) as server,
+        socket.create_connection((server.host, server.port), timeout=20) as sock,
+    ):
+        url = server.url + "/v1/traces"
+        sock.sendall(_head(len(held)) + held[:10])
+        wait_for(lambda: _pending(server.url) == len(held), what="the held body's bytes")
+        refused = requests.post(url, data=small, headers=GZIP_PROTOBUF, timeout=10)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "2")
+        health = _health(server.url)
+        assert (health["pending_bytes"], health["queued_bytes"], health["busy_responses"]) == (len(held), 0, 1)
+        sock.sendall(held[10:])
+        assert _read_response(sock).startswith(b"HTTP/1.1 200")
+        assert requests.post(url, data=small, headers=GZIP_PROTOBUF, timeout=10).status_code == 200  # alone now
+        wait_for(lambda: len(recorder.spans) == 2, what="both spans")
+    assert f"other request bodies hold {len(held)} bytes" in caplog.text
+    assert small_size > 64 * 1024
 
 
 # --- configuration and the command ---------------------------------------------------------------------
@@ -1263,6 +1342,33 @@ def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     assert "--max-pending-bytes must be at least 1" in capsys.readouterr().err
     assert main(["bridge", "--port", "70000"]) == 2
     assert "--port must be at most 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "-1"])
+def test_a_bad_port_variable_is_warned_about_and_the_default_port_served(
+    value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of range is as bad as not a number: the deployment's mistake, so a warning, not a stop (a flag, above,
+    is a usage error). The default port is made a free one here, so that the test binds no fixed port."""
+    default = free_port()
+    monkeypatch.setattr("otel_maxim.bridge.DEFAULT_PORT", default)
+    monkeypatch.setenv(env.MAXIM_BRIDGE_PORT, value)
+    bridge = Bridge(RecordingExporter())
+    server = BridgeServer(bridge, "127.0.0.1")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, what="the bridge to start")
+        assert server.port == default
+        assert _status_of(("127.0.0.1", default)) == 200
+    finally:
+        server.stop()
+        thread.join(30)
+    assert f"Ignoring {env.MAXIM_BRIDGE_PORT}={value!r}" in caplog.text
+    unserved = Bridge(RecordingExporter())
+    with pytest.raises(ValueError, match="^port must be at most 65535, not 70000$"):  # the argument stays strict
+        BridgeServer(unserved, "127.0.0.1", 70000)
+    unserved.close()
 
 
 @pytest.mark.parametrize("token", ["", "  "])
