@@ -35,7 +35,7 @@ from otel_maxim import MaximSpanExporter, MaximSpanProcessor
 from otel_maxim import environment_variables as env
 from otel_maxim.records import Record, parse, serialize
 from otel_maxim.sinks import FileSink
-from otel_maxim.sinks._http import base_url_problem
+from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem
 from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
 from otel_maxim.sinks.spool import QUARANTINE, Spool, default_spool_dir, user_cache_dir
 from tests.fake_maxim import STORAGE_PREFIX, UPLOAD_URL_PATH, FakeMaxim, Fault
@@ -263,6 +263,99 @@ def test_one_batch_answered_400_is_quarantined_and_the_rest_delivered(
     assert_private(p.spool)
 
 
+def test_batches_set_aside_one_after_another_make_one_error_line(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.reject_when = lambda lines: "this record is not valid"
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=tmp_path / "spool",
+        max_rejections=1,
+        check_repository=False,
+    )
+    try:
+        for i in range(4):
+            assert sink.write([line(i)])
+            assert sink.flush(10)  # done: the batch is set aside
+    finally:
+        sink.close(5)
+    assert sink.stats()["quarantined_batches"] == 4
+    assert len(spool_files(tmp_path / "spool", quarantine=True)) == 4
+    assert [r.levelno for r in caplog.records if "set aside in" in r.getMessage()] == [logging.ERROR]  # rate-limited
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.of(401, message="Invalid API key"),
+        Fault.of(403, message="this key may not write to the repository"),
+        Fault.of(404, message="log repository not found"),
+        Fault.redirect("https://elsewhere.example/api/sdk/v3/log", 301),
+    ],
+    ids=lambda fault: str(fault.status),
+)
+def test_an_answer_that_is_not_about_the_records_sets_nothing_aside(
+    fault: Fault, fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused key, a missing repository, a redirect: the next request gets the same answer whatever it
+    carries, so the records wait (as in an outage) for the answer to change, and the log says so once."""
+    p = make(max_rejections=1)
+    fake.plan(*[fault] * 4)
+    p.produce(3)
+    time.sleep(0.05)
+    p.produce(3, "u")
+    assert p.flush()
+    assert [r.status for r in fake.log_posts()][:5] == [fault.status] * 4 + [200]
+    assert p.sink.stats()["quarantined_batches"] == 0
+    assert spool_files(p.spool, quarantine=True) == []
+    assert_all_delivered(fake, p.tee.lines)
+    errors = [r for r in caplog.records if r.name.startswith("otel_maxim") and r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert f"HTTP {fault.status}" in errors[0].getMessage()
+
+
+def test_a_revoked_key_keeps_every_record_for_the_next_process(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every POST answered 401: nothing is set aside, one ERROR line, and the records wait on disk until a
+    process with a key Maxim takes sends them."""
+    spool = tmp_path / "spool"
+    revoked = "sk-maxim-REVOKED-0c9a1b2d3e4f5a6b"
+    produced = [line(i) for i in range(30)]
+    sink = MaximApiSink(
+        api_key=revoked,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=spool,
+        check_repository=False,
+        backoff_initial=0.01,
+        backoff_max=0.01,
+        linger=0,
+    )
+    try:
+        for record in produced:
+            assert sink.write([record])
+            time.sleep(0.005)
+        assert fake.wait_until(lambda: len(fake.log_posts()) >= 10)
+    finally:
+        sink.close(1)
+    assert {r.status for r in fake.log_posts()} == {401}
+    assert sink.stats()["quarantined_batches"] == 0
+    assert spool_files(spool, quarantine=True) == []
+    assert [x for path in spool_files(spool) for x in path.read_text().splitlines()] == produced
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "HTTP 401: Invalid API key" in errors[0].getMessage()
+    assert revoked not in caplog.text
+    fixed = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        assert fixed.flush(10)
+    finally:
+        fixed.close(5)
+    assert_all_delivered(fake, produced)
+
+
 def test_a_spooled_batch_that_cannot_be_read_stays_until_it_can(
     fake: FakeMaxim, make: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,7 +500,8 @@ def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> Non
     done = _run_python(script, {**os.environ, "KEY": KEY}, stdin=json.dumps(produced))
     assert done.returncode == 9, done.stderr
     assert KEY not in done.stderr
-    assert len(spool_files(spool)) == 4
+    spooled = [x for path in spool_files(spool) for x in path.read_text().splitlines()]
+    assert spooled == produced  # all on disk, in order (batches written in a row may share a file)
     fake.go_up()
     sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
     try:
@@ -627,6 +721,23 @@ def test_a_redirect_is_not_followed_so_the_key_stays_with_maxim(
     assert f"redirected to '127.0.0.1:{elsewhere.port}'; not followed" in caplog.text
 
 
+def test_a_redirect_to_a_location_that_is_not_a_url_is_not_followed_either(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.plan(Fault.redirect("http://[::1", 302))  # urlsplit raises on it
+    sink = MaximApiSink(
+        api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool", backoff_initial=0.02
+    )
+    try:
+        assert sink.write([line(1)])
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    assert [post.status for post in fake.log_posts()] == [302, 200]
+    assert "redirected to 'http://[::1'; not followed" in caplog.text
+    assert "stopped unexpectedly" not in caplog.text
+
+
 # --- lifecycle -------------------------------------------------------------------------------
 
 
@@ -671,11 +782,11 @@ def test_a_non_retryable_status_fails_at_once(
     fake: FakeMaxim, make: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
 ) -> None:
     p = make(max_rejections=1)
-    fake.plan(Fault.of(403, message="this key may not write to the repository"))
+    fake.plan(Fault.of(422, message="a record is not valid"))
     p.produce(2)
     assert p.flush()
-    assert [r.status for r in fake.log_posts()] == [403]  # no retry of the same body
-    assert "HTTP 403: this key may not write to the repository" in caplog.text
+    assert [r.status for r in fake.log_posts()] == [422]  # no retry of the same body
+    assert "HTTP 422: a record is not valid" in caplog.text
     assert len(spool_files(p.spool, quarantine=True)) == 1
 
 
@@ -750,6 +861,30 @@ def test_flush_keeps_its_deadline_and_spools_what_is_left(fake: FakeMaxim, make:
     assert flushed == [False], "flush(1.0) did not come back within 5 s"
     assert spool_files(p.spool)
     assert p.sink.stats()["memory_bytes"] == 0
+
+
+def test_a_flush_out_of_time_spools_memory_in_a_file_per_mib_not_per_batch(fake: FakeMaxim, tmp_path: Path) -> None:
+    """The flushing thread (the application's, under force_flush) writes what waits in memory to disk: its
+    cost follows the bytes held, not the number of batches, and all of it is on disk when flush returns."""
+    spool = tmp_path / "spool"
+    produced = [line(i) for i in range(500)]
+    fake.plan(Fault.slow(3.0))  # Maxim takes the first body and answers after the sender gave up on it
+    sink = MaximApiSink(
+        api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, export_timeout=2.0, check_repository=False
+    )
+    try:
+        assert sink.write(produced[:1])
+        assert fake.wait_until(lambda: len(fake.log_posts()) == 1)  # the sender now waits for the answer
+        for record in produced[1:]:
+            assert sink.write([record])  # a batch each, as a busy exporter writes them
+        assert not sink.flush(0.01)
+        files = spool_files(spool)
+        assert [x for path in files for x in path.read_text().splitlines()] == produced
+        assert len(files) == 2  # the batch being sent, and the 499 written behind it
+        assert sink.flush(30)
+    finally:
+        sink.close(5)
+    assert_all_delivered(fake, produced)
 
 
 def test_the_spool_cap_refuses_counts_and_says_so(
@@ -908,6 +1043,31 @@ def test_environment_key_without_repo_id_warns_once_and_writes_a_file(
 def test_which_urls_are_refused(url: str, allow: bool, signed: bool, refused: bool) -> None:
     """Plain http only to loopback or when allowed; a query only in a signed upload URL."""
     assert (base_url_problem(url, allow, signed=signed) is not None) is refused
+
+
+@pytest.mark.parametrize("url", ["https://exa mple.com", "https://a..b.example", "https://a.example\\b.example"])
+def test_a_base_url_the_http_client_cannot_use_is_refused_with_the_settings(
+    url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Refused as any bad base URL is (the local file), not found out at each send and taken for Maxim's no."""
+    with pytest.raises(ValueError, match="base_url"):
+        MaximSpanExporter(api_key=KEY, repo_id=REPO, base_url=url)
+    monkeypatch.setenv(env.MAXIM_BASE_URL, url)
+    exporter = MaximSpanExporter(api_key=KEY, repo_id=REPO, output=tmp_path / "records.log")
+    exporter.shutdown()
+    assert isinstance(exporter.sink, FileSink)
+    assert f"{env.MAXIM_BASE_URL}={url!r}" in caplog.text and "writing records to a local file" in caplog.text
+
+
+def test_a_call_the_http_client_cannot_make_is_not_taken_for_maxims_no() -> None:
+    """Should such a URL reach a call, that is about the settings: the records wait, none is set aside."""
+    client = ApiClient("https://exa mple.com", KEY, REPO)  # refused by requests before any connection
+    try:
+        reply = client.post_log(line(1).encode(), 1.0)
+    finally:
+        client.close()
+    assert (reply.kind, reply.status) == (Kind.BLOCKED, None)
+    assert "InvalidURL" in reply.message
 
 
 def test_a_plain_http_base_url_argument_is_a_value_error_and_from_the_environment_a_warning(

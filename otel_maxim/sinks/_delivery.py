@@ -9,8 +9,11 @@ URL under the key maxim-py uses, and the line is replaced by ``add-attachment``
 with that key (a URL is only given the key).
 Retryable failures are retried with exponential backoff and jitter, honouring
 ``Retry-After``, for as long as the deadline allows; every sleep is on an
-``Event`` so closing the sink cuts it short.  The caller learns how many lines
-were acknowledged, so an acknowledged body is never sent again.
+``Event`` so closing the sink cuts it short.  A call that the settings block
+(:attr:`Kind.BLOCKED`: the key, the repository, the URL) ends the attempt at
+once, to be retried after the backoff: the records are not at fault.  The
+caller learns how many lines were acknowledged, so an acknowledged body is
+never sent again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from otel_maxim import environment_variables as env
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._http import ApiClient, Kind, Reply
 
@@ -57,7 +61,7 @@ _UNKNOWN_TYPE = "application/octet-stream"
 
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
-    RETRY = "retry"  # not done by the deadline (or closing): try again later
+    RETRY = "retry"  # not done by the deadline (or closing), or blocked by the settings: try again later
     REJECTED = "rejected"  # Maxim answered no; the same lines will likely be refused again
 
 
@@ -102,6 +106,17 @@ def lines_size(lines: Sequence[str]) -> int:
     if all(map(str.isascii, lines)):
         return sum(map(len, lines)) + len(lines)
     return sum(line_size(line) for line in lines)
+
+
+def _what_to_check(status: int | None) -> str:
+    """The setting a blocked call points to (see ``Kind.BLOCKED``)."""
+    if status in (401, 403):
+        return f"check the API key ({env.MAXIM_API_KEY}) and its access to the repository"
+    if status == 407:
+        return "check the HTTP proxy's credentials"
+    if status == 404:
+        return f"check the repository id ({env.MAXIM_LOG_REPO_ID}) and the base URL ({env.MAXIM_BASE_URL})"
+    return f"check the base URL ({env.MAXIM_BASE_URL})"
 
 
 class Backoff:
@@ -280,8 +295,22 @@ class Deliverer:
                 self._backoff.reset()
                 return reply
             if reply.kind is Kind.FAIL:
-                self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
+                if reply.status is None:  # the client could not send it: not an answer of Maxim's
+                    self._log.error("fail-client", "Could not send %s (%s).", what, reply.describe())
+                else:
+                    self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
                 return Result(Outcome.REJECTED, reply)
+            if reply.kind is Kind.BLOCKED:  # the same for any records until the settings change: they wait
+                delay = self._backoff.next_delay()
+                self._log.error(
+                    f"blocked-{reply.status}",
+                    "Maxim's log API did not take %s (%s): %s. The records wait, and are tried again in %.2f s.",
+                    what,
+                    reply.describe(),
+                    _what_to_check(reply.status),
+                    delay,
+                )
+                return Result(Outcome.RETRY, reply, time.monotonic() + delay)
             # A Retry-After is the least the server asks to wait: it lengthens the backoff, never
             # shortens it (a "Retry-After: 0" on every 429 must not make a busy loop).
             delay, honour = self._backoff.next_delay(), False

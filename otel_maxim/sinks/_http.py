@@ -2,10 +2,14 @@
 
 Every call returns a :class:`Reply` instead of raising, classified the way the
 OTLP specification classifies export failures: connection errors, timeouts,
-429, 502, 503 and 504 may be retried; anything else is final.  The API key is
-held here only: it is sent in the ``x-maxim-api-key`` header of calls to the
-base URL (never to the signed storage URL of a large record) and is scrubbed
-from every message this module produces.
+429, 502, 503 and 504 may be retried; anything else is final for what was
+sent.  Some final answers of the API are not about what was sent: a refused
+key (401, 403), a missing repository or endpoint, a redirect, a URL the HTTP
+client cannot use; they are :attr:`Kind.BLOCKED`, so that the records wait
+for the fix instead of being set aside.  The API key is held here only: it
+is sent in the ``x-maxim-api-key`` header of calls to the base URL (never to
+the signed storage URL of a large record) and is scrubbed from every message
+this module produces.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ REPOSITORY_PATH = "/api/sdk/v3/log-repositories"
 UPLOAD_URL_PATH = "/api/sdk/v1/log-repositories/attachments/upload-url"
 #: Statuses worth another try (OTLP/HTTP's list).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses of the API (besides redirects, which are not followed) that refuse the key, the repository or
+#: the endpoint: whatever a request carries, the next one gets the same answer until the settings change.
+BLOCKING_STATUSES = frozenset({401, 403, 404, 405, 407, 410})
 #: The connect phase never needs long; the rest of the time budget is for the answer.
 _CONNECT_TIMEOUT = 10.0
 #: Longest ``Retry-After`` we accept (a bigger one is clamped: records wait on disk meanwhile).
@@ -50,6 +57,7 @@ class Kind(enum.Enum):
     OK = "ok"
     RETRY = "retry"  # nothing was settled: the same request may be sent again
     FAIL = "fail"  # the server said no; sending the same bytes again will most likely fail again
+    BLOCKED = "blocked"  # no call to the API can succeed as set up (key, repository, URL), whatever it carries
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,24 @@ def base_url_problem(url: str, allow_insecure: bool, *, signed: bool = False) ->
         return "must not have a query"
     if parts.scheme == "http" and not allow_insecure and not is_loopback(host):
         return "is plain http:// to a host that is not loopback; use https:// (or allow_insecure, MAXIM_ALLOW_INSECURE)"
+    return _client_problem(url, host)
+
+
+def _client_problem(url: str, host: str) -> str | None:
+    """Why the HTTP client (``requests``, and urllib3 when it connects) cannot send to ``url``
+    as :func:`urlsplit` reads it, or ``None``: better refused with the settings than at every call."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        sent_to = urlsplit(prepared.url or "").hostname or ""
+    except (requests.RequestException, ValueError) as exc:  # InvalidURL: "Host 'exa mple.com' contains ..."
+        return f"is not a URL the HTTP client can use ({exc})"
+    if host.isascii() and sent_to != host:  # a backslash in the host, say: the client calls what comes before it
+        return f"names the host {host!r}, which the HTTP client reads as {sent_to!r}"
+    try:
+        sent_to.encode("idna")  # what urllib3 checks as it connects
+    except UnicodeError:
+        return f"has a host name with an empty label or one over 63 characters ({sent_to!r})"
     return None
 
 
@@ -183,6 +209,14 @@ def _error_message(payload: Any) -> str | None:
     return str(message) if message is not None else None
 
 
+class _Session(requests.Session):
+    """A session that never works out where a redirect leads: it is not followed (see ``_call``), and
+    ``requests`` would raise from inside the call on a ``Location`` that is not a URL (``_classify`` reads it)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        return None
+
+
 class ApiClient:
     """The calls to Maxim's log API for one repository."""
 
@@ -196,7 +230,7 @@ class ApiClient:
             "x-maxim-sdk-version": MAXIM_SDK_WIRE_VERSION,
             "User-Agent": f"otel-maxim/{__version__} {requests.utils.default_user_agent()}",
         }
-        self._session = requests.Session()
+        self._session = _Session()
         self._session.verify = True
         self._log_url = f"{self.base_url}{LOG_PATH}?id={quote(repo_id, safe='')}"
 
@@ -288,8 +322,11 @@ class ApiClient:
                     response.close()
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             return Reply(Kind.RETRY, None, self.scrub(_describe(exc), signature=signature))
-        except requests.RequestException as exc:
-            return Reply(Kind.FAIL, None, self.scrub(_describe(exc), signature=signature))
+        except (requests.RequestException, ValueError) as exc:  # urllib3's LocationParseError is a bare ValueError
+            # The client could not make the call.  To the API, whose URL and headers come from the settings,
+            # that is about the settings, not the records; to a signed URL, about that one upload.
+            kind = Kind.BLOCKED if api else Kind.FAIL
+            return Reply(kind, None, self.scrub(_describe(exc), signature=signature))
         return self._classify(status, text, retry_after, location, api, signature)
 
     def _classify(
@@ -311,7 +348,17 @@ class ApiClient:
                 return Reply(Kind.FAIL, status, self.scrub(message))
             return Reply(Kind.OK, status, data=payload)
         message = _error_message(payload) or " ".join(text.split())
-        if 300 <= status < 400:
-            message = f"redirected to {urlsplit(location).netloc or location!r}; not followed"
-        kind = Kind.RETRY if status in RETRYABLE_STATUSES else Kind.FAIL
+        redirect = 300 <= status < 400
+        if redirect:
+            try:
+                target = urlsplit(location).netloc or location
+            except ValueError:  # "http://[::1": not even a URL; not followed all the same
+                target = location
+            message = f"redirected to {target!r}; not followed"
+        if status in RETRYABLE_STATUSES:
+            kind = Kind.RETRY
+        elif api and (redirect or status in BLOCKING_STATUSES):
+            kind = Kind.BLOCKED
+        else:
+            kind = Kind.FAIL
         return Reply(kind, status, self.scrub(message, signature=signature), retry_after)

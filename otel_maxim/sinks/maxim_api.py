@@ -3,28 +3,36 @@
 How records flow
 ----------------
 :meth:`MaximApiSink.write` (called on the exporter's worker thread) only
-queues: the batch becomes the last item of one ordered queue.  An item is
-kept in memory while the API answers and written to the disk spool
-(:mod:`otel_maxim.sinks.spool`) when it does not, or when memory already
-holds ``max_memory_bytes``.  A sender thread sends the queue from its head:
-consecutive items make bodies of at most 5 MB, and each send has one deadline
-(``export_timeout``) inside which retryable failures are retried with backoff
-(:mod:`otel_maxim.sinks._delivery`).  What is not delivered by then goes to
-the spool, with everything queued behind it, and the sender tries again after
-the backoff; meanwhile new batches go straight to disk.  After a delivered
-send, the sender lets records gather for ``linger`` seconds (0.2) before the
-next, unless 2 MB of records wait, a flush or close asks, or the head of the
-queue is on disk: a busy process sends fewer, fuller bodies (each request costs
-the whole process time, not only the sender's).  An item leaves the
-queue (and its file the disk) only once Maxim acknowledged it: order is kept,
-delivery is at least once, and an acknowledged body is never sent again.
+queues: the batch becomes the last item of one ordered queue, or joins the
+last item while that one is in memory, not being sent, and under 1 MiB.  An
+item is kept in memory while the API answers and written to the disk spool
+(:mod:`otel_maxim.sinks.spool`, a file each) when it does not, or when memory
+already holds ``max_memory_bytes``; so moving memory to disk (after a failed
+send, or when a flush or close runs out of time, on the caller's thread)
+writes a file per MiB held, not one per batch.  A sender thread sends the queue
+from its head: consecutive items make bodies of at most 5 MB, and each send
+has one deadline (``export_timeout``) inside which retryable failures are
+retried with backoff (:mod:`otel_maxim.sinks._delivery`).  What is not
+delivered by then goes to the spool, with everything queued behind it, and the
+sender tries again after the backoff; meanwhile new batches go straight to
+disk.  After a delivered send, the sender lets records gather for ``linger``
+seconds (0.2) before the next, unless 2 MB of records wait, a flush or close
+asks, or the head of the queue is on disk: a busy process sends fewer, fuller
+bodies (each request costs the whole process time, not only the sender's).  An
+item leaves the queue (and its file the disk) only once Maxim acknowledged it:
+order is kept, delivery is at least once, and an acknowledged body is never
+sent again.
 
-A batch Maxim rejects (a status other than 429/502/503/504, or a 200 whose
+An item Maxim rejects (a status other than 429/502/503/504, or a 200 whose
 JSON carries ``error``) is sent again alone, after a backoff; after
 ``max_rejections`` rejections it is moved to ``<spool dir>/quarantine`` and
-logged, and the batches behind it go on.  A spooled batch that cannot be read (too many open
-files, an I/O error) stays on disk and is tried again after a backoff; after ``max_rejections``
-failed reads it is moved to the quarantine the same way.
+logged, and the items behind it go on.  An answer that is not about the
+records (a refused key, a missing repository, a redirect, a URL the HTTP
+client cannot use: ``Kind.BLOCKED``) sets nothing aside: the records wait,
+spooled, and are tried again after the backoff, as in an outage.  A spooled
+batch that cannot be read (too many open files, an I/O error) stays on disk
+and is tried again after a backoff; after ``max_rejections`` failed reads it
+is moved to the quarantine the same way.
 
 The spool outlives the process: a batch left on disk at shutdown (or by a
 crash) is sent by the next process that uses the same spool directory, before
@@ -65,6 +73,9 @@ DEFAULT_MAX_REJECTIONS = 3
 DEFAULT_LINGER = 0.2
 #: Queued bytes in memory that end the gathering at once (bigger bodies only raise the peak of memory).
 _GATHER_BYTES = 2 * 1024 * 1024
+#: Batches written in a row share one item, in memory, up to this size: spilling memory to disk then
+#: costs a file (an fsync) per MiB, not per batch; an item Maxim keeps rejecting is set aside whole.
+_ITEM_BYTES = 1024 * 1024
 #: How often an idle sender looks for batches left by processes that ended meanwhile.
 _ADOPT_INTERVAL = 60.0
 #: The most a repository check waits for its answer.
@@ -73,12 +84,12 @@ _CHECK_TIMEOUT = 10.0
 
 @dataclass(eq=False)
 class _Item:
-    """One written batch, in memory (``lines``) or on disk (``segment``), never both."""
+    """Batches written in a row (see ``_ITEM_BYTES``), in memory (``lines``) or on disk (``segment``), never both."""
 
     size: int
     lines: list[str] | None = None
     segment: Segment | None = None
-    seq: int = 0  # order of writing in this process (names the spool file)
+    seq: int = 0  # order of writing in this process (of its first batch; names the spool file)
     label: str = ""  # for the quarantine's file name
     rejections: int = 0
     failed_reads: int = 0  # a spooled batch whose file could not be read
@@ -246,15 +257,21 @@ class MaximApiSink:
                 self._log.warning("closed", "The Maxim sink is closed; %d records were not sent.", len(batch))
                 return False
             self._seq += 1
-            item = _Item(size, batch, seq=self._seq, label=str(self._seq))
             over = self._mem_bytes + size > self._max_memory
             failing = self._failing or self._backoff.failures > 0  # the sender is retrying right now
-            if (failing or over) and not self._to_disk(item) and over:
-                self._refuse(len(batch))
-                return False
-            if item.lines is not None:
+            tail = None if failing or over else self._open_tail(size)
+            if tail is not None:
+                tail.extend(batch)
+                self._items[-1].size += size
                 self._mem_bytes += size
-            self._items.append(item)
+            else:
+                item = _Item(size, list(batch), seq=self._seq, label=str(self._seq))  # its own: batches join it
+                if (failing or over) and not self._to_disk(item) and over:
+                    self._refuse(len(batch))
+                    return False
+                if item.lines is not None:
+                    self._mem_bytes += size
+                self._items.append(item)
             self._ensure_sender()
             self._cond.notify_all()
         return True
@@ -318,6 +335,21 @@ class MaximApiSink:
             self._client.close()
 
     # --- queueing ----------------------------------------------------------------------
+
+    def _open_tail(self, size: int) -> list[str] | None:
+        """The lines of the last item if ``size`` more bytes may join them (see ``_ITEM_BYTES``), else ``None``."""
+        if not self._items:
+            return None
+        tail = self._items[-1]
+        if (
+            tail.lines is None
+            or tail.size + size > _ITEM_BYTES
+            or tail.isolate
+            or tail.rejections > 0
+            or (self._in_flight is not None and tail in self._in_flight.items)  # its lines are being sent
+        ):
+            return None
+        return tail.lines
 
     def _to_disk(self, item: _Item) -> bool:
         """Move ``item`` to the spool; ``False`` (logged) if it stays where it is."""
@@ -581,7 +613,8 @@ class MaximApiSink:
         why = result.reply.describe() if result.reply is not None else "rejected"
         where, error = self._set_aside(item)
         if error is not None:
-            _logger.error(
+            self._log.error(
+                "quarantine-lost",
                 "Maxim's log API rejected a batch of %d records %d times (last: %s); it could not be set aside"
                 " (%s) and is lost.",
                 count,
@@ -590,7 +623,8 @@ class MaximApiSink:
                 error,
             )
         else:
-            _logger.error(
+            self._log.error(
+                "quarantine",
                 "Maxim's log API rejected a batch of %d records %d times (last: %s); it is set aside in %s"
                 " and will not be sent again automatically.",
                 count,
@@ -608,7 +642,8 @@ class MaximApiSink:
         where, error = self._set_aside(item)  # the file stays on disk, the quarantine's or where it was
         if error is not None:
             where = f"{path} (it could not be moved: {error})"
-        _logger.error(
+        self._log.error(
+            "unreadable",
             "Spooled records %s could not be read %d times; the batch is set aside in %s and will not be sent"
             " again automatically.",
             path,
@@ -637,7 +672,7 @@ class MaximApiSink:
                 reply.describe(),
                 env.MAXIM_API_KEY,
             )
-        elif reply.kind is Kind.FAIL:
+        elif reply.kind is not Kind.RETRY and reply.status is not None:
             _logger.warning(
                 "Maxim log repository %r was not found at %s (%s): check repo_id / %s; Maxim may drop what is sent.",
                 repo_id,
