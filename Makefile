@@ -30,8 +30,9 @@ test: lint
 
 # The suite again on the oldest OpenTelemetry the package accepts (pyproject: >=1.27), in a venv of its
 # own. Left out, each needing what SDK 1.27 lacks: the instrumentation and zero-code tests (today's
-# instrumentations need a recent SDK), the SDK's OTLP/JSON exporter (idem), and two OTLP round trips
-# of values that SDK 1.27 itself drops (bytes attributes; None inside an array, at its encoder).
+# instrumentations need a recent SDK), the SDK's OTLP/JSON exporter (idem), and the OTLP round trips
+# of values that SDK 1.27 itself drops (bytes attributes; None inside an array, at its encoder;
+# mappings, mixed and nested sequences, which SDK 1.4x keeps: "structured").
 OLDEST      := .venv-oldest
 OLDEST_OTEL := opentelemetry-api==1.27.0 opentelemetry-sdk==1.27.0 opentelemetry-exporter-otlp-proto-http==1.27.0
 
@@ -44,7 +45,7 @@ $(OLDEST)/.test: pyproject.toml
 test-oldest: $(OLDEST)/.test
 	$(OLDEST)/bin/python -m pytest -p no:cacheprovider \
 		--ignore tests/test_genai_instrumentations.py --ignore tests/test_zero_code.py \
-		-k 'not json and not protobuf-bytes and not protobuf-list-with-none'
+		-k 'not json and not protobuf-bytes and not protobuf-list-with-none and not structured'
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/run_all.py

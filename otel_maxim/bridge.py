@@ -562,8 +562,8 @@ class Bridge:
         if held.count:
             _limited.warning(
                 "sdk-refused",
-                "The OpenTelemetry SDK dropped %d invalid items of one OTLP request (empty attribute keys, "
-                "malformed tracestates, ...); the first: %.200r",
+                "Dropped %d invalid items of one OTLP request, as the OpenTelemetry SDK drops them (empty attribute "
+                "keys, malformed tracestates, ...); the first: %.200r",
                 held.count,
                 held.first,
             )
@@ -587,7 +587,7 @@ class _SdkRefusals(logging.Filter):
     threads, and this one at other times, log as usual.
     """
 
-    LOGGERS = ("opentelemetry.attributes", "opentelemetry.trace.span")
+    LOGGERS = ("opentelemetry.attributes", "opentelemetry.trace.span", otlp.__name__)
 
     def __init__(self) -> None:
         super().__init__()

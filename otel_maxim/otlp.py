@@ -1,4 +1,4 @@
-"""OTLP/HTTP trace requests in, SDK ``ReadableSpan`` objects out: pure functions, no I/O.
+"""OTLP/HTTP trace requests in, SDK ``ReadableSpan`` objects out: pure functions, no I/O (a log line aside).
 
 The bridge (:mod:`otel_maxim.bridge`) decodes a request body in three steps:
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
-import math
+import logging
 import zlib
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, NamedTuple
@@ -34,7 +34,6 @@ from typing import Any, NamedTuple
 from google.protobuf import json_format  # type: ignore[import-untyped]  # typed by types-protobuf when installed
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from google.rpc import status_pb2  # type: ignore[import-untyped]  # googleapis-common-protos ships no py.typed
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -47,7 +46,6 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 from opentelemetry.trace.status import Status as SdkStatus
-from opentelemetry.util.types import AttributeValue
 
 __all__ = [
     "CONTENT_TYPE_JSON",
@@ -64,6 +62,10 @@ __all__ = [
 
 CONTENT_TYPE_PROTOBUF = "application/x-protobuf"
 CONTENT_TYPE_JSON = "application/json"
+
+#: Says what a request holds that the SDK would refuse; the bridge counts these per request (see its
+#: ``_SdkRefusals``) and says them once.
+_logger = logging.getLogger(__name__)
 
 #: ``google.rpc.Code`` values used in error bodies.
 CODE_INVALID_ARGUMENT = 3
@@ -364,25 +366,19 @@ def _scope(scope: InstrumentationScope, schema_url: str) -> SdkScope:
 
 # --- attribute values ---------------------------------------------------------
 
-#: The ``AnyValue`` kinds that are not primitives: an array holding one becomes JSON text.
-_NESTED = ("array_value", "kvlist_value")
 
-
-def _attributes(pairs: Iterable[KeyValue]) -> dict[str, AttributeValue]:
-    """OTLP key-values as SDK attributes: primitives as they are, homogeneous arrays as tuples,
-    anything else (mixed or nested arrays, key-value lists) as JSON text, bytes as base64 text;
-    empty values are left out."""
-    attributes: dict[str, AttributeValue] = {}
-    for pair in pairs:
-        value = _attribute(pair.value)
-        if value is not None:
-            attributes[pair.key] = value
-    if "" in attributes:  # the one key the SDK refuses: it drops it (and says so) as for a span made here
-        return dict(BoundedAttributes(attributes=attributes, immutable=False))
+def _attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    """OTLP key-values as the SDK holds attributes (since 1.4x, ``AnyValue``): primitives as they are,
+    arrays as tuples and key-value lists as dicts (nested as deep as they come), bytes as base64
+    text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it."""
+    attributes = {pair.key: _attribute(pair.value) for pair in pairs}
+    if "" in attributes:
+        del attributes[""]
+        _logger.warning("Dropped an attribute with an empty key, as the SDK drops it.")
     return attributes
 
 
-def _attribute(value: AnyValue) -> AttributeValue | None:
+def _attribute(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -395,31 +391,10 @@ def _attribute(value: AnyValue) -> AttributeValue | None:
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode("ascii")
     if kind == "array_value":
-        values = value.array_value.values
-        if not any(v.WhichOneof("value") in _NESTED for v in values):
-            items = [_attribute(v) for v in values]  # None for an empty value, NaN kept: as the SDK keeps them
-            if len({type(item) for item in items if item is not None}) <= 1:
-                return tuple(items)  # type: ignore[return-value]  # one primitive type: a valid SDK sequence
-        return _json_text([_plain(v) for v in values])
+        return tuple(_attribute(item) for item in value.array_value.values)
     if kind == "kvlist_value":
-        return _json_text({kv.key: _plain(kv.value) for kv in value.kvlist_value.values})
+        return {kv.key: _attribute(kv.value) for kv in value.kvlist_value.values if kv.key}
     return None  # unset (an empty value), or a profiling-only string index
-
-
-def _plain(value: AnyValue) -> Any:
-    """An ``AnyValue`` as plain JSON-able Python (for nested values)."""
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return [_plain(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _plain(kv.value) for kv in value.kvlist_value.values}
-    if kind == "double_value" and not math.isfinite(value.double_value):
-        return str(value.double_value)
-    return _attribute(value)
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 # --- responses ------------------------------------------------------------------

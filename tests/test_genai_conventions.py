@@ -19,11 +19,14 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags, Tracer
 
+from otel_maxim import MaximSpanExporter
 from otel_maxim.mapping import genai
 from otel_maxim.records import Record
 from tests.genai_helpers import Maxim, arguments, entities, maxim_pipeline, of, trace_creates, trace_output
+from tests.record_checks import ListSink
 
 Build = Callable[[Tracer], None]
 
@@ -1625,6 +1628,24 @@ def test_a_file_in_a_models_answer_known_only_by_its_id_is_named_in_the_text() -
     _, records = _run(lambda tracer: tracer.start_span("llm", attributes=attributes).end())
     (result,) = of(records, "generation", "result")
     assert result.data["result"]["choices"][0]["message"]["content"] == "Done:\n[file:file-out]"
+
+
+def test_messages_held_as_tuples_and_dicts_are_read_as_their_json_text_whatever_the_sdk() -> None:
+    """SDK 1.4x holds a structured attribute as tuples and dicts (a blob's content as bytes): made here by
+    hand, so that SDK 1.27, which drops such values, reads them too."""
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    text = {"type": "text", "content": "What is this?"}
+    blob = {"type": "blob", "modality": "image", "mime_type": "image/png", "content": base64.b64decode(PNG_B64)}
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": ({"role": "user", "parts": (text, blob)},)}
+    span = ReadableSpan("chat", context=context, attributes=attributes, start_time=1, end_time=2)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export([span])
+    exporter.shutdown()
+    (announce,) = [r for r in sink.records() if r.action == "add-generation"]
+    assert announce.data["messages"] == [{"role": "user", "content": "What is this?"}]
+    (upload,) = [r for r in sink.records() if r.action == "upload-attachment"]
+    assert (upload.data["data"], upload.data["mime_type"]) == (PNG_B64, "image/png")  # the bytes, as base64
 
 
 def test_files_are_content_and_so_not_sent_without_it() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.trace import StatusCode
@@ -200,8 +200,11 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
 
 
 def _add_openinference_metadata(metadata: dict[str, str], raw: AttributeValue) -> bool:
-    """Add the entries of OpenInference's ``metadata`` (a JSON object) to ``metadata``; ``False`` if it is not one."""
-    parsed = parse_json(raw) if isinstance(raw, str) and raw.startswith("{") else None
+    """Add the entries of OpenInference's ``metadata`` (a JSON object, as text or a mapping) to ``metadata``;
+    ``False`` if it is not one."""
+    parsed = (
+        raw if isinstance(raw, Mapping) else parse_json(raw) if isinstance(raw, str) and raw.startswith("{") else None
+    )
     if not isinstance(parsed, dict):
         return False
     for key, value in parsed.items():

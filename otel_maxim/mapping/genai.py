@@ -929,7 +929,7 @@ def _describe_retrieval(attributes: Attributes, out: Described) -> None:
 def _genai_documents(raw: object) -> list[str]:
     """The GenAI convention's ``gen_ai.retrieval.documents`` (``[{id, score, ...}]``, as JSON text or as
     a value) -> one text per document: its ``content`` if it has one, else the document as JSON."""
-    documents = _json_list(raw) if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else None
+    documents = _json_list(raw)
     if not documents:
         return []
     return [
@@ -1123,12 +1123,38 @@ def _int(value: object) -> int | None:
 
 
 def _json_list(value: object) -> list[Any] | None:
+    """A JSON array: as text, or as a structured attribute value (a tuple, as the SDK holds a sequence)."""
     if isinstance(value, str):
         value = parse_json(value)
+    elif isinstance(value, tuple):
+        value = _as_parsed(value)
     return value if isinstance(value, list) else None
 
 
 def _json_object(value: object) -> dict[str, Any] | None:
+    """A JSON object: as text, or as a structured attribute value (a mapping)."""
     if isinstance(value, str):
         value = parse_json(value)
+    elif isinstance(value, Mapping):
+        value = _as_parsed(value)
     return value if isinstance(value, dict) else None
+
+
+def _as_parsed(value: object) -> Any:
+    """A structured attribute value (SDK 1.4x keeps mappings and sequences, ``AnyValue``) as its JSON
+    text would parse: tuples as lists, mappings as dicts; ``None`` if it nests too deeply to read,
+    as :func:`parse_json` reads such text.  GenAI instrumentations may record messages either way."""
+    try:
+        return _plain(value)
+    except RecursionError:
+        return None
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, bytes):  # a blob's content, say: base64, as JSON text and OTLP carry it
+        return base64.b64encode(value).decode("ascii")
+    return value
