@@ -175,8 +175,8 @@ class MaximSpanExporter(SpanExporter):
 
         self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
         self._sent: OrderedDict[int, SentTrace] = OrderedDict()
-        self._sessions_created: OrderedDict[str, None] = OrderedDict()
-        self._sessions_ended: OrderedDict[str, None] = OrderedDict()
+        #: session id -> the name and tags it was created or updated with.
+        self._sessions_created: OrderedDict[str, tuple[str | None, dict[str, str]]] = OrderedDict()
         #: session id -> (session, end time, trace to wait for, monotonic time after which not to wait).
         self._held_ends: dict[str, tuple[SessionInfo, int, int | None, float]] = {}
         #: While end markers wait: held trace id -> (its spans read so far, the session found in them).
@@ -399,27 +399,34 @@ class MaximSpanExporter(SpanExporter):
         records: list[RawRecord] = []
         session = mapped.session
         if session is not None:
-            if session.id not in self._sessions_created:
-                records.append(("session", session.id, "create", session.create_data(mapped.start_ns)))
-                self._remember(self._sessions_created, session.id, None, _KNOWN_SESSIONS)
-            # A trace in a session that was ended: the session goes on, and its next end marker counts
-            # (maxim-py sends an end for every session.end()), so the end comes after this trace too.
-            self._sessions_ended.pop(session.id, None)
+            self._session_records(session, mapped.start_ns, records)
         records.extend(mapped.records)
         return records
+
+    def _session_records(self, session: SessionInfo, start_ns: int, records: list[RawRecord]) -> None:
+        """The session's ``create`` the first time it is seen; later, an ``update`` of a name or tags it
+        was not sent with (a title given after the first turn, a tag on resolution), as maxim-py sends
+        them with each ``logger.session(...)``."""
+        sent = self._sessions_created.get(session.id)
+        if sent is None:
+            records.append(("session", session.id, "create", session.create_data(start_ns)))
+            self._remember(self._sessions_created, session.id, (session.name, dict(session.tags)), _KNOWN_SESSIONS)
+            return
+        name, tags = sent
+        if session.name is not None and session.name != name:
+            records.append(("session", session.id, "update", {"name": session.name}))
+            name = session.name
+        changed = {key: value for key, value in session.tags.items() if tags.get(key) != value}
+        if changed:
+            records.append(("session", session.id, "update", {"tags": changed}))
+            tags = {**tags, **changed}
+        self._remember(self._sessions_created, session.id, (name, tags), _KNOWN_SESSIONS)
 
     def _on_marker(self, marker: ReadableSpan) -> None:
         """Hold the marker's session end until that session's traces are sent (see :meth:`_release_ends`)."""
         session = session_of([marker])
         if session is None:
             self._limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
-            return
-        if session.id in self._sessions_ended:  # and no trace of it was sent since (see _map)
-            self._limited.warning(
-                "marker-twice",
-                "Ignoring a second end marker for session %s: it is ended already, and no trace of it came since.",
-                session.id,
-            )
             return
         after = attributes_of(marker).get(conv.SESSION_END_AFTER_TRACE)
         after_trace: int | None = None
@@ -473,10 +480,10 @@ class MaximSpanExporter(SpanExporter):
             session, end_ns, _, _ = self._held_ends.pop(session_id)
             if session_id not in self._sessions_created:
                 _logger.info("Session %s ended before any of its traces was seen here; creating it first.", session_id)
-                records.append(("session", session_id, "create", session.create_data(end_ns)))
-                self._remember(self._sessions_created, session_id, None, _KNOWN_SESSIONS)
+            self._session_records(session, end_ns, records)
+            # Every marker ends the session, as maxim-py sends an end for every session.end(): a session
+            # that goes on after its end (a user who comes back) is ended again after its later traces.
             records.append(("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
-            self._remember(self._sessions_ended, session_id, None, _KNOWN_SESSIONS)
         return records
 
     @staticmethod

@@ -201,10 +201,14 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             return
         id = id.strip()  # noqa: A001 - as the session (see Session)
         attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
-        current = trace.get_current_span().get_span_context()
-        if current.is_valid and current.trace_flags.sampled:
-            # Ended inside a trace (a "goodbye" request): end after that trace.  A trace that is
-            # not sampled is never exported, so waiting for it would only delay the end.
+        current_span = trace.get_current_span()
+        current = current_span.get_span_context()
+        local_elsewhere = current_span.is_recording() and not _same_pipeline(current_span, tracer)
+        if current.is_valid and current.trace_flags.sampled and not local_elsewhere:
+            # Ended inside a trace (a "goodbye" request): end after that trace, recorded here or, for a
+            # context received from another service, wherever that service sends it (a Collector and
+            # the bridge).  A trace that is not sampled, or that a span of another provider records
+            # here, never reaches this exporter: waiting for it would hold the end for the trace timeout.
             attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = tracer.start_span(conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes)
@@ -219,6 +223,15 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
         span.end()
     except Exception:  # never raise into the application (a broken provider is not its problem)
         _limited.error("end-session", "Could not emit the end marker of a session.", exc_info=True)
+
+
+def _same_pipeline(span: trace.Span, tracer: trace.Tracer) -> bool:
+    """Whether ``span`` goes to the span processors of ``tracer``'s provider; ``True`` when that cannot be told."""
+    ours = getattr(tracer, "span_processor", None)
+    if ours is None:  # a ProxyTracer (the global provider, set after the tracer was made): the tracer it uses
+        ours = getattr(getattr(tracer, "_tracer", None), "span_processor", None)
+    theirs = getattr(span, "_span_processor", None)
+    return ours is None or theirs is None or ours is theirs
 
 
 def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:

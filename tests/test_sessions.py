@@ -76,6 +76,36 @@ def test_a_chosen_trace_id_that_is_a_number_is_its_text(pipeline: Pipeline) -> N
     assert (trace_create.id, trace_create.data["sessionId"]) == ("42", "7")
 
 
+def test_a_name_and_tags_given_in_a_later_turn_update_the_session(pipeline: Pipeline) -> None:
+    """A title given after the first turn, a tag on resolution: maxim-py sends them with each
+    logger.session(...); here each change is an update of the session, once."""
+    provider = pipeline.provider
+    with otel_maxim.session("conv-7", tracer_provider=provider) as first, first.trace("turn-1"):
+        pass
+    for _ in range(2):  # the same name and tags again: nothing more to say
+        named = otel_maxim.session(
+            "conv-7", name="Refund for order 123", tags={"resolved": "yes"}, tracer_provider=provider
+        )
+        with named, named.trace("turn-2"):
+            pass
+    with (
+        otel_maxim.session("conv-7", tags={"resolved": "no"}, tracer_provider=provider) as again,
+        again.trace("turn-3"),
+    ):
+        pass
+    otel_maxim.end_session("conv-7", tracer_provider=provider)
+    sessions = [(r.action, r.data) for r in pipeline.records() if r.entity == "session"]
+    assert [(action, {k: v for k, v in data.items() if k != "startTimestamp"}) for action, data in sessions[:1]] == [
+        ("create", {"tags": {}})
+    ]
+    assert sessions[1:-1] == [
+        ("update", {"name": "Refund for order 123"}),
+        ("update", {"tags": {"resolved": "yes"}}),
+        ("update", {"tags": {"resolved": "no"}}),
+    ]
+    assert sessions[-1][0] == "end"
+
+
 def test_leaving_the_block_does_not_end_the_session(pipeline: Pipeline) -> None:
     s = otel_maxim.session("web-1", tracer_provider=pipeline.provider)
     for turn in range(3):  # a web service enters the same session once per request
@@ -384,6 +414,21 @@ def test_a_session_ended_inside_a_trace_waits_for_it_only_if_it_is_sampled(
     assert marker.attributes is not None
     after = marker.attributes.get("maxim.session.end.after_trace")
     assert after == ("0af7651916cd43dd8448eb211c80319c" if waits_for_the_trace else None)
+
+
+def test_a_session_ended_inside_a_trace_of_another_provider_does_not_wait_for_it(memory_provider) -> None:  # type: ignore[no-untyped-def]
+    """Maxim on a provider of its own, the framework's request span on another: that trace never reaches
+    this exporter, so the end must not wait for it (it would wait the whole trace timeout)."""
+    provider, memory = memory_provider
+    elsewhere = TracerProvider()
+    with elsewhere.get_tracer("web").start_as_current_span("POST /chat"):
+        otel_maxim.end_session("conv-9", tracer_provider=provider)
+    with provider.get_tracer("app").start_as_current_span("POST /chat"):  # the same provider: it waits
+        otel_maxim.end_session("conv-10", tracer_provider=provider)
+    markers = [span for span in memory.get_finished_spans() if span.name == "maxim.session.end"]
+    after = {span.attributes["session.id"]: span.attributes.get("maxim.session.end.after_trace") for span in markers}  # type: ignore[index,union-attr]
+    assert after["conv-9"] is None and after["conv-10"] is not None
+    elsewhere.shutdown()
 
 
 def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -> None:
