@@ -218,6 +218,35 @@ class _Stamper:
         except Exception:  # on_start runs on the application's thread: never raise there
             _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
 
+    def restamp(self, span: ReadableSpan) -> None:
+        """Put the session back on an ending span whose limit of attributes evicted it.
+
+        The stamp is a span's first attributes, so it is the first that the SDK evicts past the
+        limit (128): an LLM span that carries a long chat as OpenInference's flattened messages
+        loses it, and a trace of that one span would lose its session.  The span ends in the
+        context it ran in, so that context's baggage gives the same stamp.  Only spans that lost
+        attributes are looked at; an end marker (``end_session`` starts it outside any session) never.
+        """
+        try:
+            try:
+                bounded = span._attributes  # shared by the span and what on_end is given
+                if not bounded.dropped:  # type: ignore[union-attr]
+                    return  # nearly every span: nothing was evicted
+                current = bounded._dict  # type: ignore[union-attr]
+                lock = bounded._lock  # type: ignore[union-attr]
+            except AttributeError:  # another SDK: nothing to say what was evicted
+                return
+            if type(current) is not dict or conv.SESSION_ID in current or span.name == conv.SESSION_END_SPAN_NAME:
+                return
+            stamp = self.stamp_for(None)
+            if stamp is None:
+                return
+            with lock:
+                for key, value in stamp:
+                    current.setdefault(key, value)
+        except Exception:  # on_end runs on the application's thread too
+            _limited.error("on_end", "Could not stamp the session again on a span.", exc_info=True)
+
 
 class SessionBaggageProcessor(SpanProcessor):
     """Only the stamping half of :class:`MaximSpanProcessor`: copies the session baggage onto spans.
@@ -233,7 +262,7 @@ class SessionBaggageProcessor(SpanProcessor):
         self._stamper.stamp(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        pass
+        self._stamper.restamp(span)
 
     def shutdown(self) -> None:
         pass
@@ -362,6 +391,10 @@ class MaximSpanProcessor(BatchSpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._stamper.stamp(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._stamper.restamp(span)
+        super().on_end(span)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink).

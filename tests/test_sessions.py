@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from opentelemetry import baggage, context, propagate
+from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
 
@@ -104,6 +104,36 @@ def test_a_name_and_tags_given_in_a_later_turn_update_the_session(pipeline: Pipe
         ("update", {"tags": {"resolved": "no"}}),
     ]
     assert sessions[-1][0] == "end"
+
+
+def _long_chat(tracer: trace.Tracer) -> None:
+    """An LLM span that is the whole trace, its long chat as OpenInference's flattened messages: more
+    attributes than the SDK's limit (128), written after the span started, so the oldest are evicted."""
+    with tracer.start_as_current_span("ChatOpenAI", attributes={"openinference.span.kind": "LLM"}) as span:
+        for n in range(70):
+            span.set_attribute(f"llm.input_messages.{n}.message.role", "user" if n % 2 == 0 else "assistant")
+            span.set_attribute(f"llm.input_messages.{n}.message.content", f"message {n}")
+
+
+def test_a_span_whose_attribute_limit_evicts_the_session_keeps_it(pipeline: Pipeline) -> None:
+    with otel_maxim.session("conv-42", name="Long chat", tracer_provider=pipeline.provider):
+        _long_chat(pipeline.tracer)
+    otel_maxim.end_session("conv-42", tracer_provider=pipeline.provider)
+    records = pipeline.records()
+    (trace_create,) = [r for r in records if r.entity == "trace" and r.action == "create"]
+    assert trace_create.data["sessionId"] == "conv-42"
+    (created,) = [r for r in records if r.entity == "session" and r.action == "create"]
+    assert created.data["name"] == "Long chat"
+
+
+def test_the_stamping_processor_alone_keeps_the_session_past_the_limit_too(memory_provider) -> None:  # type: ignore[no-untyped-def]
+    provider, memory = memory_provider
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    with otel_maxim.session("conv-42", tracer_provider=provider):
+        _long_chat(provider.get_tracer("t"))
+    (span,) = memory.get_finished_spans()
+    assert span.attributes is not None and span.attributes["session.id"] == "conv-42"
+    assert span.dropped_attributes > 0  # the limit did evict (the oldest messages now)
 
 
 def test_leaving_the_block_does_not_end_the_session(pipeline: Pipeline) -> None:
