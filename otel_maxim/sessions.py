@@ -30,6 +30,7 @@ from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
 from otel_maxim.ids import session_id_problem
 from otel_maxim.mapping._common import trace_hex
+from otel_maxim.processor import MAX_BAGGAGE_TAG_LENGTH, MAX_BAGGAGE_TAGS
 
 __all__ = ["Session", "carry_context", "end_session", "session"]
 
@@ -94,10 +95,13 @@ class Session:
             if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
                 ctx = baggage.remove_baggage(key, ctx)
         ctx = baggage.set_baggage(conv.SESSION_ID, self.id, ctx)
+        # Only what the span processors take from baggage (here and in the services called): a long name
+        # would only swell every request's baggage header, past what some servers accept.
         if self.name is not None:
-            ctx = baggage.set_baggage(conv.SESSION_NAME, self.name, ctx)
-        for key, value in self.tags.items():
-            ctx = baggage.set_baggage(conv.SESSION_TAGS_PREFIX + key, value, ctx)
+            ctx = baggage.set_baggage(conv.SESSION_NAME, self.name[:MAX_BAGGAGE_TAG_LENGTH], ctx)
+        carried = [(key, value) for key, value in self.tags.items() if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
+        for key, value in carried[:MAX_BAGGAGE_TAGS]:
+            ctx = baggage.set_baggage(conv.SESSION_TAGS_PREFIX + key, value[:MAX_BAGGAGE_TAG_LENGTH], ctx)
         return ctx
 
     def __enter__(self) -> Session:

@@ -461,6 +461,24 @@ def test_a_session_ended_inside_a_trace_of_another_provider_does_not_wait_for_it
     elsewhere.shutdown()
 
 
+def test_a_session_carries_in_baggage_only_what_span_processors_take(pipeline: Pipeline) -> None:
+    """A 1,000-character name and 20 tags: the baggage header carries 256 characters of the name and 16
+    tags, the first, as the processors read them; the session's records get the same."""
+    tags = {f"t{n}": "v" * 300 for n in range(20)}
+    session = otel_maxim.session("conv-1", name="名" * 1000, tags=tags, tracer_provider=pipeline.provider)
+    carrier: dict[str, str] = {}
+    with session:
+        propagate.inject(carrier)
+        with pipeline.tracer.start_as_current_span("turn"):
+            pass
+    header = carrier["baggage"]
+    assert len(header) < 16_000 and "t15=" in header and "t16=" not in header
+    entries = baggage.get_all(propagate.extract(carrier))
+    assert entries["session.name"] == "名" * 256 and entries["maxim.session.tags.t0"] == "v" * 256
+    (created,) = [r for r in pipeline.records() if r.entity == "session" and r.action == "create"]
+    assert created.data["name"] == "名" * 256 and len(created.data["tags"]) == 16
+
+
 def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -> None:
     """What a Session keeps agrees with what the W3C propagator sends on (the processor's side:
     test_hostile.py, test_a_baggage_session_id_is_read_as_the_propagator_sends_it)."""
