@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_maxim import MaximSpanExporter
 from otel_maxim.records import Record, parse
 
 #: ``add-*`` action -> the entity it announces.
@@ -53,3 +57,12 @@ class ListSink:
     def records(self) -> list[Record]:
         with self._lock:
             return [parse(line) for line in self.lines]
+
+
+def exported(spans: Sequence[ReadableSpan], **options: Any) -> ListSink:
+    """What a new exporter (with ``options``) writes of ``spans``, exported as one batch, then shut down."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, **options)
+    exporter.export(spans)
+    exporter.shutdown()
+    return sink

@@ -64,7 +64,7 @@ from tests.otlp_helpers import (
     wait_for,
     wait_for_port,
 )
-from tests.record_checks import ListSink, assert_parent_first
+from tests.record_checks import ListSink, assert_parent_first, exported
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -1596,14 +1596,10 @@ def test_structured_genai_messages_over_otlp_map_as_made_here_and_as_their_json_
     assert isinstance(structured.attributes["gen_ai.input.messages"], tuple)  # type: ignore[index]
 
     def generation_of(spans: list[ReadableSpan]) -> list[tuple[str, dict[str, Any]]]:
-        sink = ListSink()
-        exporter = MaximSpanExporter(sink=sink)
-        exporter.export(spans)
-        exporter.shutdown()
         kept = ("messages", "model", "provider")
         return [
             (r.action, {k: v for k, v in r.data.items() if k in kept} if r.action == "add-generation" else r.data)
-            for r in sink.records()
+            for r in exported(spans).records()
             if r.action in ("add-generation", "result")
         ]
 
@@ -1654,11 +1650,8 @@ def test_otlp_maps_and_arrays_become_what_the_sdk_holds_whatever_its_version() -
         "gen_ai.input.messages": ({"role": "user", "parts": ({"type": "text", "content": "Where is my order?"},)},),
         "user": {"id": 42, "roles": ("x", 1), "none": None},
     }
-    sink = ListSink()
-    exporter = MaximSpanExporter(sink=sink)
-    exporter.export([received])
-    exporter.shutdown()
-    (announce,) = [r for r in sink.records() if r.action == "add-generation"]
+    records = exported([received]).records()
+    (announce,) = [r for r in records if r.action == "add-generation"]
     assert announce.data["messages"] == [{"role": "user", "content": "Where is my order?"}]
-    (update,) = [r for r in sink.records() if r.action == "update" and "metadata" in r.data]
+    (update,) = [r for r in records if r.action == "update" and "metadata" in r.data]
     assert update.data["metadata"] == {"user": '{"id": 42, "roles": ["x", 1], "none": null}'}

@@ -22,11 +22,10 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags, Tracer
 
-from otel_maxim import MaximSpanExporter
 from otel_maxim.mapping import genai
 from otel_maxim.records import Record
 from tests.genai_helpers import Maxim, arguments, entities, maxim_pipeline, of, trace_creates, trace_output
-from tests.record_checks import ListSink
+from tests.record_checks import exported
 
 Build = Callable[[Tracer], None]
 
@@ -1638,13 +1637,10 @@ def test_messages_held_as_tuples_and_dicts_are_read_as_their_json_text_whatever_
     blob = {"type": "blob", "modality": "image", "mime_type": "image/png", "content": base64.b64decode(PNG_B64)}
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": ({"role": "user", "parts": (text, blob)},)}
     span = ReadableSpan("chat", context=context, attributes=attributes, start_time=1, end_time=2)
-    sink = ListSink()
-    exporter = MaximSpanExporter(sink=sink)
-    exporter.export([span])
-    exporter.shutdown()
-    (announce,) = [r for r in sink.records() if r.action == "add-generation"]
+    records = exported([span]).records()
+    (announce,) = [r for r in records if r.action == "add-generation"]
     assert announce.data["messages"] == [{"role": "user", "content": "What is this?"}]
-    (upload,) = [r for r in sink.records() if r.action == "upload-attachment"]
+    (upload,) = [r for r in records if r.action == "upload-attachment"]
     assert (upload.data["data"], upload.data["mime_type"]) == (PNG_B64, "image/png")  # the bytes, as base64
 
 
