@@ -236,7 +236,8 @@ class _Stamper:
                 lock = bounded._lock  # type: ignore[union-attr]
             except AttributeError:  # another SDK: nothing to say what was evicted
                 return
-            if type(current) is not dict or conv.SESSION_ID in current or span.name == conv.SESSION_END_SPAN_NAME:
+            # (SDK 1.27 makes the dict an OrderedDict once it evicts.)
+            if not isinstance(current, dict) or conv.SESSION_ID in current or span.name == conv.SESSION_END_SPAN_NAME:
                 return
             stamp = self.stamp_for(None)
             if stamp is None:
