@@ -351,7 +351,7 @@ class MaximSpanExporter(SpanExporter):
         markers: list[ReadableSpan] = []
         others: list[ReadableSpan] = []
         for span in spans:
-            if attributes_of(span).get(conv.SESSION_END) is True:
+            if attributes_of(span).get(conv.SESSION_END) is True or _stripped_marker(span):
                 markers.append(span)
             else:
                 others.append(span)
@@ -426,7 +426,12 @@ class MaximSpanExporter(SpanExporter):
         """Hold the marker's session end until that session's traces are sent (see :meth:`_release_ends`)."""
         session = session_of([marker])
         if session is None:
-            self._limited.warning("marker-no-id", "Ignoring a session-end marker with no session.id.")
+            self._limited.warning(
+                "marker-no-id",
+                "Ignoring a session-end marker with no session.id (%d of its attributes were dropped by the span's "
+                "limits: OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT).",
+                marker.dropped_attributes,
+            )
             return
         after = attributes_of(marker).get(conv.SESSION_END_AFTER_TRACE)
         after_trace: int | None = None
@@ -637,3 +642,9 @@ def _default_sink(
                 return api_sink
     path = output if output is not None else (env_str(env.MAXIM_RECORDS_FILE) or DEFAULT_RECORDS_FILE)
     return FileSink(path)
+
+
+def _stripped_marker(span: ReadableSpan) -> bool:
+    """An end marker whose attributes the span's limits dropped (a count limit of 0 or 1): it is named
+    as one, so it is taken for one (and logged) rather than shown as a trace."""
+    return span.name == conv.SESSION_END_SPAN_NAME and span.dropped_attributes > 0

@@ -518,6 +518,31 @@ def test_stamping_leaves_what_set_attributes_would(limits: SpanLimits, own: dict
     assert "session.id" in (stamped.attributes or {})
 
 
+@pytest.mark.parametrize("count", [0, 1])
+def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_marker_as_a_trace(
+    count: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0 (or 1): the spans get their session back as they end; the end
+    marker loses what names its session, so it ends nothing, says why, and is not shown as a trace."""
+    sink = ListSink()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=count))
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    with (
+        caplog.at_level(logging.WARNING, logger="otel_maxim"),
+        otel_maxim.session("s-1", tracer_provider=provider) as s,
+    ):
+        with s.trace("turn"):
+            pass
+        s.end()
+    provider.shutdown()
+    records = sink.records()
+    (trace_create,) = [r for r in records if r.entity == "trace" and r.action == "create"]
+    assert trace_create.data["sessionId"] == "s-1" and trace_create.data["name"] == "turn"
+    assert not [r for r in records if r.entity == "session" and r.action == "end"]
+    assert "Ignoring a session-end marker with no session.id" in caplog.text
+    assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in caplog.text
+
+
 @pytest.mark.parametrize("public_api_only", [False, True], ids=["private-reads", "public-api-only"])
 def test_a_change_of_baggage_is_seen_and_the_same_baggage_is_checked_once(
     monkeypatch: pytest.MonkeyPatch, public_api_only: bool
