@@ -641,6 +641,8 @@ def _default_sink(
             if api_sink is not None:
                 return api_sink
     path = output if output is not None else (env_str(env.MAXIM_RECORDS_FILE) or DEFAULT_RECORDS_FILE)
+    if not key and output is None:
+        _logger.info("No Maxim API key (%s): records go to the local file %s.", env.MAXIM_API_KEY, os.fspath(path))
     return FileSink(path)
 
 
