@@ -175,10 +175,13 @@ class MaximSpanExporter(SpanExporter):
 
         self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
         self._sent: OrderedDict[int, SentTrace] = OrderedDict()
+        #: (trace id, span id) of the end markers taken: a marker delivered again (an OTLP retry through a
+        #: Collector and the bridge) is not a second end, which would run the session's evaluations again.
+        self._markers_seen: OrderedDict[tuple[int, int], None] = OrderedDict()
         #: session id -> the name and tags it was created or updated with.
         self._sessions_created: OrderedDict[str, tuple[str | None, dict[str, str]]] = OrderedDict()
-        #: session id -> (session, end time, trace to wait for, monotonic time after which not to wait).
-        self._held_ends: dict[str, tuple[SessionInfo, int, int | None, float]] = {}
+        #: session id -> (session, end time, traces to wait for, monotonic time after which not to wait).
+        self._held_ends: dict[str, tuple[SessionInfo, int, tuple[int, ...], float]] = {}
         #: While end markers wait: held trace id -> (its spans read so far, the session found in them).
         self._held_sessions: dict[int, tuple[int, str | None]] = {}
         self._trace_timeout = timeout
@@ -424,6 +427,13 @@ class MaximSpanExporter(SpanExporter):
 
     def _on_marker(self, marker: ReadableSpan) -> None:
         """Hold the marker's session end until that session's traces are sent (see :meth:`_release_ends`)."""
+        context = marker.context
+        if context is not None:
+            key = (context.trace_id, context.span_id)
+            if key in self._markers_seen:
+                _logger.debug("An end marker delivered again (span %016x): already taken.", context.span_id)
+                return
+            self._remember(self._markers_seen, key, None, _KNOWN_SESSIONS)
         session = session_of([marker])
         if session is None:
             self._limited.warning(
@@ -443,6 +453,7 @@ class MaximSpanExporter(SpanExporter):
                     "marker-after", "Ignoring an end marker's malformed %s.", conv.SESSION_END_AFTER_TRACE
                 )
         end_ns = marker.end_time or marker.start_time or 0
+        afters: tuple[int, ...] = () if after_trace is None else (after_trace,)
         held = self._held_ends.get(session.id)
         if held is not None:  # two ends before either was sent: one, at the later time, after both calls' traces
             self._limited.log(
@@ -452,7 +463,8 @@ class MaximSpanExporter(SpanExporter):
                 session.id,
             )
             end_ns = max(end_ns, held[1])
-        self._held_ends[session.id] = (session, end_ns, after_trace, time.monotonic() + self._trace_timeout)
+            afters = (*held[2], *afters)
+        self._held_ends[session.id] = (session, end_ns, afters, time.monotonic() + self._trace_timeout)
 
     def _release_ends(self, *, force: bool = False) -> list[RawRecord]:
         """End the sessions whose markers arrived, of which no trace is still held, and whose
@@ -477,8 +489,8 @@ class MaximSpanExporter(SpanExporter):
                 if session_id is not None:
                     busy.add(session_id)
             self._held_sessions = held_sessions
-            for session_id, (_, _, after, wait_until) in self._held_ends.items():
-                if after is not None and after not in self._sent and now < wait_until:
+            for session_id, (_, _, afters, wait_until) in self._held_ends.items():
+                if now < wait_until and any(after not in self._sent for after in afters):
                     busy.add(session_id)
         records: list[RawRecord] = []
         for session_id in [s for s in self._held_ends if s not in busy]:

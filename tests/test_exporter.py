@@ -171,6 +171,47 @@ def test_two_ends_of_a_session_in_one_batch_are_one_end_after_both_traces() -> N
     assert records[-1] == Record("session", "s1", "end", {"endTimestamp": iso(second_end.end_time)})
 
 
+def test_a_second_end_while_the_first_waits_for_its_trace_keeps_that_wait() -> None:
+    """end_session() inside the goodbye request, then again from a thread outside any trace (an idle
+    timeout), before the request's trace is sent: one end, after that trace."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, trace_timeout=30)
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with otel_maxim.session("conv-2"), provider.get_tracer("t").start_as_current_span("goodbye-request"):
+        otel_maxim.end_session("conv-2", tracer_provider=provider)
+        elsewhere = threading.Thread(
+            target=otel_maxim.end_session, args=("conv-2",), kwargs={"tracer_provider": provider}
+        )
+        elsewhere.start()
+        elsewhere.join()
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    assert [(r.entity, r.action) for r in records][-2:] == [("trace", "end"), ("session", "end")]
+    assert sum(1 for r in records if r.entity == "session" and r.action == "end") == 1
+
+
+def test_an_end_marker_delivered_again_is_not_a_second_end() -> None:
+    """An OTLP retry through a Collector and the bridge can deliver the same marker twice: the session's
+    evaluations must not run twice. A new end_session() call is a new marker, and ends it again."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("turn", attributes={"session.id": "s1"}):
+            pass
+        otel_maxim.end_session("s1", tracer_provider=provider)
+        otel_maxim.end_session("s1", tracer_provider=provider)
+
+    turn, first, second = _record_spans(build)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    for batch in ([turn, first], [first], [second], [second]):
+        exporter.export(batch)
+    exporter.shutdown()
+    assert [r.action for r in sink.records() if r.entity == "session"] == ["create", "end", "end"]
+
+
 def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
     sink = ListSink()
     exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
