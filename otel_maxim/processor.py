@@ -200,8 +200,11 @@ class _Stamper:
                 if not (existing and existing.get(conv.SESSION_ID)):
                     span.set_attributes(dict(stamp))
                 return
-            if current.get(conv.SESSION_ID):
-                return  # an explicit session.id on the span wins over baggage
+            explicit = current.get(conv.SESSION_ID)
+            if explicit:  # an explicit session.id on the span wins over baggage
+                bounded._otel_maxim_stamp = ((conv.SESSION_ID, explicit),)  # type: ignore[attr-defined]  # for restamp
+                return
+            bounded._otel_maxim_stamp = stamp  # type: ignore[attr-defined]  # for restamp, wherever it ends
             with lock:
                 limit = bounded.maxlen
                 direct = (
@@ -223,9 +226,9 @@ class _Stamper:
 
         The stamp is a span's first attributes, so it is the first that the SDK evicts past the
         limit (128): an LLM span that carries a long chat as OpenInference's flattened messages
-        loses it, and a trace of that one span would lose its session.  The span ends in the
-        context it ran in, so that context's baggage gives the same stamp.  Only spans that lost
-        attributes are looked at; an end marker (``end_session`` starts it outside any session) never.
+        loses it, and a trace of that one span would lose its session.  What :meth:`stamp` gave the
+        span (or the ``session.id`` it already had) is kept beside its attributes, and put back as
+        it was, whatever context the span ends in.  Only spans that lost attributes are looked at.
         """
         try:
             try:
@@ -236,11 +239,9 @@ class _Stamper:
                 lock = bounded._lock  # type: ignore[union-attr]
             except AttributeError:  # another SDK: nothing to say what was evicted
                 return
+            stamp = getattr(bounded, "_otel_maxim_stamp", None)
             # (SDK 1.27 makes the dict an OrderedDict once it evicts.)
-            if not isinstance(current, dict) or conv.SESSION_ID in current or span.name == conv.SESSION_END_SPAN_NAME:
-                return
-            stamp = self.stamp_for(None)
-            if stamp is None:
+            if stamp is None or not isinstance(current, dict) or conv.SESSION_ID in current:
                 return
             with lock:
                 for key, value in stamp:

@@ -126,6 +126,25 @@ def test_a_span_whose_attribute_limit_evicts_the_session_keeps_it(pipeline: Pipe
     assert created.data["name"] == "Long chat"
 
 
+def test_the_session_put_back_is_the_one_the_span_started_in(memory_provider) -> None:  # type: ignore[no-untyped-def]
+    """A span that ends in another session's context (or that had none) is not given that session."""
+    provider, memory = memory_provider
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    tracer = provider.get_tracer("t")
+    with otel_maxim.session("user-A"):
+        started_in_a = tracer.start_span("llm")
+    no_session = tracer.start_span("background-job")
+    for span in (started_in_a, no_session):
+        for n in range(200):
+            span.set_attribute(f"llm.input_messages.{n}.message.content", "x")
+    with otel_maxim.session("user-B"):
+        started_in_a.end()
+        no_session.end()
+    ended = {span.name: dict(span.attributes or {}) for span in memory.get_finished_spans()}
+    assert ended["llm"]["session.id"] == "user-A"
+    assert "session.id" not in ended["background-job"]
+
+
 def test_the_stamping_processor_alone_keeps_the_session_past_the_limit_too(memory_provider) -> None:  # type: ignore[no-untyped-def]
     provider, memory = memory_provider
     provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
