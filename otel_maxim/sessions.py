@@ -94,14 +94,8 @@ class Session:
         for key in baggage.get_all(parent):
             if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
                 ctx = baggage.remove_baggage(key, ctx)
-        ctx = baggage.set_baggage(conv.SESSION_ID, self.id, ctx)
-        # Only what the span processors take from baggage (here and in the services called): a long name
-        # would only swell every request's baggage header, past what some servers accept.
-        if self.name is not None:
-            ctx = baggage.set_baggage(conv.SESSION_NAME, self.name[:MAX_BAGGAGE_TAG_LENGTH], ctx)
-        carried = [(key, value) for key, value in self.tags.items() if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
-        for key, value in carried[:MAX_BAGGAGE_TAGS]:
-            ctx = baggage.set_baggage(conv.SESSION_TAGS_PREFIX + key, value[:MAX_BAGGAGE_TAG_LENGTH], ctx)
+        for key, value in self._attributes().items():
+            ctx = baggage.set_baggage(key, value, ctx)
         return ctx
 
     def __enter__(self) -> Session:
@@ -129,11 +123,16 @@ class Session:
         self.__exit__(exc_type, exc, tb)
 
     def _attributes(self) -> dict[str, Any]:
+        """The session's entries, in baggage and on :meth:`trace`'s root alike: only what span processors
+        take from baggage (256 characters of the name, 16 tags), so that every span of the session names
+        it the same way, and a long name does not swell every request's baggage header (past 8 KB the
+        propagator drops entries)."""
         attributes: dict[str, Any] = {conv.SESSION_ID: self.id}
         if self.name is not None:
-            attributes[conv.SESSION_NAME] = self.name
-        for key, value in self.tags.items():
-            attributes[conv.SESSION_TAGS_PREFIX + key] = value
+            attributes[conv.SESSION_NAME] = self.name[:MAX_BAGGAGE_TAG_LENGTH]
+        carried = [(key, value) for key, value in self.tags.items() if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
+        for key, value in carried[:MAX_BAGGAGE_TAGS]:
+            attributes[conv.SESSION_TAGS_PREFIX + key] = value[:MAX_BAGGAGE_TAG_LENGTH]
         return attributes
 
     @contextmanager

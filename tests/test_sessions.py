@@ -490,12 +490,15 @@ def test_a_session_carries_in_baggage_only_what_span_processors_take(pipeline: P
         propagate.inject(carrier)
         with pipeline.tracer.start_as_current_span("turn"):
             pass
+    with session, session.trace("turn-2"):  # its root names the session the same way: no update
+        pass
     header = carrier["baggage"]
     assert len(header) < 16_000 and "t15=" in header and "t16=" not in header
     entries = baggage.get_all(propagate.extract(carrier))
     assert entries["session.name"] == "名" * 256 and entries["maxim.session.tags.t0"] == "v" * 256
     (created,) = [r for r in pipeline.records() if r.entity == "session" and r.action == "create"]
     assert created.data["name"] == "名" * 256 and len(created.data["tags"]) == 16
+    assert not [r for r in pipeline.records() if r.entity == "session" and r.action == "update"]
 
 
 def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -> None:
