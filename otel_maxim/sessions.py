@@ -94,7 +94,9 @@ class Session:
         for key in baggage.get_all(parent):
             if key == conv.SESSION_NAME or key.startswith(conv.SESSION_TAGS_PREFIX):
                 ctx = baggage.remove_baggage(key, ctx)
-        for key, value in self._attributes().items():
+        entries = self._attributes()
+        ctx = baggage.set_baggage(conv.SESSION_ID, entries.pop(conv.SESSION_ID), ctx)
+        for key, value in entries.items():
             ctx = baggage.set_baggage(key, value, ctx)
         return ctx
 
