@@ -178,8 +178,9 @@ class MaximSpanExporter(SpanExporter):
         #: (trace id, span id) of the end markers taken: a marker delivered again (an OTLP retry through a
         #: Collector and the bridge) is not a second end, which would run the session's evaluations again.
         self._markers_seen: OrderedDict[tuple[int, int], None] = OrderedDict()
-        #: session id -> the name and tags it was created or updated with.
-        self._sessions_created: OrderedDict[str, tuple[str | None, dict[str, str]]] = OrderedDict()
+        #: session id -> hashes of the name and of the tags it was created or updated with (``None``: none
+        #: given), not the texts themselves: 65,536 sessions of long names would hold a lot.
+        self._sessions_created: OrderedDict[str, tuple[int | None, int | None]] = OrderedDict()
         #: session id -> (session, end time, traces to wait for, monotonic time after which not to wait).
         self._held_ends: dict[str, tuple[SessionInfo, int, tuple[int, ...], float]] = {}
         #: While end markers wait: held trace id -> (its spans read so far, the session found in them).
@@ -410,20 +411,21 @@ class MaximSpanExporter(SpanExporter):
         """The session's ``create`` the first time it is seen; later, an ``update`` of a name or tags it
         was not sent with (a title given after the first turn, a tag on resolution), as maxim-py sends
         them with each ``logger.session(...)``."""
+        name = None if session.name is None else hash(session.name)
+        tags = hash(frozenset(session.tags.items())) if session.tags else None
         sent = self._sessions_created.get(session.id)
         if sent is None:
             records.append(("session", session.id, "create", session.create_data(start_ns)))
-            self._remember(self._sessions_created, session.id, (session.name, dict(session.tags)), _KNOWN_SESSIONS)
+            self._remember(self._sessions_created, session.id, (name, tags), _KNOWN_SESSIONS)
             return
-        name, tags = sent
-        if session.name is not None and session.name != name:
+        sent_name, sent_tags = sent
+        if name is not None and name != sent_name:
             records.append(("session", session.id, "update", {"name": session.name}))
-            name = session.name
-        changed = {key: value for key, value in session.tags.items() if tags.get(key) != value}
-        if changed:
-            records.append(("session", session.id, "update", {"tags": changed}))
-            tags = {**tags, **changed}
-        self._remember(self._sessions_created, session.id, (name, tags), _KNOWN_SESSIONS)
+            sent_name = name
+        if tags is not None and tags != sent_tags:
+            records.append(("session", session.id, "update", {"tags": dict(session.tags)}))
+            sent_tags = tags
+        self._remember(self._sessions_created, session.id, (sent_name, sent_tags), _KNOWN_SESSIONS)
 
     def _on_marker(self, marker: ReadableSpan) -> None:
         """Hold the marker's session end until that session's traces are sent (see :meth:`_release_ends`)."""
