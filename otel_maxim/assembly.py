@@ -67,27 +67,34 @@ def _attributes_size(attributes: object) -> int:
     size = 0
     for key, value in attributes.items():
         size += _ATTRIBUTE_BYTES + _text_size(key)
-        if isinstance(value, (tuple, list, Mapping)):
+        if type(value) is str:
+            size += len(value) if value.isascii() else 4 * len(value)
+        elif isinstance(value, (tuple, list)):
+            for item in value:  # a flat sequence of scalars, mostly: counted whole, whatever its length
+                size += 8 + (_nested_size(item) if isinstance(item, (tuple, list, dict)) else _text_size(item))
+        elif isinstance(value, dict):
             size += _nested_size(value)
         else:
             size += _text_size(value)
     return size
 
 
-#: The most items of one attribute value that are looked at (a value that refers to itself never ends).
-_MAX_ITEMS = 100_000
+#: The most items of one nested value that are looked at (a hand-made value that refers to itself never
+#: ends; the SDK's and the bridge's are trees, and this is far past any real one).
+_MAX_ITEMS = 1_000_000
 
 
 def _nested_size(value: object) -> int:
     """A sequence or mapping value: its texts, and 8 bytes an item.  Values may nest (the SDK takes
-    mappings and nested sequences since 1.4x, ``AnyValue``); they are walked without recursion."""
+    mappings and nested sequences since 1.4x, ``AnyValue``, as dicts and tuples); they are walked
+    without recursion."""
     size = 0
     stack = [value]
     for _ in range(_MAX_ITEMS):
         if not stack:
             break
         item = stack.pop()
-        if isinstance(item, Mapping):
+        if isinstance(item, dict):
             for key, inner in item.items():
                 size += 8 + _text_size(key)
                 stack.append(inner)

@@ -362,6 +362,13 @@ def test_held_size_counts_the_texts_of_nested_attribute_values() -> None:
     assert sizes["deep"] == sizes["flat"] + 3 * 8 + len("a")
 
 
+def test_held_size_counts_every_item_of_a_long_flat_sequence() -> None:
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    many = tuple("xy" for _ in range(200_000))
+    size = held_size(ReadableSpan("", context=context, attributes={"k": many}))
+    assert size == 2_000 + 100 + 1 + 200_000 * (8 + 2)
+
+
 def test_held_size_of_a_value_that_refers_to_itself_ends() -> None:
     context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
     loop: list[object] = ["text"]
