@@ -245,6 +245,22 @@ def _add_session_stamping(provider: trace.TracerProvider) -> None:
         return
     if provider in _stamped:
         return
-    provider.add_span_processor(SessionBaggageProcessor())
+    stamping = SessionBaggageProcessor()
+    provider.add_span_processor(stamping)
+    _put_first(provider, stamping)
     _stamped.add(provider)
     _logger.debug("Added SessionBaggageProcessor to the global TracerProvider.")
+
+
+def _put_first(provider: TracerProvider, processor: SessionBaggageProcessor) -> None:
+    """Move ``processor`` before those the configurator added: its ``on_start`` then stamps before
+    they see the span, and its ``on_end`` (which puts back a session the span's attribute limit
+    evicted) runs before an exporting processor hands the span to its exporter.  The SDK only
+    appends processors; this reorders its private tuple, and does nothing where that is not there."""
+    active = getattr(provider, "_active_span_processor", None)
+    lock = getattr(active, "_lock", None)
+    if lock is None or not isinstance(getattr(active, "_span_processors", None), tuple):
+        return
+    with lock:
+        others = tuple(p for p in active._span_processors if p is not processor)  # type: ignore[union-attr]
+        active._span_processors = (processor, *others)  # type: ignore[union-attr]

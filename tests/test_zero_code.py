@@ -29,15 +29,15 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
 from opentelemetry import baggage, context, trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_maxim import MaximSpanExporter, SessionBaggageProcessor, auto
@@ -324,10 +324,22 @@ def test_the_launcher_flags_read_before_the_launcher_applies_them(arguments: lis
     assert auto.launcher_flags(arguments) == found
 
 
+class _AttributesAtExport(InMemorySpanExporter):
+    """Keeps each span's attributes as they are when it is exported (a real exporter serializes then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict[str, object]] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.seen.extend(dict(span.attributes or {}) for span in spans)
+        return super().export(spans)
+
+
 def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCaptureFixture) -> None:
-    memory = InMemorySpanExporter()
+    exported = _AttributesAtExport()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(SimpleSpanProcessor(exported))  # as the configurator adds it: first
     auto._add_session_stamping(provider)
     auto._add_session_stamping(provider)
     processors = provider._active_span_processor._span_processors  # private, read only to count
@@ -336,10 +348,16 @@ def test_stamping_is_added_once_and_only_to_an_sdk_provider(caplog: pytest.LogCa
     token = context.attach(baggage.set_baggage("session.id", "conv-9"))
     try:
         provider.get_tracer("t").start_span("request").end()
+        # A long chat evicts the stamp; it is put back before the span reaches the exporter.
+        long_chat = provider.get_tracer("t").start_span("llm")
+        for n in range(200):
+            long_chat.set_attribute(f"llm.input_messages.{n}.message.content", "x")
+        long_chat.end()
     finally:
         context.detach(token)
     provider.shutdown()
-    assert memory.get_finished_spans()[0].attributes == {"session.id": "conv-9"}
+    assert exported.seen[0] == {"session.id": "conv-9"}
+    assert exported.seen[1]["session.id"] == "conv-9"
 
     with caplog.at_level(logging.WARNING, logger="otel_maxim.auto"):
         auto._add_session_stamping(trace.ProxyTracerProvider())
