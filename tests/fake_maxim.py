@@ -15,7 +15,8 @@ Endpoints (the paths maxim-py 3.14.20 uses)
 ``GET /api/sdk/v3/log-repositories?loggerId=<repo>``
     200 with the repository for a known one, else 404 with an ``error``.
 ``GET /api/sdk/v1/log-repositories/attachments/upload-url?key=&mimeType=&size=``
-    200 ``{"data": {"url": <this server>/_storage/<token>}}``.
+    200 ``{"data": {"url": <this server>/_storage/<token>}}``, or
+    :attr:`FakeMaxim.upload_url_status` with an ``error``.
 ``PUT /_storage/<token>``
     Stores the body (a large record, a file) under the key it was asked for.
 ``GET /_fake/stats``
@@ -217,6 +218,9 @@ class FakeMaxim:
         self.reject_when: Callable[[list[str]], str | None] | None = None
         #: Answer every large-record upload 403, as storage answers a signature it does not take.
         self.refuse_uploads = False
+        #: Answer every upload-url call with this status, as Maxim may when uploads are not enabled for the key
+        #: (the log POST is not affected).
+        self.upload_url_status: int | None = None
         self.requests: list[Request] = []
         self.uploads: dict[str, bytes] = {}
         self._upload_keys: dict[str, tuple[str, str]] = {}  # token -> (key, signature)
@@ -363,6 +367,8 @@ class FakeMaxim:
                 return 200, {"data": {"id": repo, "name": repo}}, {}, 0.0
             return 404, _error(f"Log repository {repo} not found"), {}, 0.0
         if request.method == "GET" and request.path == UPLOAD_URL_PATH:
+            if self.upload_url_status is not None:
+                return self.upload_url_status, _error("uploads are not enabled for this API key"), {}, 0.0
             # Signed as cloud storage signs: the signature is in the query (GCS's X-Goog-Signature).
             token, signature = secrets.token_hex(8), secrets.token_hex(16)
             with self._cond:

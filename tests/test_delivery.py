@@ -161,6 +161,11 @@ def spool_files(spool: Path, *, quarantine: bool = False) -> list[Path]:
     raise AssertionError(f"the spool at {spool} kept changing under the listing")
 
 
+def spooled_lines(spool: Path) -> list[str]:
+    """The records waiting in the spool, in order (in a file, an empty line parts two batches)."""
+    return [x for path in spool_files(spool) for x in path.read_text().splitlines() if x]
+
+
 def assert_private(spool: Path) -> None:
     """Spool files are the owner's only (0600), and the directories we create 0700."""
     for path in spool.rglob("*"):
@@ -286,6 +291,84 @@ def test_batches_set_aside_one_after_another_make_one_error_line(
     assert [r.levelno for r in caplog.records if "set aside in" in r.getMessage()] == [logging.ERROR]  # rate-limited
 
 
+def test_a_rejected_batch_costs_only_itself_when_batches_written_in_a_row_share_an_item(
+    fake: FakeMaxim, tmp_path: Path
+) -> None:
+    """Batches written while the sender gathers share one item in memory; Maxim refusing one of them
+    splits the item back into its batches, and only that one is set aside."""
+    fake.reject_when = lambda lines: "this record is not valid" if any("BAD" in x for x in lines) else None
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=tmp_path / "spool",
+        max_rejections=2,
+        backoff_initial=0.02,
+        backoff_max=0.05,
+        check_repository=False,
+        linger=60.0,  # after the first send, the batches below gather (and share an item) until the flush
+    )
+    batches = [[line(i, name="BAD" if i == 4 else f"trace {i}")] for i in range(1, 11)]
+    try:
+        assert sink.write([line(0)])
+        assert fake.wait_for_distinct(1)
+        for batch in batches:
+            assert sink.write(batch)
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    bad = batches[3]
+    assert fake.distinct() == [line(0)] + [x for batch in batches if batch is not bad for x in batch]
+    (set_aside,) = spool_files(tmp_path / "spool", quarantine=True)
+    assert set_aside.read_text().splitlines() == bad
+    assert sink.stats()["quarantined_batches"] == 1
+
+
+def test_a_spooled_file_of_several_batches_sets_aside_only_the_one_maxim_refuses(
+    fake: FakeMaxim, tmp_path: Path
+) -> None:
+    """A process that exits while batches wait in memory (sharing an item) writes them in one file, their
+    bounds kept: the process that adopts it splits it when Maxim refuses one, and sends the others."""
+    spool = tmp_path / "spool"
+    batches = [[line(i, name="BAD" if i == 4 else f"trace {i}"), line(100 + i)] for i in range(1, 11)]
+    script = textwrap.dedent(
+        f"""
+        import json, os, sys
+        from otel_maxim.sinks.maxim_api import MaximApiSink
+        sink = MaximApiSink(api_key=os.environ["KEY"], repo_id={REPO!r}, base_url={fake.base_url!r},
+                            spool_dir={str(spool)!r}, check_repository=False, linger=60.0)
+        assert sink.write([{line(0)!r}]) and sink.flush(10)  # then the sender gathers for 60 s
+        for batch in json.loads(sys.stdin.read()):
+            assert sink.write(batch)
+        sys.exit(0)  # no shutdown: what waits in memory is spooled at exit
+        """
+    )
+    done = _run_python(script, {**os.environ, "KEY": KEY}, stdin=json.dumps(batches))
+    assert done.returncode == 0, done.stderr
+    assert len(spool_files(spool)) == 1  # ten batches, one file
+    assert spooled_lines(spool) == [x for batch in batches for x in batch]
+    fake.reject_when = lambda lines: "this record is not valid" if any("BAD" in x for x in lines) else None
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=spool,
+        max_rejections=2,
+        backoff_initial=0.02,
+        backoff_max=0.05,
+        check_repository=False,
+    )
+    try:
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    bad = batches[3]
+    assert fake.distinct() == [line(0)] + [x for batch in batches if batch is not bad for x in batch]
+    (set_aside,) = spool_files(spool, quarantine=True)
+    assert set_aside.read_text().splitlines() == bad
+    assert [path.name for path in spool.iterdir()] == [QUARANTINE]  # the adopted directory is gone
+
+
 @pytest.mark.parametrize(
     "fault",
     [
@@ -344,7 +427,7 @@ def test_a_revoked_key_keeps_every_record_for_the_next_process(
     assert {r.status for r in fake.log_posts()} == {401}
     assert sink.stats()["quarantined_batches"] == 0
     assert spool_files(spool, quarantine=True) == []
-    assert [x for path in spool_files(spool) for x in path.read_text().splitlines()] == produced
+    assert spooled_lines(spool) == produced
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "HTTP 401: Invalid API key" in errors[0].getMessage()
     assert revoked not in caplog.text
@@ -364,7 +447,7 @@ def test_a_spooled_batch_that_cannot_be_read_stays_until_it_can(
     real_read = Spool.read
     failures: list[str] = []
 
-    def read_failing_once(spool: Spool, segment: Any) -> list[str]:
+    def read_failing_once(spool: Spool, segment: Any) -> list[list[str]]:
         if not failures:
             failures.append(segment.path)
             raise OSError(errno.EMFILE, "Too many open files")
@@ -500,8 +583,7 @@ def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> Non
     done = _run_python(script, {**os.environ, "KEY": KEY}, stdin=json.dumps(produced))
     assert done.returncode == 9, done.stderr
     assert KEY not in done.stderr
-    spooled = [x for path in spool_files(spool) for x in path.read_text().splitlines()]
-    assert spooled == produced  # all on disk, in order (batches written in a row may share a file)
+    assert spooled_lines(spool) == produced  # all on disk, in order (batches written in a row may share a file)
     fake.go_up()
     sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
     try:
@@ -685,6 +767,48 @@ def test_a_refused_upload_is_logged_without_the_urls_signature(
     assert "SignatureDoesNotMatch: the signature '[signed]' is not valid" in ours
     assert signature not in ours  # (urllib3's own DEBUG lines show the URLs it opens)
     assert sink.stats()["quarantined_batches"] == 1  # set aside, not lost
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_an_upload_url_refused_for_good_costs_only_its_record_or_file(
+    status: int, fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Uploads not enabled for the key (say) while the log push works: not the settings' fault for the
+    records. The large record's batch is set aside, the file is dropped, and everything else goes on."""
+    fake.upload_url_status = status
+    big = line(1, input="z" * 1_000_000)
+    upload = serialize(
+        Record(
+            "generation",
+            "g1",
+            "upload-attachment",
+            {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()},
+        )
+    )
+    sink = MaximApiSink(
+        api_key=KEY,
+        repo_id=REPO,
+        base_url=fake.base_url,
+        spool_dir=tmp_path / "spool",
+        max_rejections=2,
+        backoff_initial=0.02,
+        backoff_max=0.05,
+        check_repository=False,
+    )
+    try:
+        assert sink.write([big])
+        assert sink.write([line(2)])
+        assert sink.write([upload, line(3)])
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    assert fake.distinct() == [line(2), line(3)]
+    assert {r.status for r in fake.requests_to(UPLOAD_URL_PATH)} == {status}
+    (set_aside,) = spool_files(tmp_path / "spool", quarantine=True)
+    assert set_aside.read_text().splitlines() == [big]
+    assert sink.stats()["quarantined_batches"] == 1
+    assert "Storage refused an attachment of generation g1; it is not sent." in caplog.text
+    assert f"HTTP {status}: uploads are not enabled for this API key" in caplog.text
 
 
 def test_requests_carry_maxims_headers(fake: FakeMaxim, tmp_path: Path) -> None:
@@ -878,9 +1002,8 @@ def test_a_flush_out_of_time_spools_memory_in_a_file_per_mib_not_per_batch(fake:
         for record in produced[1:]:
             assert sink.write([record])  # a batch each, as a busy exporter writes them
         assert not sink.flush(0.01)
-        files = spool_files(spool)
-        assert [x for path in files for x in path.read_text().splitlines()] == produced
-        assert len(files) == 2  # the batch being sent, and the 499 written behind it
+        assert spooled_lines(spool) == produced
+        assert len(spool_files(spool)) == 2  # the batch being sent, and the 499 written behind it
         assert sink.flush(30)
     finally:
         sink.close(5)

@@ -9,11 +9,15 @@ URL under the key maxim-py uses, and the line is replaced by ``add-attachment``
 with that key (a URL is only given the key).
 Retryable failures are retried with exponential backoff and jitter, honouring
 ``Retry-After``, for as long as the deadline allows; every sleep is on an
-``Event`` so closing the sink cuts it short.  A call that the settings block
-(:attr:`Kind.BLOCKED`: the key, the repository, the URL) ends the attempt at
-once, to be retried after the backoff: the records are not at fault.  The
-caller learns how many lines were acknowledged, so an acknowledged body is
-never sent again.
+``Event`` so closing the sink cuts it short.  A log push that the settings
+block (:attr:`Kind.BLOCKED`: the key, the repository, the URL) ends the
+attempt at once, to be retried after the backoff: the records are not at
+fault.  An upload refused for good (its upload-url call or its PUT, whatever
+the status: uploads may be refused while the log push works) costs only
+itself: a file is dropped and logged, and a large record is
+:attr:`Outcome.REJECTED` like a record Maxim refuses (its batch is sent again
+alone, then set aside).  The caller learns how many lines were acknowledged,
+so an acknowledged body is never sent again.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ _UNKNOWN_TYPE = "application/octet-stream"
 
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
-    RETRY = "retry"  # not done by the deadline (or closing), or blocked by the settings: try again later
+    RETRY = "retry"  # not done by the deadline (or closing), or the log push blocked by the settings: try again later
     REJECTED = "rejected"  # Maxim answered no; the same lines will likely be refused again
 
 
@@ -300,7 +304,7 @@ class Deliverer:
                 else:
                     self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
                 return Result(Outcome.REJECTED, reply)
-            if reply.kind is Kind.BLOCKED:  # the same for any records until the settings change: they wait
+            if reply.kind is Kind.BLOCKED:  # the log push, refused whatever it carries until the settings change
                 delay = self._backoff.next_delay()
                 self._log.error(
                     f"blocked-{reply.status}",

@@ -3,13 +3,16 @@
 Every call returns a :class:`Reply` instead of raising, classified the way the
 OTLP specification classifies export failures: connection errors, timeouts,
 429, 502, 503 and 504 may be retried; anything else is final for what was
-sent.  Some final answers of the API are not about what was sent: a refused
-key (401, 403), a missing repository or endpoint, a redirect, a URL the HTTP
-client cannot use; they are :attr:`Kind.BLOCKED`, so that the records wait
-for the fix instead of being set aside.  The API key is held here only: it
-is sent in the ``x-maxim-api-key`` header of calls to the base URL (never to
-the signed storage URL of a large record) and is scrubbed from every message
-this module produces.
+sent.  Some final answers to the log push (and the repository check) are not
+about what was sent: a refused key (401, 403), a missing repository or
+endpoint, a redirect, a URL the HTTP client cannot use; they are
+:attr:`Kind.BLOCKED`, so that the records wait for the fix instead of being
+set aside.  An upload (its upload-url call, its PUT) is never BLOCKED: a 403
+there may refuse uploads only (attachments not enabled for the key, say) while
+the log push works, so it fails that one upload.  The API key is held here
+only: it is sent in the ``x-maxim-api-key`` header of calls to the base URL
+(never to the signed storage URL of a large record) and is scrubbed from every
+message this module produces.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ REPOSITORY_PATH = "/api/sdk/v3/log-repositories"
 UPLOAD_URL_PATH = "/api/sdk/v1/log-repositories/attachments/upload-url"
 #: Statuses worth another try (OTLP/HTTP's list).
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses of the API (besides redirects, which are not followed) that refuse the key, the repository or
+#: Statuses of the log push (besides redirects, which are not followed) that refuse the key, the repository or
 #: the endpoint: whatever a request carries, the next one gets the same answer until the settings change.
 BLOCKING_STATUSES = frozenset({401, 403, 404, 405, 407, 410})
 #: The connect phase never needs long; the rest of the time budget is for the answer.
@@ -57,7 +60,7 @@ class Kind(enum.Enum):
     OK = "ok"
     RETRY = "retry"  # nothing was settled: the same request may be sent again
     FAIL = "fail"  # the server said no; sending the same bytes again will most likely fail again
-    BLOCKED = "blocked"  # no call to the API can succeed as set up (key, repository, URL), whatever it carries
+    BLOCKED = "blocked"  # no log push can succeed as set up (key, repository, URL), whatever it carries
 
 
 @dataclass(frozen=True)
@@ -257,14 +260,18 @@ class ApiClient:
 
     def post_log(self, body: bytes, timeout: float) -> Reply:
         """POST record lines (joined by newlines) to the repository."""
-        return self._call("POST", self._log_url, timeout, data=body, api=True)
+        return self._call("POST", self._log_url, timeout, data=body, api=True, blocking=True)
 
     def check_repository(self, timeout: float) -> Reply:
         url = f"{self.base_url}{REPOSITORY_PATH}?loggerId={quote(self.repo_id, safe='')}"
-        return self._call("GET", url, timeout, api=True)
+        return self._call("GET", url, timeout, api=True, blocking=True)
 
     def upload_url(self, key: str, size: int, timeout: float, *, mime_type: str = "text/plain") -> Reply:
-        """Ask for a signed URL to PUT a large record (or a file) at; on success ``data`` is the URL."""
+        """Ask for a signed URL to PUT a large record (or a file) at; on success ``data`` is the URL.
+
+        Never :attr:`Kind.BLOCKED`: a refusal here (403 when uploads are not enabled for the key, say) is
+        about this upload, while the log push may work; it fails this upload only.
+        """
         query = f"key={quote(key, safe='/')}&mimeType={quote(mime_type, safe='/')}&size={size}"
         url = f"{self.base_url}{UPLOAD_URL_PATH}?{query}"
         reply = self._call("GET", url, timeout, api=True)
@@ -295,6 +302,7 @@ class ApiClient:
         timeout: float,
         *,
         api: bool,
+        blocking: bool = False,
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
@@ -323,14 +331,21 @@ class ApiClient:
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             return Reply(Kind.RETRY, None, self.scrub(_describe(exc), signature=signature))
         except (requests.RequestException, ValueError) as exc:  # urllib3's LocationParseError is a bare ValueError
-            # The client could not make the call.  To the API, whose URL and headers come from the settings,
-            # that is about the settings, not the records; to a signed URL, about that one upload.
-            kind = Kind.BLOCKED if api else Kind.FAIL
+            # The client could not make the call.  To the log push, whose URL and headers come from the settings,
+            # that is about the settings, not the records; to an upload, about that one upload.
+            kind = Kind.BLOCKED if blocking else Kind.FAIL
             return Reply(kind, None, self.scrub(_describe(exc), signature=signature))
-        return self._classify(status, text, retry_after, location, api, signature)
+        return self._classify(status, text, retry_after, location, api, blocking, signature)
 
     def _classify(
-        self, status: int, text: str, retry_after: float | None, location: str, api: bool, signature: tuple[str, ...]
+        self,
+        status: int,
+        text: str,
+        retry_after: float | None,
+        location: str,
+        api: bool,
+        blocking: bool,
+        signature: tuple[str, ...],
     ) -> Reply:
         payload: Any = None
         try:
@@ -357,7 +372,7 @@ class ApiClient:
             message = f"redirected to {target!r}; not followed"
         if status in RETRYABLE_STATUSES:
             kind = Kind.RETRY
-        elif api and (redirect or status in BLOCKING_STATUSES):
+        elif blocking and (redirect or status in BLOCKING_STATUSES):
             kind = Kind.BLOCKED
         else:
             kind = Kind.FAIL

@@ -4,35 +4,45 @@ How records flow
 ----------------
 :meth:`MaximApiSink.write` (called on the exporter's worker thread) only
 queues: the batch becomes the last item of one ordered queue, or joins the
-last item while that one is in memory, not being sent, and under 1 MiB.  An
-item is kept in memory while the API answers and written to the disk spool
-(:mod:`otel_maxim.sinks.spool`, a file each) when it does not, or when memory
-already holds ``max_memory_bytes``; so moving memory to disk (after a failed
-send, or when a flush or close runs out of time, on the caller's thread)
-writes a file per MiB held, not one per batch.  A sender thread sends the queue
-from its head: consecutive items make bodies of at most 5 MB, and each send
-has one deadline (``export_timeout``) inside which retryable failures are
-retried with backoff (:mod:`otel_maxim.sinks._delivery`).  What is not
-delivered by then goes to the spool, with everything queued behind it, and the
-sender tries again after the backoff; meanwhile new batches go straight to
-disk.  After a delivered send, the sender lets records gather for ``linger``
-seconds (0.2) before the next, unless 2 MB of records wait, a flush or close
-asks, or the head of the queue is on disk: a busy process sends fewer, fuller
-bodies (each request costs the whole process time, not only the sender's).  An
-item leaves the queue (and its file the disk) only once Maxim acknowledged it:
-order is kept, delivery is at least once, and an acknowledged body is never
-sent again.
+last item while that one is in memory, not being sent nor set to be sent alone
+(below), and under 1 MiB; an item keeps the bounds of its batches.  An item is
+kept in memory while the API answers and written to the disk spool
+(:mod:`otel_maxim.sinks.spool`, a file each, an empty line between two of its
+batches) when it does not, or when memory already holds ``max_memory_bytes``;
+so moving memory to disk (after a failed send, or when a flush or close runs
+out of time, on the caller's thread) writes a file, and flushes it to disk,
+per MiB held, not per batch, then syncs the directory once.  A sender thread
+sends the queue from its head: consecutive items make bodies of at most 5 MB,
+and each send has one deadline (``export_timeout``) inside which retryable
+failures are retried with backoff (:mod:`otel_maxim.sinks._delivery`).  What
+is not delivered by then goes to the spool, with everything queued behind it,
+and the sender tries again after the backoff; meanwhile new batches go
+straight to disk.  After a delivered send, the sender lets records gather for
+``linger`` seconds (0.2) before the next, unless 2 MB of records wait, a flush
+or close asks, or the head of the queue is on disk: a busy process sends
+fewer, fuller bodies (each request costs the whole process time, not only the
+sender's).  An item leaves the queue (and its file the disk) only once Maxim
+acknowledged it: order is kept, delivery is at least once, and an acknowledged
+body is never sent again.
 
-An item Maxim rejects (a status other than 429/502/503/504, or a 200 whose
-JSON carries ``error``) is sent again alone, after a backoff; after
-``max_rejections`` rejections it is moved to ``<spool dir>/quarantine`` and
-logged, and the items behind it go on.  An answer that is not about the
-records (a refused key, a missing repository, a redirect, a URL the HTTP
-client cannot use: ``Kind.BLOCKED``) sets nothing aside: the records wait,
-spooled, and are tried again after the backoff, as in an outage.  A spooled
-batch that cannot be read (too many open files, an I/O error) stays on disk
-and is tried again after a backoff; after ``max_rejections`` failed reads it
-is moved to the quarantine the same way.
+A body Maxim rejects (a status other than 429/502/503/504 and the blocking
+ones below, or a 200 whose JSON carries ``error``) is taken apart: each item
+it covered and Maxim did not acknowledge is split into its batches (a file
+each if it is on disk; a file written by an earlier process too), and each
+batch is sent again alone, after a backoff.  A batch rejected alone
+``max_rejections`` times is moved to ``<spool dir>/quarantine`` and logged,
+and the batches behind it go on: a refused record costs its own batch only,
+whatever it shared an item or a body with.  A large record whose upload is
+refused for good (the upload-url call or the storage PUT, whatever the status:
+uploads may be refused while the log push works) is such a rejection; a file
+in a message whose upload is refused is dropped and logged, and the records
+around it go on.  An answer to the log push that is not about the records (a
+refused key, a missing repository, a redirect, a URL the HTTP client cannot
+use: ``Kind.BLOCKED``) sets nothing aside: the records wait, spooled, and are
+tried again after the backoff, as in an outage.  A spooled file that cannot be
+read (too many open files, an I/O error) stays on disk and is tried again
+after a backoff; after ``max_rejections`` failed reads it is moved to the
+quarantine the same way, whole.
 
 The spool outlives the process: a batch left on disk at shutdown (or by a
 crash) is sent by the next process that uses the same spool directory, before
@@ -74,7 +84,7 @@ DEFAULT_LINGER = 0.2
 #: Queued bytes in memory that end the gathering at once (bigger bodies only raise the peak of memory).
 _GATHER_BYTES = 2 * 1024 * 1024
 #: Batches written in a row share one item, in memory, up to this size: spilling memory to disk then
-#: costs a file (an fsync) per MiB, not per batch; an item Maxim keeps rejecting is set aside whole.
+#: costs a file (an fsync) per MiB, not per batch.  The item keeps their bounds: rejected, it is split.
 _ITEM_BYTES = 1024 * 1024
 #: How often an idle sender looks for batches left by processes that ended meanwhile.
 _ADOPT_INTERVAL = 60.0
@@ -89,7 +99,8 @@ class _Item:
     size: int
     lines: list[str] | None = None
     segment: Segment | None = None
-    seq: int = 0  # order of writing in this process (of its first batch; names the spool file)
+    batches: list[int] = field(default_factory=list)  # the line count of each batch, in order (on disk: once read)
+    name: str = ""  # its spool file's name: the order of writing in this process (of its first batch)
     label: str = ""  # for the quarantine's file name
     rejections: int = 0
     failed_reads: int = 0  # a spooled batch whose file could not be read
@@ -260,12 +271,14 @@ class MaximApiSink:
             over = self._mem_bytes + size > self._max_memory
             failing = self._failing or self._backoff.failures > 0  # the sender is retrying right now
             tail = None if failing or over else self._open_tail(size)
-            if tail is not None:
-                tail.extend(batch)
-                self._items[-1].size += size
+            if tail is not None and tail.lines is not None:  # (_open_tail gives only an item in memory)
+                tail.lines.extend(batch)
+                tail.batches.append(len(batch))
+                tail.size += size
                 self._mem_bytes += size
             else:
-                item = _Item(size, list(batch), seq=self._seq, label=str(self._seq))  # its own: batches join it
+                # Its own list of lines (batches join it), never the caller's.
+                item = _Item(size, batch, batches=[len(batch)], name=f"{self._seq:020d}", label=str(self._seq))
                 if (failing or over) and not self._to_disk(item) and over:
                     self._refuse(len(batch))
                     return False
@@ -336,8 +349,8 @@ class MaximApiSink:
 
     # --- queueing ----------------------------------------------------------------------
 
-    def _open_tail(self, size: int) -> list[str] | None:
-        """The lines of the last item if ``size`` more bytes may join them (see ``_ITEM_BYTES``), else ``None``."""
+    def _open_tail(self, size: int) -> _Item | None:
+        """The last item if a batch of ``size`` bytes may join it (see ``_ITEM_BYTES``), else ``None``."""
         if not self._items:
             return None
         tail = self._items[-1]
@@ -349,14 +362,14 @@ class MaximApiSink:
             or (self._in_flight is not None and tail in self._in_flight.items)  # its lines are being sent
         ):
             return None
-        return tail.lines
+        return tail
 
     def _to_disk(self, item: _Item) -> bool:
         """Move ``item`` to the spool; ``False`` (logged) if it stays where it is."""
         if item.lines is None:
             return True
         try:
-            item.segment = self._spool.append(item.seq, item.lines)
+            item.segment = self._spool.append(item.name, item.lines, item.batches)
         except SpoolFull:
             self._log.error(
                 "spool-full",
@@ -372,10 +385,15 @@ class MaximApiSink:
         return True
 
     def _spill_memory(self) -> None:
-        """Write every batch held in memory to the spool, in order (some may stay if the spool is full)."""
+        """Write every batch held in memory to the spool, in order (some may stay if the spool is full): a
+        file per item (batches written in a row share one), and one sync of the directory for all of them."""
+        spilled = False
         for item in self._items:
             if item.lines is not None and self._to_disk(item):
                 self._mem_bytes -= item.size
+                spilled = True
+        if spilled:
+            self._spool.sync()
 
     def _refuse(self, count: int) -> None:
         self._refused += count
@@ -398,7 +416,8 @@ class MaximApiSink:
         if not segments:
             return
         for segment in segments:
-            self._items.append(_Item(segment.size, segment=segment, label=os.path.basename(segment.path)[:-4]))
+            name = os.path.basename(segment.path)[:-4]
+            self._items.append(_Item(segment.size, segment=segment, name=name, label=name))
         _logger.info(
             "Found %d batches (%d bytes) of records left in %s by an earlier process; sending them.",
             len(segments),
@@ -503,7 +522,9 @@ class MaximApiSink:
             if item.segment is None:
                 continue
             try:
-                unit.parts[i] = self._spool.read(item.segment)
+                batches = self._spool.read(item.segment)
+                item.batches = [len(lines) for lines in batches]
+                unit.parts[i] = [line for lines in batches for line in lines]
             except FileNotFoundError:  # removed by someone else: there is nothing left to send
                 self._log.error("gone", "Spooled records %s were removed before they were sent.", item.segment.path)
                 unit.parts[i] = []
@@ -559,12 +580,13 @@ class MaximApiSink:
 
     def _trim(self, item: _Item, rest: list[str]) -> None:
         size = lines_size(rest)
+        item.batches = _last_lines(item.batches, len(rest))
         if item.lines is not None:
             self._mem_bytes += size - item.size
             item.lines = rest
         if item.segment is not None:
             try:
-                self._spool.rewrite(item.segment, rest)
+                self._spool.rewrite(item.segment, rest, item.batches)
             except OSError as exc:
                 self._log.error("rewrite", "Could not update spooled records %s: %s", item.segment.path, exc)
         item.size = size
@@ -587,9 +609,10 @@ class MaximApiSink:
         # Rejected: find the batch Maxim refuses, then set it aside so the ones behind it can go.
         self._retry_at, self._honour = time.monotonic() + self._backoff.next_delay(), False
         left = unit.items[unit.done :]
-        if len(left) > 1:
+        if len(left) > 1 or (left and len(left[0].batches) > 1):
             for item in left:
-                item.isolate = True
+                for piece in self._split(item):
+                    piece.isolate = True  # each is sent alone: the one Maxim refuses is set aside alone
             return
         if not left:
             return
@@ -597,6 +620,46 @@ class MaximApiSink:
         item.rejections += 1
         if item.rejections >= self._max_rejections:
             self._quarantine(item, len(unit.parts[unit.done]), result)
+
+    def _split(self, item: _Item) -> list[_Item]:
+        """Put an item of several batches back in the queue as an item per batch (one file each if it is on
+        disk), in its place; the items it now is (itself if it holds one batch, or cannot be split)."""
+        if len(item.batches) <= 1 or item not in self._items:
+            return [item]
+        lines = item.lines
+        if lines is None and item.segment is not None:
+            try:
+                lines = [line for batch in self._spool.read(item.segment) for line in batch]
+            except OSError as exc:
+                self._log.error("split", "Could not read spooled records %s: %s", item.segment.path, exc)
+                return [item]
+        if lines is None or sum(item.batches) != len(lines):
+            return [item]
+        groups: list[list[str]] = []
+        start = 0
+        for count in item.batches:
+            groups.append(lines[start : start + count])
+            start += count
+        pieces = [
+            _Item(lines_size(group), batches=[len(group)], name=f"{item.name}.{k:06d}", label=f"{item.label}.{k}")
+            for k, group in enumerate(groups)
+        ]
+        if item.segment is None:
+            for piece, group in zip(pieces, groups):
+                piece.lines = group  # the same bytes in memory as before: _mem_bytes stands
+        else:
+            try:
+                segments = self._spool.split(item.segment, groups)
+            except OSError as exc:
+                self._log.error("split", "Could not split spooled records %s: %s", item.segment.path, exc)
+                return [item]
+            for piece, segment in zip(pieces, segments):
+                piece.segment, piece.size = segment, segment.size
+        position = self._items.index(item)
+        del self._items[position]
+        for offset, piece in enumerate(pieces):
+            self._items.insert(position + offset, piece)
+        return pieces
 
     def _set_aside(self, item: _Item) -> tuple[str, Exception | None]:
         """Move ``item`` to the quarantine and out of the queue: where it went, or why it could not go."""
@@ -686,6 +749,17 @@ class MaximApiSink:
                 repo_id,
                 reply.describe(),
             )
+
+
+def _last_lines(batches: list[int], count: int) -> list[int]:
+    """The line counts of the batches that hold the last ``count`` of their lines."""
+    kept: list[int] = []
+    for size in reversed(batches):
+        if count <= 0:
+            break
+        kept.append(min(size, count))
+        count -= size
+    return kept[::-1]
 
 
 #: Live sinks, so that a process ending without a shutdown spills what they hold (see _at_exit).

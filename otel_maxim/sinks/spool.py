@@ -5,14 +5,19 @@ Layout (directories we create are ``0700``, files ``0600``)::
     <spool dir>/
       <producer>/          one per process that spooled: "<time_ns>-<pid>-<random>"
         lock               locked (flock) by that process for as long as it uses the directory
-        <seq>.seg          one batch: its lines, each followed by "\\n"; the names sort in sending order
-      quarantine/          batches that Maxim kept rejecting, set aside: "<time_ns>-<pid>-<seq>.seg"
+        <seq>.seg          batches written in a row: each line followed by "\\n", an empty line between
+                           two batches; the names sort in sending order (a file split into its batches
+                           becomes "<seq>.<n>.seg", n = 000000, 000001, ...)
+      quarantine/          batches that Maxim kept rejecting, set aside: "<time_ns>-<pid>-<label>.seg"
 
 A process writes only into its own producer directory.  A producer directory
 whose lock nobody holds was left by a process that ended or crashed: another
 process using the same spool directory adopts it (takes its lock), sends its
-batches in order and removes it.  A batch is written under a temporary name,
-flushed to disk and renamed, so a crash leaves the whole batch or nothing.
+batches in order and removes it.  A file is written under a temporary name,
+flushed to disk and renamed, so a crash leaves the whole file or nothing.  The
+empty lines between batches keep each batch's bounds on disk (a reader that
+ignores them sees the lines in order), so that a batch Maxim keeps rejecting
+can be set aside alone, also by the process that adopts the file.
 
 Not thread-safe: :class:`~otel_maxim.sinks.maxim_api.MaximApiSink` calls it
 under its own lock.
@@ -21,6 +26,7 @@ under its own lock.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import sys
@@ -201,27 +207,80 @@ class Spool:
         self._own, self._own_fd = final, fd
         return final
 
-    def append(self, seq: int, lines: Sequence[str]) -> Segment:
-        """Write a batch; raises :class:`SpoolFull` past the cap, ``OSError`` if the disk refuses."""
-        data = _encode(lines)
+    def append(self, name: str, lines: Sequence[str], batches: Sequence[int] = ()) -> Segment:
+        """Write ``lines`` as ``<name>.seg``, ``batches`` (their line counts) marked; raises :class:`SpoolFull`
+        past the cap, ``OSError`` if the disk refuses."""
+        data = _encode(lines, batches)
         if self._used + len(data) > self.max_bytes:
             raise SpoolFull(f"{self._used} + {len(data)} bytes > {self.max_bytes}")
-        path = os.path.join(self._own_dir(), f"{seq:020d}{_SUFFIX}")
+        path = os.path.join(self._own_dir(), f"{name}{_SUFFIX}")
         self._write(path, data)
         self._used += len(data)
         return Segment(path, len(data))
 
-    def read(self, segment: Segment) -> list[str]:
+    def read(self, segment: Segment) -> list[list[str]]:
+        """The batches of a file, each a list of lines (a file from before batches were marked: one)."""
         with open(segment.path, "rb") as f:
             text = f.read().decode("utf-8", "replace")
-        return [line for line in text.split("\n") if line]
+        batches: list[list[str]] = [[]]
+        for line in text.split("\n"):
+            if line:
+                batches[-1].append(line)
+            elif batches[-1]:
+                batches.append([])
+        if not batches[-1]:
+            batches.pop()
+        return batches
 
-    def rewrite(self, segment: Segment, lines: Sequence[str]) -> None:
-        """Replace a batch by what is left of it (its first lines were delivered)."""
-        data = _encode(lines)
+    def rewrite(self, segment: Segment, lines: Sequence[str], batches: Sequence[int] = ()) -> None:
+        """Replace a file by what is left of it (its first lines were delivered)."""
+        data = _encode(lines, batches)
         self._write(segment.path, data)
         self._used += len(data) - segment.size
         segment.size = len(data)
+
+    def split(self, segment: Segment, batches: Sequence[Sequence[str]]) -> list[Segment]:
+        """Replace a file of several batches by a file each, named to sort where it stood; in order.
+
+        A crash before the old file is removed leaves both: its batches are then sent twice (at least
+        once), never lost.
+        """
+        stem = segment.path[: -len(_SUFFIX)]
+        parts: list[Segment] = []
+        try:
+            for number, lines in enumerate(batches):
+                data = _encode(lines)
+                path = f"{stem}.{number:06d}{_SUFFIX}"
+                self._write(path, data)
+                parts.append(Segment(path, len(data)))
+        except BaseException:
+            for part in parts:
+                with contextlib.suppress(OSError):
+                    os.unlink(part.path)
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(segment.path)
+        self._used += sum(part.size for part in parts) - segment.size
+        held = self._held.get(os.path.dirname(segment.path))
+        if held is not None:  # an adopted directory: it goes once all of its files are done
+            held[1] += len(parts) - 1
+        return parts
+
+    def sync(self) -> None:
+        """Make this process's file names durable (one ``fsync`` of its directory); the data of each file
+        was flushed as it was written."""
+        if not self._durable or self._own is None or sys.platform == "win32":  # no directory handles there
+            return
+        try:
+            fd = os.open(self._own, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            _close(fd)
 
     def remove(self, segment: Segment) -> None:
         """Forget a delivered batch."""
@@ -303,8 +362,14 @@ class Spool:
         self._quarantine_counted = False
 
 
-def _encode(lines: Sequence[str]) -> bytes:
-    return "".join(line + "\n" for line in lines).encode("utf-8", "replace")
+def _encode(lines: Sequence[str], batches: Sequence[int] = ()) -> bytes:
+    """``lines``, each followed by a newline, with an empty line after each batch but the last (``batches``:
+    their line counts, in order)."""
+    text = "".join(line + "\n" for line in lines)
+    if len(batches) > 1:
+        ends = set(itertools.accumulate(batches[:-1]))
+        text = "".join(line + ("\n\n" if number in ends else "\n") for number, line in enumerate(lines, 1))
+    return text.encode("utf-8", "replace")
 
 
 def _listdir(path: str) -> list[str]:
