@@ -395,8 +395,11 @@ class MaximSpanProcessor(BatchSpanProcessor):
         self._stamper.stamp(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self._stamper.restamp(span)
-        super().on_end(span)
+        # The check that restamp makes first, here: nearly every span lost no attribute, and a call
+        # less per span is a measurable share of this processor's cost (bench/bench_processor.py).
+        if getattr(getattr(span, "_attributes", None), "dropped", 1):
+            self._stamper.restamp(span)
+        BatchSpanProcessor.on_end(self, span)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         """Export what is queued, then flush the exporter (held traces whose wait is over, the sink).
