@@ -49,6 +49,21 @@ MiB = 1024 * 1024
 # --- fixtures and helpers ------------------------------------------------------------------
 
 
+def _api_sink(fake: FakeMaxim, tmp_path: Path, **options: Any) -> MaximApiSink:
+    """A sink to the fake Maxim, spooling under ``tmp_path``, with ``options`` beside."""
+    return MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool", **options)
+
+
+def _deliver_spooled(fake: FakeMaxim, spool: Path, produced: list[str]) -> None:
+    """A new sink on ``spool`` delivers all of ``produced`` that waits there."""
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    assert_all_delivered(fake, produced)
+
+
 @pytest.fixture(autouse=True)
 def _key_never_leaks(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[None]:
     """Whatever a test does, the API key appears in no log line and no file it leaves."""
@@ -272,14 +287,7 @@ def test_batches_set_aside_one_after_another_make_one_error_line(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.reject_when = lambda lines: "this record is not valid"
-    sink = MaximApiSink(
-        api_key=KEY,
-        repo_id=REPO,
-        base_url=fake.base_url,
-        spool_dir=tmp_path / "spool",
-        max_rejections=1,
-        check_repository=False,
-    )
+    sink = _api_sink(fake, tmp_path, max_rejections=1, check_repository=False)
     try:
         for i in range(4):
             assert sink.write([line(i)])
@@ -297,11 +305,9 @@ def test_a_rejected_batch_costs_only_itself_when_batches_written_in_a_row_share_
     """Batches written while the sender gathers share one item in memory; Maxim refusing one of them
     splits the item back into its batches, and only that one is set aside."""
     fake.reject_when = lambda lines: "this record is not valid" if any("BAD" in x for x in lines) else None
-    sink = MaximApiSink(
-        api_key=KEY,
-        repo_id=REPO,
-        base_url=fake.base_url,
-        spool_dir=tmp_path / "spool",
+    sink = _api_sink(
+        fake,
+        tmp_path,
         max_rejections=2,
         backoff_initial=0.02,
         backoff_max=0.05,
@@ -431,12 +437,7 @@ def test_a_revoked_key_keeps_every_record_for_the_next_process(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "HTTP 401: Invalid API key" in errors[0].getMessage()
     assert revoked not in caplog.text
-    fixed = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
-    try:
-        assert fixed.flush(10)
-    finally:
-        fixed.close(5)
-    assert_all_delivered(fake, produced)
+    _deliver_spooled(fake, spool, produced)  # a sink with the right key
 
 
 def test_a_spooled_batch_that_cannot_be_read_stays_until_it_can(
@@ -585,12 +586,7 @@ def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> Non
     assert KEY not in done.stderr
     assert spooled_lines(spool) == produced  # all on disk, in order (batches written in a row may share a file)
     fake.go_up()
-    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
-    try:
-        assert sink.flush(10)
-    finally:
-        sink.close(5)
-    assert_all_delivered(fake, produced)
+    _deliver_spooled(fake, spool, produced)
 
 
 # --- bodies and large records ----------------------------------------------------------------
@@ -785,16 +781,7 @@ def test_an_upload_url_refused_for_good_costs_only_its_record_or_file(
             {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()},
         )
     )
-    sink = MaximApiSink(
-        api_key=KEY,
-        repo_id=REPO,
-        base_url=fake.base_url,
-        spool_dir=tmp_path / "spool",
-        max_rejections=2,
-        backoff_initial=0.02,
-        backoff_max=0.05,
-        check_repository=False,
-    )
+    sink = _api_sink(fake, tmp_path, max_rejections=2, backoff_initial=0.02, backoff_max=0.05, check_repository=False)
     try:
         assert sink.write([big])
         assert sink.write([line(2)])
@@ -950,11 +937,9 @@ def test_a_200_with_an_error_in_its_json_is_a_failure(
 
 
 def test_after_a_send_records_gather_for_linger_unless_a_flush_asks(fake: FakeMaxim, tmp_path: Path) -> None:
-    sink = MaximApiSink(
-        api_key=KEY,
-        repo_id=REPO,
-        base_url=fake.base_url,
-        spool_dir=tmp_path / "spool",
+    sink = _api_sink(
+        fake,
+        tmp_path,
         check_repository=False,
         linger=60.0,  # far longer than the test: only a flush can end this gathering
     )
@@ -1014,15 +999,7 @@ def test_the_spool_cap_refuses_counts_and_says_so(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.go_down()
-    sink = MaximApiSink(
-        api_key=KEY,
-        repo_id=REPO,
-        base_url=fake.base_url,
-        spool_dir=tmp_path / "spool",
-        max_spool_bytes=3000,
-        max_memory_bytes=0,
-        check_repository=False,
-    )
+    sink = _api_sink(fake, tmp_path, max_spool_bytes=3000, max_memory_bytes=0, check_repository=False)
     try:
         results = [sink.write([line(10 * b + i) for i in range(10)]) for b in range(6)]
         assert results[0] is True
