@@ -1655,3 +1655,15 @@ def test_otlp_maps_and_arrays_become_what_the_sdk_holds_whatever_its_version() -
     assert announce.data["messages"] == [{"role": "user", "content": "Where is my order?"}]
     (update,) = [r for r in records if r.action == "update" and "metadata" in r.data]
     assert update.data["metadata"] == {"user": '{"id": 42, "roles": ["x", 1], "none": null}'}
+
+
+def test_an_end_marker_stripped_by_a_span_limit_is_not_a_trace_over_otlp_either(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OTLP carries no count of the attributes a limit dropped into the span the bridge makes: a span named
+    as an end marker with nothing that names its session is still taken for one, and logged."""
+    stripped = _span("maxim.session.end", 1)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        records = exported(otlp.spans_from_request(_request(stripped)).spans).records()
+    assert records == []
+    assert "Ignoring a session-end marker with no session.id" in caplog.text
