@@ -37,7 +37,7 @@ from otel_maxim.records import Record, parse, serialize
 from otel_maxim.sinks import FileSink
 from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem
 from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
-from otel_maxim.sinks.spool import QUARANTINE, Spool, default_spool_dir, user_cache_dir
+from otel_maxim.sinks.spool import QUARANTINE, Segment, Spool, default_spool_dir, user_cache_dir
 from tests.fake_maxim import STORAGE_PREFIX, UPLOAD_URL_PATH, FakeMaxim, Fault
 
 KEY = "sk-maxim-TEST-5f1c2a9e77d04b1b"  # distinctive, so a leak anywhere is found
@@ -796,6 +796,62 @@ def test_an_upload_url_refused_for_good_costs_only_its_record_or_file(
     assert sink.stats()["quarantined_batches"] == 1
     assert "Storage refused an attachment of generation g1; it is not sent." in caplog.text
     assert f"HTTP {status}: uploads are not enabled for this API key" in caplog.text
+
+
+def test_an_upload_url_refusing_the_key_makes_the_records_wait(fake: FakeMaxim, tmp_path: Path) -> None:
+    """A 401 on the upload-url call refuses the key, not this upload: the large record and the file wait
+    (spooled, nothing set aside or dropped) and go once the key is accepted again."""
+    fake.upload_url_status = 401
+    big = line(1, input="z" * 1_000_000)
+    upload = serialize(
+        Record(
+            "generation",
+            "g1",
+            "upload-attachment",
+            {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()},
+        )
+    )
+    sink = _api_sink(fake, tmp_path, max_rejections=2, backoff_initial=0.02, backoff_max=0.05, check_repository=False)
+    try:
+        assert sink.write([upload])  # a body of nothing else: it must not count as delivered
+        assert sink.write([big])
+        assert not sink.flush(1)
+        assert sink.stats()["quarantined_batches"] == 0
+        assert fake.distinct() == []
+        fake.upload_url_status = None
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    delivered = fake.distinct()  # (the fake reads a large record back from its storage)
+    assert len(delivered) == 2 and "action=add-attachment" in delivered[0] and delivered[1] == big
+
+
+def test_a_spooled_file_that_cannot_be_split_is_set_aside_whole_not_sent_forever(
+    fake: FakeMaxim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Maxim rejects one batch of a file of several, and the disk refuses the file's parts (full): the
+    file counts its rejections as a batch would, is set aside whole, and what is behind it goes on."""
+    first = _api_sink(fake, tmp_path, check_repository=False, linger=60.0)
+    assert first.write([line(0)]) and first.flush(10)
+    for i in range(1, 6):
+        assert first.write([line(i, name="BAD" if i == 4 else f"trace {i}")])  # gathering: one item
+    fake.go_down()
+    first.close(0.5)  # spilled: one file of five batches
+    fake.go_up()
+
+    def full_disk(self: Spool, segment: Segment, batches: Sequence[Sequence[str]]) -> list[Segment]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Spool, "split", full_disk)
+    fake.reject_when = lambda lines: "bad record" if any("BAD" in x for x in lines) else None
+    second = _api_sink(fake, tmp_path, max_rejections=2, backoff_initial=0.02, backoff_max=0.05, check_repository=False)
+    try:
+        assert second.write([line(99)])
+        assert second.flush(10)
+    finally:
+        second.close(5)
+    assert second.stats()["quarantined_batches"] == 1
+    assert fake.distinct() == [line(0), line(99)]
 
 
 def test_requests_carry_maxims_headers(fake: FakeMaxim, tmp_path: Path) -> None:

@@ -304,7 +304,7 @@ class Deliverer:
                 else:
                     self._log.error(f"fail-{reply.status}", "Maxim's log API refused %s (%s).", what, reply.describe())
                 return Result(Outcome.REJECTED, reply)
-            if reply.kind is Kind.BLOCKED:  # the log push, refused whatever it carries until the settings change
+            if reply.kind is Kind.BLOCKED:  # refused whatever it carries until the settings change (key, URL, ...)
                 delay = self._backoff.next_delay()
                 self._log.error(
                     f"blocked-{reply.status}",

@@ -48,6 +48,9 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 #: Statuses of the log push (besides redirects, which are not followed) that refuse the key, the repository or
 #: the endpoint: whatever a request carries, the next one gets the same answer until the settings change.
 BLOCKING_STATUSES = frozenset({401, 403, 404, 405, 407, 410})
+#: Of those, the ones that refuse the settings themselves (the key, a proxy's credentials) whatever the
+#: call: the upload-url call blocks on these only (a 403 or 404 there may mean uploads alone are refused).
+SETTINGS_STATUSES = frozenset({401, 407})
 #: The connect phase never needs long; the rest of the time budget is for the answer.
 _CONNECT_TIMEOUT = 10.0
 #: Longest ``Retry-After`` we accept (a bigger one is clamped: records wait on disk meanwhile).
@@ -260,21 +263,23 @@ class ApiClient:
 
     def post_log(self, body: bytes, timeout: float) -> Reply:
         """POST record lines (joined by newlines) to the repository."""
-        return self._call("POST", self._log_url, timeout, data=body, api=True, blocking=True)
+        return self._call("POST", self._log_url, timeout, data=body, api=True, blocking=BLOCKING_STATUSES)
 
     def check_repository(self, timeout: float) -> Reply:
         url = f"{self.base_url}{REPOSITORY_PATH}?loggerId={quote(self.repo_id, safe='')}"
-        return self._call("GET", url, timeout, api=True, blocking=True)
+        return self._call("GET", url, timeout, api=True, blocking=BLOCKING_STATUSES)
 
     def upload_url(self, key: str, size: int, timeout: float, *, mime_type: str = "text/plain") -> Reply:
         """Ask for a signed URL to PUT a large record (or a file) at; on success ``data`` is the URL.
 
-        Never :attr:`Kind.BLOCKED`: a refusal here (403 when uploads are not enabled for the key, say) is
-        about this upload, while the log push may work; it fails this upload only.
+        :attr:`Kind.BLOCKED` only for what refuses the settings whatever the call (a refused key, a proxy's
+        credentials, a redirect, a URL the client cannot use): the records wait for the fix.  Another
+        refusal (403 or 404 when uploads are not enabled for the key, say) is about this upload, while the
+        log push may work: it fails this upload only.
         """
         query = f"key={quote(key, safe='/')}&mimeType={quote(mime_type, safe='/')}&size={size}"
         url = f"{self.base_url}{UPLOAD_URL_PATH}?{query}"
-        reply = self._call("GET", url, timeout, api=True)
+        reply = self._call("GET", url, timeout, api=True, blocking=SETTINGS_STATUSES)
         if reply.kind is not Kind.OK:
             return reply
         data = reply.data.get("data") if isinstance(reply.data, dict) else None
@@ -302,7 +307,7 @@ class ApiClient:
         timeout: float,
         *,
         api: bool,
-        blocking: bool = False,
+        blocking: frozenset[int] = frozenset(),
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
@@ -344,7 +349,7 @@ class ApiClient:
         retry_after: float | None,
         location: str,
         api: bool,
-        blocking: bool,
+        blocking: frozenset[int],
         signature: tuple[str, ...],
     ) -> Reply:
         payload: Any = None
@@ -372,7 +377,7 @@ class ApiClient:
             message = f"redirected to {target!r}; not followed"
         if status in RETRYABLE_STATUSES:
             kind = Kind.RETRY
-        elif blocking and (redirect or status in BLOCKING_STATUSES):
+        elif blocking and (redirect or status in blocking):
             kind = Kind.BLOCKED
         else:
             kind = Kind.FAIL

@@ -33,8 +33,9 @@ batch is sent again alone, after a backoff.  A batch rejected alone
 ``max_rejections`` times is moved to ``<spool dir>/quarantine`` and logged,
 and the batches behind it go on: a refused record costs its own batch only,
 whatever it shared an item or a body with.  A large record whose upload is
-refused for good (the upload-url call or the storage PUT, whatever the status:
-uploads may be refused while the log push works) is such a rejection; a file
+refused for good (the storage PUT, or the upload-url call with a status other
+than those that refuse the settings, 401 and 407: uploads may be refused while
+the log push works) is such a rejection; a file
 in a message whose upload is refused is dropped and logged, and the records
 around it go on.  An answer to the log push that is not about the records (a
 refused key, a missing repository, a redirect, a URL the HTTP client cannot
@@ -610,10 +611,13 @@ class MaximApiSink:
         self._retry_at, self._honour = time.monotonic() + self._backoff.next_delay(), False
         left = unit.items[unit.done :]
         if len(left) > 1 or (left and len(left[0].batches) > 1):
-            for item in left:
-                for piece in self._split(item):
-                    piece.isolate = True  # each is sent alone: the one Maxim refuses is set aside alone
-            return
+            pieces = [piece for item in left for piece in self._split(item)]
+            for piece in pieces:
+                piece.isolate = True  # each is sent alone: the one Maxim refuses is set aside alone
+            if len(pieces) > 1:
+                return
+            # One item of several batches that could not be split (its file could not be written, say):
+            # its rejections count as a batch's do, so that it is set aside whole rather than sent forever.
         if not left:
             return
         item = left[0]
