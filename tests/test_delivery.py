@@ -765,6 +765,12 @@ def test_a_refused_upload_is_logged_without_the_urls_signature(
     assert sink.stats()["quarantined_batches"] == 1  # set aside, not lost
 
 
+def _large_record_and_attachment() -> tuple[str, str]:
+    """A record over 900 KB (uploaded as a large log) and an ``upload-attachment`` line of a PNG."""
+    attachment = {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()}
+    return line(1, input="z" * 1_000_000), serialize(Record("generation", "g1", "upload-attachment", attachment))
+
+
 @pytest.mark.parametrize("status", [403, 404])
 def test_an_upload_url_refused_for_good_costs_only_its_record_or_file(
     status: int, fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -772,15 +778,7 @@ def test_an_upload_url_refused_for_good_costs_only_its_record_or_file(
     """Uploads not enabled for the key (say) while the log push works: not the settings' fault for the
     records. The large record's batch is set aside, the file is dropped, and everything else goes on."""
     fake.upload_url_status = status
-    big = line(1, input="z" * 1_000_000)
-    upload = serialize(
-        Record(
-            "generation",
-            "g1",
-            "upload-attachment",
-            {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()},
-        )
-    )
+    big, upload = _large_record_and_attachment()
     sink = _api_sink(fake, tmp_path, max_rejections=2, backoff_initial=0.02, backoff_max=0.05, check_repository=False)
     try:
         assert sink.write([big])
@@ -802,15 +800,7 @@ def test_an_upload_url_refusing_the_key_makes_the_records_wait(fake: FakeMaxim, 
     """A 401 on the upload-url call refuses the key, not this upload: the large record and the file wait
     (spooled, nothing set aside or dropped) and go once the key is accepted again."""
     fake.upload_url_status = 401
-    big = line(1, input="z" * 1_000_000)
-    upload = serialize(
-        Record(
-            "generation",
-            "g1",
-            "upload-attachment",
-            {"id": "g1-a0", "type": "file_data", "data": base64.b64encode(PNG).decode()},
-        )
-    )
+    big, upload = _large_record_and_attachment()
     sink = _api_sink(fake, tmp_path, max_rejections=2, backoff_initial=0.02, backoff_max=0.05, check_repository=False)
     try:
         assert sink.write([upload])  # a body of nothing else: it must not count as delivered
