@@ -96,6 +96,11 @@ def resolve_int(
     return int(resolve_number(arg, arg_name, env, default, minimum=minimum, maximum=maximum, integer=True))
 
 
+def resolve_seconds(arg: float | None, arg_name: str, env: str, default: float, *, minimum: float) -> float:
+    """:func:`resolve_number` for a time in seconds: at most :data:`LONGEST_WAIT`, the longest a thread can wait."""
+    return resolve_number(arg, arg_name, env, default, minimum=minimum, maximum=LONGEST_WAIT)
+
+
 def is_number(value: object) -> bool:
     """Whether ``value`` is an int or float that is not NaN (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not

@@ -77,7 +77,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from otel_maxim import environment_variables as env
 from otel_maxim import otlp
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_int, resolve_number
+from otel_maxim._config import env_str, resolve_int, resolve_seconds
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.assembly import held_size
 from otel_maxim.exporter import MaximSpanExporter
@@ -310,13 +310,12 @@ class Bridge:
                 raise ValueError(f"{where} must be printable ASCII without spaces (an RFC 6750 bearer token)")
         self._token = secret.encode("ascii") if secret else None
         if exporter is None:
-            grace = resolve_number(
+            grace = resolve_seconds(
                 cross_service_grace,
                 "cross_service_grace",
                 env.MAXIM_BRIDGE_CROSS_SERVICE_GRACE,
                 DEFAULT_CROSS_SERVICE_GRACE,
                 minimum=0,
-                maximum=LONGEST_WAIT,
             )
             exporter = MaximSpanExporter(cross_service_grace=grace)
         elif cross_service_grace is not None:
@@ -898,21 +897,11 @@ class BridgeServer:
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
         # A bad argument (a --port flag) raises; a bad MAXIM_BRIDGE_PORT, out of range too, is warned about.
         port = resolve_int(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, maximum=_MAX_PORT)
-        header_timeout = resolve_number(
-            header_timeout,
-            "header_timeout",
-            env.MAXIM_BRIDGE_HEADER_TIMEOUT,
-            DEFAULT_HEADER_TIMEOUT,
-            minimum=0.001,
-            maximum=LONGEST_WAIT,
+        header_timeout = resolve_seconds(
+            header_timeout, "header_timeout", env.MAXIM_BRIDGE_HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT, minimum=0.001
         )
-        body_timeout = resolve_number(
-            body_timeout,
-            "body_timeout",
-            env.MAXIM_BRIDGE_BODY_TIMEOUT,
-            DEFAULT_BODY_TIMEOUT,
-            minimum=0.001,
-            maximum=LONGEST_WAIT,
+        body_timeout = resolve_seconds(
+            body_timeout, "body_timeout", env.MAXIM_BRIDGE_BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, minimum=0.001
         )
         wanted = resolve_int(
             max_connections, "max_connections", env.MAXIM_BRIDGE_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, minimum=1

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_maxim import conventions as conv
 from otel_maxim import environment_variables as env
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_number, wait_budget
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_seconds, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._reentry import InsideMark
@@ -132,13 +132,8 @@ class MaximSpanExporter(SpanExporter):
         # A redact callback may put any object in a record: the standard library writes those as
         # maxim-py would (orjson writes some, enums, its own way), in the same style.
         self._encode = data_encoder(fast=fast and redact is None, compact=fast)
-        timeout = resolve_number(
-            trace_timeout,
-            "trace_timeout",
-            env.MAXIM_TRACE_TIMEOUT,
-            DEFAULT_TRACE_TIMEOUT,
-            minimum=0,
-            maximum=LONGEST_WAIT,
+        timeout = resolve_seconds(
+            trace_timeout, "trace_timeout", env.MAXIM_TRACE_TIMEOUT, DEFAULT_TRACE_TIMEOUT, minimum=0
         )
         max_spans = resolve_int(
             max_held_spans, "max_held_spans", env.MAXIM_MAX_HELD_SPANS, DEFAULT_MAX_HELD_SPANS, minimum=0

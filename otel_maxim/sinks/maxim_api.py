@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from otel_maxim import environment_variables as env
-from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_number
+from otel_maxim._config import LONGEST_WAIT, env_str, resolve_bool, resolve_int, resolve_seconds
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
@@ -814,13 +814,8 @@ def build_sink(
         return None
     directory = spool_dir if spool_dir is not None else (env_str(env.MAXIM_SPOOL_DIR) or default_spool_dir())
     cap = resolve_int(max_spool_bytes, "max_spool_bytes", env.MAXIM_MAX_SPOOL_BYTES, DEFAULT_MAX_SPOOL_BYTES, minimum=0)
-    timeout = resolve_number(
-        export_timeout,
-        "export_timeout",
-        env.MAXIM_EXPORT_TIMEOUT,
-        DEFAULT_EXPORT_TIMEOUT,
-        minimum=0.001,
-        maximum=LONGEST_WAIT,
+    timeout = resolve_seconds(
+        export_timeout, "export_timeout", env.MAXIM_EXPORT_TIMEOUT, DEFAULT_EXPORT_TIMEOUT, minimum=0.001
     )
     return MaximApiSink(
         api_key=api_key,
