@@ -29,7 +29,7 @@ from otel_maxim._config import LONGEST_WAIT, env_str, is_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._reentry import InsideMark
-from otel_maxim.ids import session_id_problem
+from otel_maxim.ids import MAX_SESSION_ID_LENGTH, session_id_problem
 
 __all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
 
@@ -202,6 +202,8 @@ class _Stamper:
                 return
             explicit = current.get(conv.SESSION_ID)
             if explicit:  # an explicit session.id on the span wins over baggage
+                keep_whole(span, stamp[:1])  # Session.trace's root: its id is the baggage's, maybe cut by a limit
+                explicit = current.get(conv.SESSION_ID, explicit)
                 bounded._otel_maxim_stamp = ((conv.SESSION_ID, explicit),)  # type: ignore[attr-defined]  # for restamp
                 return
             bounded._otel_maxim_stamp = stamp  # type: ignore[attr-defined]  # for restamp, wherever it ends
@@ -218,6 +220,7 @@ class _Stamper:
             if not direct:
                 for key, value in stamp:
                     bounded[key] = value
+                keep_whole(span, stamp[:1])  # the stamp's first pair is the session id
         except Exception:  # on_start runs on the application's thread: never raise there
             _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
 
@@ -248,6 +251,29 @@ class _Stamper:
                     current.setdefault(key, value)
         except Exception:  # on_end runs on the application's thread too
             _limited.error("on_end", "Could not stamp the session again on a span.", exc_info=True)
+
+
+def keep_whole(span: object, pairs: Sequence[tuple[str, str]]) -> None:
+    """Undo a value length limit's cut of the span's attributes ``pairs`` (just set to these values).
+
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` (or ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``) shorter than
+    a session id would cut every id to its first characters, and the sessions that share them would
+    merge into one in Maxim.  An id is a name, not content, and at most
+    :data:`~otel_maxim.ids.MAX_SESSION_ID_LENGTH` characters, so it is kept whole.  Only the SDK's
+    ``BoundedAttributes`` has a limit to undo; elsewhere nothing is done.
+    """
+    bounded = getattr(span, "_attributes", None)
+    limit = getattr(bounded, "max_value_len", None)
+    if not isinstance(limit, int) or all(len(value) <= limit for _, value in pairs):
+        return  # nearly always: no limit, or one longer than the ids
+    current = getattr(bounded, "_dict", None)
+    lock = getattr(bounded, "_lock", None)
+    if not isinstance(current, dict) or lock is None:
+        return
+    with lock:
+        for key, value in pairs:
+            if len(value) <= MAX_SESSION_ID_LENGTH and current.get(key) == value[:limit]:
+                current[key] = value
 
 
 class SessionBaggageProcessor(SpanProcessor):

@@ -30,7 +30,7 @@ from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
 from otel_maxim.ids import session_id_problem
 from otel_maxim.mapping._common import trace_hex
-from otel_maxim.processor import MAX_BAGGAGE_TAG_LENGTH, MAX_BAGGAGE_TAGS
+from otel_maxim.processor import MAX_BAGGAGE_TAG_LENGTH, MAX_BAGGAGE_TAGS, keep_whole
 
 __all__ = ["Session", "carry_context", "end_session", "session"]
 
@@ -164,6 +164,7 @@ class Session:
         try:
             tracer = _tracer(self._tracer_provider) or trace.NoOpTracer()
             with tracer.start_as_current_span(name, attributes=attrs) as span:
+                keep_whole(span, ((conv.SESSION_ID, self.id),))
                 yield span
         finally:
             context.detach(token)
@@ -217,6 +218,7 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = tracer.start_span(conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes)
+        keep_whole(span, [(key, value) for key, value in attributes.items() if isinstance(value, str)])
         if not span.is_recording():
             _limited.warning(
                 "marker-not-recorded",

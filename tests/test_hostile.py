@@ -543,6 +543,44 @@ def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_m
     assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in caplog.text
 
 
+@pytest.mark.parametrize("processor", ["maxim", "exporter-only"])
+def test_a_value_length_limit_shorter_than_the_session_ids_does_not_merge_sessions(processor: str) -> None:
+    """OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=8 would cut "conversation-1" and "conversation-2" alike: the
+    ids stay whole on the spans of Session.trace, of the baggage and on the end markers (their
+    after_trace too), while other values are cut as the limit says."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attribute_length=8))
+    if processor == "maxim":
+        provider.add_span_processor(MaximSpanProcessor(exporter))
+    else:  # no stamping from baggage: only what Session.trace and end_session write themselves
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    for n in (1, 2):
+        with otel_maxim.session(f"conversation-{n}", tracer_provider=provider) as s:
+            with s.trace("turn"), tracer.start_as_current_span("step", attributes={"note": "a long value"}):
+                pass
+            with tracer.start_as_current_span(f"baggage-only-{n}"), tracer.start_as_current_span("goodbye"):
+                s.end()
+    provider.shutdown()
+    records = sink.records()
+    created = [r for r in records if r.entity == "trace" and r.action == "create"]
+    creates = {r.data["name"]: r.data.get("sessionId") for r in created}
+    turns = [r.data["sessionId"] for r in created if r.data["name"] == "turn"]
+    assert turns == ["conversation-1", "conversation-2"]
+    if processor == "maxim":
+        assert creates["baggage-only-1"] == "conversation-1" and creates["baggage-only-2"] == "conversation-2"
+    ends = [r.id for r in records if r.entity == "session" and r.action == "end"]
+    assert ends == ["conversation-1", "conversation-2"]
+    # Each end waited for its goodbye trace: its whole after_trace was read (cut, it would be ignored).
+    order = [(r.entity, r.action, r.id if r.entity == "session" else r.data.get("name")) for r in records]
+    for n in (1, 2):
+        goodbye = order.index(("trace", "create", f"baggage-only-{n}"))
+        assert order.index(("session", "end", f"conversation-{n}")) > goodbye
+    step = next(r for r in records if r.action == "update" and "metadata" in r.data and "note" in r.data["metadata"])
+    assert step.data["metadata"]["note"] == "a long v"  # the limit still cuts what is not an id
+
+
 @pytest.mark.parametrize("public_api_only", [False, True], ids=["private-reads", "public-api-only"])
 def test_a_change_of_baggage_is_seen_and_the_same_baggage_is_checked_once(
     monkeypatch: pytest.MonkeyPatch, public_api_only: bool
