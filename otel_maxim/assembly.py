@@ -11,7 +11,8 @@ it stays held past the batch that brought it.
 
 "Root" is the top of what this process can see.  In-process, a span whose
 parent is remote (it came in a ``traceparent`` header) is a local root and
-completes the trace at once.  With ``cross_service_grace`` set (the bridge,
+completes the trace at once, and so does a span whose parent is open in the
+process this one was forked from.  With ``cross_service_grace`` set (the bridge,
 where several services' spans of one trace arrive), a remote parent may still
 arrive, so such a trace waits that many seconds for it; only a span with no
 parent at all completes a trace at once.
@@ -155,6 +156,8 @@ class TraceAssembler:
         self._pending: OrderedDict[int, _Pending] = OrderedDict()  # oldest first
         self._held = 0
         self._held_bytes = 0
+        #: Spans open in the process this one was forked from: a child of one completes its trace here.
+        self.foreign_parents: frozenset[int] = frozenset()
 
     @property
     def held_spans(self) -> int:
@@ -193,7 +196,7 @@ class TraceAssembler:
             parent = span.parent
             if parent is None:
                 pending.complete_at = now
-            elif parent.is_remote and pending.complete_at is None:
+            elif (parent.is_remote or parent.span_id in self.foreign_parents) and pending.complete_at is None:
                 pending.complete_at = now if self._grace is None else now + self._grace
 
         ready = [Ready(trace_id, batch, "late") for trace_id, batch in late.items()]
@@ -229,11 +232,13 @@ class TraceAssembler:
         soonest = min(min(p.deadline, p.complete_at or p.deadline) for p in self._pending.values())
         return max(0.0, soonest - self._clock())
 
-    def forget_all(self) -> None:
-        """Drop everything held (a forked child: its parent sends these)."""
+    def forget_all(self, foreign_parents: frozenset[int] = frozenset()) -> None:
+        """Drop everything held (a forked child: its parent sends these); ``foreign_parents`` are the
+        spans the parent had open where the child was forked, which the child cannot see end."""
         self._pending.clear()
         self._held = 0
         self._held_bytes = 0
+        self.foreign_parents = foreign_parents
 
     def release_all(self) -> list[Ready]:
         """Everything held, oldest first (shutdown)."""

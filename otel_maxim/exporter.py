@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence, Sized
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -209,7 +210,10 @@ class MaximSpanExporter(SpanExporter):
             self._shut_down.set()
         self._wake = threading.Event()
         self._reaper = None
-        self._assembler.forget_all()
+        # The forking thread's spans go on in the parent, which ends and sends them: what the child
+        # does below one of them completes its trace here at once (not held for a root that never
+        # ends here), and is sent as spans of that trace, which the parent ends.
+        self._assembler.forget_all(_open_spans_at_fork())
         self._held_ends = {}
         self._held_sessions = {}
 
@@ -606,6 +610,26 @@ class MaximSpanExporter(SpanExporter):
                 _logger.exception("Could not send traces whose wait was over.")
             finally:
                 self._finish_deferred_shutdown()
+
+
+def _open_spans_at_fork() -> frozenset[int]:
+    """In a forked child: the ids of the span current in the forking thread and of its parent.
+
+    They stay open in the parent process, which ends and sends them; work the child does below
+    them (a ``multiprocessing`` worker started inside a request) makes spans whose parent never
+    ends here.  A span made earlier than its parent cannot be reached from a context, so two
+    levels are what the child can name.
+    """
+    try:
+        current = trace.get_current_span()
+        context = current.get_span_context()
+        if not context.is_valid:
+            return frozenset()
+        parent = getattr(current, "parent", None)
+        return frozenset({context.span_id} | ({parent.span_id} if parent is not None else set()))
+    except Exception:  # runs in a fork hook: never raise there
+        _logger.debug("Could not read the span open at the fork.", exc_info=True)
+        return frozenset()
 
 
 def _count(spans: object) -> str:

@@ -1027,3 +1027,47 @@ def test_a_forked_child_leaves_what_its_parent_holds_to_the_parent(tmp_path: Pat
     assert records.count(("session", "end", None)) == 1
     assert [r for r in records if r[:2] == ("trace", "create")] == [("trace", "create", "turn")]
     assert records.index(("session", "end", None)) == len(records) - 1  # after the trace it waited for
+
+
+_FORK_WORKER_SCRIPT = """
+import multiprocessing, os, sys
+from opentelemetry.sdk.trace import TracerProvider
+import otel_maxim
+
+provider = TracerProvider()
+provider.add_span_processor(otel_maxim.MaximSpanProcessor(otel_maxim.MaximSpanExporter(output=sys.argv[1])))
+tracer = provider.get_tracer("t")
+
+def work():  # a multiprocessing worker: it flushes, then leaves through os._exit, without exit hooks
+    with tracer.start_as_current_span("work in child"):
+        with tracer.start_as_current_span("step in child"):
+            pass
+    print("child flush", provider.force_flush(5000), flush=True)
+
+with otel_maxim.session("conv-3", tracer_provider=provider) as session, session.trace("POST /chat"):
+    worker = multiprocessing.get_context("fork").Process(target=work)
+    worker.start()
+    worker.join()
+    with tracer.start_as_current_span("work in parent"):
+        pass
+provider.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
+def test_a_forked_worker_inside_a_request_sends_its_spans_when_it_flushes(tmp_path: Path) -> None:
+    """The request span stays open in the parent, which ends and sends it: the child's spans below it
+    are not held for a root that never ends in the child.  The child sends them as spans of that trace
+    (creating it, in case its records come first) and leaves the trace's end to the parent."""
+    output, written = _run_script(_FORK_WORKER_SCRIPT, tmp_path)
+    assert "child flush True" in output
+    records = [(r.entity, r.action, r.data.get("name")) for r in written]
+    assert ("trace", "add-span", "work in child") in records
+    child = next(r for r in written if r.data.get("name") == "work in child" and r.action == "add-span")
+    step = next(r for r in written if r.data.get("name") == "step in child")
+    assert step.entity == "span" and step.id == child.data["id"]  # the child's tree is kept
+    creates = [r for r in written if r.entity == "trace" and r.action == "create"]
+    assert {r.id for r in creates} == {child.id} and all(r.data["sessionId"] == "conv-3" for r in creates)
+    assert [r.data["name"] for r in creates][-1] == "POST /chat"  # the parent's, sent after the child's
+    ends = [r for r in written if r.entity == "trace" and r.action == "end"]
+    assert len(ends) == 1  # the parent's: the trace ends with its root
