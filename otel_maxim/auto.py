@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import weakref
 from collections.abc import Mapping, Sequence
 
@@ -136,9 +137,11 @@ def launcher_flags(arguments: Sequence[str]) -> dict[str, str]:
 
     The launcher reads its flags only after loading the entry points, so they are read here the
     way it will: ``--name value`` or ``--name=value`` before the program's command, which ends
-    them.  Only the flags :func:`launcher_defaults` needs, spelled in full.
+    them, and a flag cut short (``--traces_exp``) if it starts only one of the launcher's flags,
+    as its ``argparse`` allows.  Only the flags :func:`launcher_defaults` needs.
     """
     found: dict[str, str] = {}
+    every_flag: set[str] | None = None
     index = 0
     while index < len(arguments) and arguments[index].startswith("--"):
         flag, equals, value = arguments[index].partition("=")
@@ -147,10 +150,30 @@ def launcher_flags(arguments: Sequence[str]) -> dict[str, str]:
                 break
             index += 1
             value = arguments[index]
+        if flag not in _LAUNCHER_FLAGS:
+            every_flag = _every_launcher_flag() if every_flag is None else every_flag
+            if flag not in every_flag:  # argparse's rule for a flag cut short: the one flag it starts
+                starting = [name for name in every_flag if name.startswith(flag)]
+                flag = starting[0] if len(starting) == 1 else flag
         if flag in _LAUNCHER_FLAGS:
             found[_LAUNCHER_FLAGS[flag]] = value
         index += 1
     return found
+
+
+def _every_launcher_flag() -> set[str]:
+    """Every flag ``opentelemetry-instrument`` defines, made as it makes them: one per ``OTEL_*``
+    name of the modules that the ``opentelemetry_environment_variables`` entry points load."""
+    flags = {"--help", "--version"}
+    for entry_point in entry_points(group="opentelemetry_environment_variables"):
+        try:
+            module = entry_point.load()
+        except Exception:  # the launcher would fail on it too; the flags it can make are still known
+            continue
+        flags.update(
+            "--" + re.sub(r"OTEL_(PYTHON_)?", "", name).lower() for name in dir(module) if name.startswith("OTEL_")
+        )
+    return flags
 
 
 def launcher_defaults(environ: Mapping[str, str]) -> dict[str, str]:

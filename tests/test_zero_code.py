@@ -317,6 +317,12 @@ def test_what_the_launcher_adds_to_the_environment(settings: dict[str, str], add
             },
         ),
         (["--traces_exporter"], {}),  # no value: the launcher will complain, not us
+        # Cut short, as the launcher's argparse allows: the one flag it starts, else (ambiguous) none.
+        (
+            ["--traces_exp", "maxim", "--metrics_exp=none", "python"],
+            {"OTEL_TRACES_EXPORTER": "maxim", "OTEL_METRICS_EXPORTER": "none"},
+        ),
+        (["--exporter_otlp", "x", "--dis", "y", "python"], {}),
         ([], {}),
     ],
 )
