@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import re
+import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -1326,3 +1328,54 @@ def test_each_benchmark_round_counts_only_its_own_records_and_posts(tmp_path: Pa
             runs.append(bench_delivery.phase_throughput(1000, port, str(tmp_path / f"spool-{round_}")))
             assert runs[-1]["posts"] == len(server.log_posts()) - posts_before >= 1
         assert runs[1]["records"] == runs[0]["records"] == server.stats()["distinct"] // 2
+
+
+_INTERRUPTED_SHUTDOWN = """
+import signal, sys
+from opentelemetry.sdk.trace import TracerProvider
+import otel_maxim
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the usual SIGTERM handler
+provider = TracerProvider()
+exporter = otel_maxim.MaximSpanExporter(
+    api_key="k", repo_id="r", base_url=sys.argv[1], spool_dir=sys.argv[2], export_timeout=5
+)
+provider.add_span_processor(otel_maxim.MaximSpanProcessor(exporter))
+with otel_maxim.session("conv-1", tracer_provider=provider) as s:
+    for n in range(3):
+        with s.trace(f"turn-{n}"):
+            pass
+s.end()
+print("shutting down", flush=True)
+provider.shutdown()
+"""
+
+
+@pytest.mark.parametrize("interrupt", ["SIGTERM", "SIGINT"])
+def test_a_shutdown_interrupted_while_maxim_does_not_answer_still_spools_what_it_holds(
+    interrupt: str, tmp_path: Path
+) -> None:
+    """Ctrl-C, or a SIGTERM handler's sys.exit(), while shutdown() waits for a Maxim that takes the
+    connection and never answers: the records it held are on disk for the next process."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # connections wait in the backlog, unanswered
+        port = listener.getsockname()[1]
+        spool = tmp_path / "spool"
+        child = subprocess.Popen(
+            [sys.executable, "-c", _INTERRUPTED_SHUTDOWN, f"http://127.0.0.1:{port}", str(spool)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "shutting down"
+        time.sleep(1.0)  # inside shutdown, waiting for the POST's answer
+        child.send_signal(getattr(signal, interrupt))
+        _, err = child.communicate(timeout=60)
+    records = [parse(line) for line in spooled_lines(spool)]
+    assert sorted(r.data["name"] for r in records if r.entity == "trace" and r.action == "create") == [
+        "turn-0",
+        "turn-1",
+        "turn-2",
+    ], err
+    assert [r.action for r in records if r.entity == "session"][-1] == "end"

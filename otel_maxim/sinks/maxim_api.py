@@ -188,6 +188,7 @@ class MaximApiSink:
             spool_dir if spool_dir is not None else default_spool_dir(), max_spool_bytes, durable=durable
         )
         self._closed = False
+        self._close_finished = False  # set when close() has spilled what was left (see _spill_at_exit)
         self._delivered = 0
         self._refused = 0
         self._quarantined = 0
@@ -228,8 +229,8 @@ class MaximApiSink:
     def _spill_at_exit(self) -> None:
         if self._cond.acquire(timeout=1.0):
             try:
-                if not self._closed and self._pid == os.getpid():
-                    self._spill_memory()
+                if not self._close_finished and self._pid == os.getpid():
+                    self._spill_memory()  # no close, or one that an exception cut short
             finally:
                 self._cond.release()
 
@@ -327,8 +328,13 @@ class MaximApiSink:
                 self._ensure_sender()
             sender = self._sender
             self._cond.notify_all()
-        if sender is not None and sender is not threading.current_thread():
-            sender.join(max(0.0, deadline - time.monotonic()))
+        try:
+            if sender is not None and sender is not threading.current_thread():
+                sender.join(max(0.0, deadline - time.monotonic()))
+        finally:  # Ctrl-C, or a SIGTERM handler's sys.exit(), while waiting: what is held still goes to disk
+            self._finish_close(sender)
+
+    def _finish_close(self, sender: threading.Thread | None) -> None:
         with self._cond:
             self._spill_memory()
             if self._items:
@@ -344,6 +350,7 @@ class MaximApiSink:
             if self._refused:
                 _logger.error("%d records were refused because the spool %s was full.", self._refused, self.spool_dir)
             self._spool.release()
+            self._close_finished = True
             sender_done = sender is None or not sender.is_alive()
         if sender_done:
             self._client.close()
