@@ -380,11 +380,12 @@ class MaximSpanProcessor(BatchSpanProcessor):
             exporter = MaximSpanExporter()
         self._exporter = exporter
         self._exporting = _Exporting(exporter)
-        self._flush_lock = threading.Lock()
+        # Re-entrant: a signal handler that flushes may run while this thread is inside the lock.
+        self._flush_lock = threading.RLock()
         self._flusher: threading.Thread | None = None  # the thread running the flush rounds, one at a time
         self._next_round: _FlushRound | None = None  # the round that callers arriving now wait for
         self._shut_down = False  # flushing after shutdown says False, whatever the SDK version says
-        self._shutting: threading.Thread | None = None  # a shutdown called from inside an export runs here
+        self._shut_done = threading.Event()  # set when a shutdown has completed, for a second caller to wait on
         reinit_after_fork(self)
         if schedule_delay_millis is None:
             schedule_delay_millis = _env_schedule_delay()
@@ -409,9 +410,11 @@ class MaximSpanProcessor(BatchSpanProcessor):
             )
 
     def _after_fork(self) -> None:
-        self._flush_lock = threading.Lock()  # a flush thread of the parent may have held it
+        self._flush_lock = threading.RLock()  # a flush thread of the parent may have held it
         self._flusher = self._next_round = None
-        self._shutting = None
+        self._shut_done = threading.Event()  # a shutdown under way in another thread of the parent is over here
+        if self._shut_down:
+            self._shut_done.set()
 
     @property
     def exporter(self) -> SpanExporter:
@@ -456,14 +459,21 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 )
             timeout = wait_budget(timeout_millis, 30_000)  # seconds; a non-number gives the default
             deadline = time.monotonic() + timeout
+            starting = None
             with self._flush_lock:
                 flush_round = self._next_round
                 if flush_round is None:
                     flush_round = self._next_round = _FlushRound()
                 flush_round.timeout = max(flush_round.timeout, timeout)
-                if self._flusher is None or not self._flusher.is_alive():
-                    self._flusher = threading.Thread(target=self._flush_rounds, name="OtelMaximForceFlush", daemon=True)
-                    self._flusher.start()
+                flusher = self._flusher
+                if flusher is None or (flusher.ident is not None and not flusher.is_alive()):  # none, or it died
+                    starting = self._flusher = threading.Thread(
+                        target=self._flush_rounds, name="OtelMaximForceFlush", daemon=True
+                    )
+            if starting is not None:
+                # Outside the lock: starting waits for the thread, and a signal handler that
+                # flushes may run during that wait.
+                starting.start()
             if not flush_round.done.wait(timeout):
                 _limited.warning(
                     "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout * 1000
@@ -495,9 +505,10 @@ class MaximSpanProcessor(BatchSpanProcessor):
     def shutdown(self) -> None:
         """Export what is queued and shut the exporter down (within the SDK's 30 s); never raises."""
         if self._shut_down:
-            shutting = self._shutting
-            if shutting is not None and not self._exporting.inside():
-                shutting.join(30)  # the SDK's own bound: a shutdown started from inside an export
+            if not self._exporting.inside():
+                # A shutdown under way in another thread (or started from inside an export): what it
+                # delivers or spools is done when it returns, so wait for it, within the SDK's own bound.
+                self._shut_done.wait(30)
             return
         self._shut_down = True
         # From now on the SDK drops every span, saying so only at INFO: say it louder.  Set on the
@@ -512,8 +523,7 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 "shutdown was called from inside the processor's own export (a redact callback or a sink); "
                 "it completes when that export is done.",
             )
-            self._shutting = threading.Thread(target=self._shut, name="OtelMaximShutdown", daemon=True)
-            self._shutting.start()
+            threading.Thread(target=self._shut, name="OtelMaximShutdown", daemon=True).start()
             return
         self._shut()
 
@@ -522,6 +532,8 @@ class MaximSpanProcessor(BatchSpanProcessor):
             super().shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
         except Exception:  # see on_start: TracerProvider.shutdown runs on the application's thread
             _logger.exception("Could not shut the Maxim span processor down.")
+        finally:
+            self._shut_done.set()
 
     def _on_end_after_shutdown(self, span: ReadableSpan) -> None:
         _warn_after_shutdown(span)

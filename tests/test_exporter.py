@@ -6,6 +6,7 @@ import functools
 import gc
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -844,6 +845,81 @@ def test_flush_and_shutdown_keep_their_timeouts_while_an_export_is_stuck_in_the_
         sink.release.set()
         worker.join(10)
     assert exporter.export(_one_trace()) is SpanExportResult.FAILURE  # shut down, though late
+
+
+class _SlowClosingSink(ListSink):
+    """A sink whose close waits for ``release``: a shutdown under way, delivering what it holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = threading.Event()
+        self.release = threading.Event()
+        self.closed = threading.Event()
+
+    def close(self, timeout: float) -> None:
+        self.closing.set()
+        self.release.wait(30)
+        self.closed.set()
+
+
+def test_a_second_shutdown_waits_for_the_one_under_way() -> None:
+    """Two threads shut the provider down (a signal handler and atexit, say): the second returns when
+    the first has delivered or spooled what it holds, not at once, so a process that exits then loses nothing."""
+    sink = _SlowClosingSink()
+    processor = otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink))
+    first, _ = _in_thread(processor.shutdown)
+    assert sink.closing.wait(10)
+    second, _ = _in_thread(processor.shutdown)
+    second.join(0.5)
+    assert second.is_alive()  # waiting for the first
+    sink.release.set()
+    second.join(10)
+    first.join(10)
+    assert not second.is_alive() and sink.closed.is_set()
+
+
+_FLUSH_IN_SIGNAL_HANDLER = """
+import os, signal, sys, threading, time
+from opentelemetry.sdk.trace import TracerProvider
+import otel_maxim
+from otel_maxim import MaximSpanExporter
+from otel_maxim.sinks import FileSink
+
+provider = TracerProvider(shutdown_on_exit=False)
+provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=FileSink(sys.argv[1]))))
+tracer = provider.get_tracer("t")
+handled = []
+signal.signal(signal.SIGUSR1, lambda *_: handled.append(provider.force_flush(5000)))
+done = threading.Event()
+
+def poke():  # "flush now", from another process, at any moment
+    while not done.is_set():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.002)
+
+threading.Thread(target=poke, daemon=True).start()
+for n in range(600):  # the application's loop: a request, then a flush of its own
+    with tracer.start_as_current_span(f"request-{n}"):
+        pass
+    provider.force_flush(5000)
+done.set()
+print("rounds done; signals handled:", len(handled), "all flushed:", all(handled), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 on this platform")
+def test_a_signal_handler_that_flushes_while_the_application_flushes_does_not_hang() -> None:
+    """The handler runs on the main thread, possibly while that thread is inside force_flush: the
+    flush lock is re-entrant and not held while the flush thread starts, so both flushes finish."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FLUSH_IN_SIGNAL_HANDLER, os.devnull],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rounds done" in done.stdout and "all flushed: True" in done.stdout, done.stdout
 
 
 def test_an_export_just_as_the_reaper_stops_starts_a_new_reaper() -> None:
