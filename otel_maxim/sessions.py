@@ -223,7 +223,8 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             _limited.warning(
                 "marker-not-recorded",
                 "The end marker of session %s was not recorded, so the session is not ended: no SDK "
-                "TracerProvider is set, or its sampler dropped the marker (sample %r spans always).",
+                "TracerProvider is set, the SDK is disabled (OTEL_SDK_DISABLED), or its sampler dropped "
+                "the marker (sample %r spans always).",
                 id,
                 conv.SESSION_END_SPAN_NAME,
             )

@@ -862,6 +862,15 @@ def test_requests_carry_maxims_headers(fake: FakeMaxim, tmp_path: Path) -> None:
     wait_for(lambda: bool(fake.requests_to("/api/sdk/v3/log-repositories")))
 
 
+def test_a_sink_that_never_has_anything_to_send_calls_no_one(fake: FakeMaxim, tmp_path: Path) -> None:
+    """Made and closed with nothing written (OTEL_SDK_DISABLED=true builds the exporter all the same):
+    no repository check, no request with the key."""
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool")
+    time.sleep(0.3)  # the check used to start in the constructor, at once
+    sink.close(5)
+    assert fake.requests == []
+
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_not_followed_so_the_key_stays_with_maxim(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
@@ -1136,6 +1145,7 @@ def test_a_missing_repository_is_a_clear_warning(
     fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sink = MaximApiSink(api_key=KEY, repo_id="no-such-repo", base_url=fake.base_url, spool_dir=tmp_path / "spool")
+    sink.write([line(1)])  # the check runs when there is first something to send
 
     def ours() -> list[logging.LogRecord]:  # other loggers (the HTTP client's) may name the repository first
         return [r for r in caplog.records if r.name.startswith("otel_maxim") and "no-such-repo" in r.getMessage()]

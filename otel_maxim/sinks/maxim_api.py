@@ -189,14 +189,15 @@ class MaximApiSink:
         )
         self._closed = False
         self._close_finished = False  # set when close() has spilled what was left (see _spill_at_exit)
+        # The repository is checked when there is first something to send, not here: a sink that is
+        # made and never used (OTEL_SDK_DISABLED=true, a program that records nothing) calls no one.
+        self._check_pending = check_repository
         self._delivered = 0
         self._refused = 0
         self._quarantined = 0
         self._start()
         _SINKS.add(self)
         reinit_after_fork(self)
-        if check_repository:
-            threading.Thread(target=self._check_repository, name="OtelMaximRepositoryCheck", daemon=True).start()
 
     def _start(self) -> None:
         """The per-process state (again in a forked child)."""
@@ -445,6 +446,9 @@ class MaximApiSink:
         )
 
     def _ensure_sender(self) -> None:
+        if self._check_pending:
+            self._check_pending = False
+            threading.Thread(target=self._check_repository, name="OtelMaximRepositoryCheck", daemon=True).start()
         if self._sender is None or not self._sender.is_alive():
             self._sender = threading.Thread(target=self._run, name="OtelMaximSender", daemon=True)
             self._sender.start()
