@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -75,15 +76,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "bridge":
         return _bridge(args)
+    return _show(args.file)
+
+
+#: The exit status a shell reports for a command stopped by SIGPIPE (128 + 13), as ``cat FILE | head`` does.
+_SIGPIPE_STATUS = 141
+
+
+def _show(file: str) -> int:
+    # A file and standard input are read alike: as UTF-8 (records are ASCII, as otel_maxim writes
+    # them), where a byte that is not UTF-8 spoils its own line only, which is then counted as not a
+    # record like any other bad line.
     try:
-        if args.file == "-":
-            print(render_tree(sys.stdin))
-        else:
-            with open(args.file, encoding="utf-8") as f:
-                print(render_tree(f))
-    except (OSError, UnicodeDecodeError) as exc:  # records files are UTF-8 (ASCII, as otel_maxim writes them)
-        print(f"otel-maxim: cannot read {args.file}: {exc}", file=sys.stderr)
+        source = sys.stdin.fileno() if file == "-" else file
+        with open(source, encoding="utf-8", errors="replace", closefd=file != "-") as f:
+            tree = render_tree(f)
+    except OSError as exc:
+        print(f"otel-maxim: cannot read {file}: {exc}", file=sys.stderr)
         return 1
+    try:
+        print(tree, flush=True)
+    except BrokenPipeError:
+        # The reader has gone (`otel-maxim show FILE | head`): stop quietly, as Unix tools do.  What
+        # is left in the buffer would fail again when Python flushes standard output on its way out,
+        # with a message of its own; standard output on /dev/null takes it instead.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return _SIGPIPE_STATUS
     return 0
 
 

@@ -225,6 +225,8 @@ def parse(line: str) -> Record:
         data = json.loads(body, parse_constant=_reject_constant)
     except ValueError as exc:
         raise ValueError(f"record data is not strict JSON: {exc}") from None
+    except RecursionError:  # a line is input: any bad one, however deeply nested, is a ValueError
+        raise ValueError("record data is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("record data is not a JSON object")
     return Record(entity, id_, action, data)

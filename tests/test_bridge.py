@@ -1441,11 +1441,15 @@ def test_the_http_servers_own_warnings_are_rate_limited(
     assert caplog.text.count("Invalid HTTP request received.") == 1
 
 
-def test_show_says_when_a_file_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_counts_a_line_that_is_not_text_and_says_when_a_file_cannot_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     binary = tmp_path / "records.log"
     binary.write_bytes(b"\xff\xfe not utf-8")
-    assert main(["show", str(binary)]) == 1
-    assert f"otel-maxim: cannot read {binary}:" in capsys.readouterr().err
+    assert main(["show", str(binary)]) == 0
+    assert "(1 lines were not records)" in capsys.readouterr().out
+    assert main(["show", str(tmp_path)]) == 1  # a directory
+    assert f"otel-maxim: cannot read {tmp_path}:" in capsys.readouterr().err
 
 
 def test_the_command_says_which_extra_is_missing(
