@@ -55,8 +55,13 @@ import re
 import weakref
 from collections.abc import Mapping, Sequence
 
-from opentelemetry import trace
-from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
+from opentelemetry import propagate, trace
+from opentelemetry.environment_variables import (
+    OTEL_LOGS_EXPORTER,
+    OTEL_METRICS_EXPORTER,
+    OTEL_PROPAGATORS,
+    OTEL_TRACES_EXPORTER,
+)
 from opentelemetry.instrumentation.environment_variables import OTEL_PYTHON_DISTRO
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.environment_variables import (
@@ -268,11 +273,25 @@ def _add_session_stamping(provider: trace.TracerProvider) -> None:
         return
     if provider in _stamped:
         return
+    _warn_if_baggage_is_not_read()
     stamping = SessionBaggageProcessor()
     provider.add_span_processor(stamping)
     _put_first(provider, stamping)
     _stamped.add(provider)
     _logger.debug("Added SessionBaggageProcessor to the global TracerProvider.")
+
+
+def _warn_if_baggage_is_not_read() -> None:
+    """Say so when the propagators leave out W3C baggage (``OTEL_PROPAGATORS=tracecontext``): a
+    ``session.id`` that a caller sends then never reaches this service's spans, without a word."""
+    if "baggage" not in propagate.get_global_textmap().fields:
+        _logger.warning(
+            "The propagators (%s=%s) do not read the W3C baggage header: a session.id sent by a caller does "
+            "not reach this service's spans (sessions entered here still do); add 'baggage' to %s.",
+            OTEL_PROPAGATORS,
+            os.environ.get(OTEL_PROPAGATORS, ""),
+            OTEL_PROPAGATORS,
+        )
 
 
 def _put_first(provider: TracerProvider, processor: SessionBaggageProcessor) -> None:

@@ -379,6 +379,19 @@ def test_asked_for_stamping_that_cannot_be_added_is_a_warning() -> None:
     assert "WARNING:otel_maxim.auto:The global tracer provider is ProxyTracerProvider" in done.stderr
 
 
+@pytest.mark.parametrize(("propagators", "warned"), [("tracecontext", True), ("tracecontext,baggage", False)])
+def test_propagators_that_leave_out_baggage_are_a_warning(propagators: str, warned: bool) -> None:
+    """OTEL_PROPAGATORS=tracecontext: a caller's session.id would never reach the spans, without a word."""
+    script = (
+        "import logging; logging.basicConfig(); from opentelemetry.sdk.trace import TracerProvider; "
+        "from otel_maxim import auto; auto._add_session_stamping(TracerProvider())"
+    )
+    env = {**os.environ, "OTEL_PROPAGATORS": propagators}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert ("do not read the W3C baggage header" in done.stderr) is warned, done.stderr
+
+
 # --- opentelemetry-instrument, for real --------------------------------------------------------------
 
 
