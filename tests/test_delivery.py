@@ -332,6 +332,25 @@ def test_a_rejected_batch_costs_only_itself_when_batches_written_in_a_row_share_
     assert sink.stats()["quarantined_batches"] == 1
 
 
+def test_a_flush_whose_records_were_already_on_their_way_leaves_the_next_ones_to_linger(
+    fake: FakeMaxim, tmp_path: Path
+) -> None:
+    """A flush asks for a send now; when the send was already under way, that request is spent with it,
+    and records written after the flush wait out the linger as usual instead of going out at once."""
+    fake.plan(Fault.slow(0.5))  # the first POST is on its way while the flush is asked for
+    sink = _api_sink(fake, tmp_path, linger=60.0, check_repository=False)
+    try:
+        assert sink.write([line(0)])
+        assert fake.wait_until(lambda: len(fake.requests) == 1)  # taken by the sender, not yet answered
+        assert sink.flush(10)
+        assert sink.write([line(1)])
+        time.sleep(0.5)  # long enough for a send that is not held back
+        assert [post.lines for post in fake.log_posts()] == [[line(0)]]
+    finally:
+        sink.close(5)
+    assert fake.distinct() == [line(0), line(1)]  # the close sends it
+
+
 def test_a_spooled_file_of_several_batches_sets_aside_only_the_one_maxim_refuses(
     fake: FakeMaxim, tmp_path: Path
 ) -> None:

@@ -311,6 +311,9 @@ class MaximApiSink:
                 if self._items:
                     self._spill_memory()
                     return False
+                # Its records went out (perhaps in a send that was already under way when it asked):
+                # the kick is spent, so the next records wait out the linger as usual.
+                self._kicked = False
                 return True
             finally:
                 self._flush_deadlines.remove(deadline)
