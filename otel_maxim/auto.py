@@ -121,10 +121,15 @@ _DISTRO_DEFAULTED_SIGNALS = (
 )
 
 
-#: The variables :func:`launcher_defaults` reads, by the launcher flag that sets each
-#: (the launcher's rule: the name without ``OTEL_`` or ``OTEL_PYTHON_``, lower case).
+def _launcher_flag(variable: str) -> str:
+    """The ``opentelemetry-instrument`` flag that sets ``variable``, made by the launcher's own rule:
+    the name without ``OTEL_`` or ``OTEL_PYTHON_``, lower case."""
+    return "--" + re.sub(r"OTEL_(PYTHON_)?", "", variable).lower()
+
+
+#: The variables :func:`launcher_defaults` reads, by the launcher flag that sets each.
 _LAUNCHER_FLAGS = {
-    "--" + variable.removeprefix("OTEL_").removeprefix("PYTHON_").lower(): variable
+    _launcher_flag(variable): variable
     for variable in (
         OTEL_TRACES_EXPORTER,
         OTEL_METRICS_EXPORTER,
@@ -167,17 +172,15 @@ def launcher_flags(arguments: Sequence[str]) -> dict[str, str]:
 
 
 def _every_launcher_flag() -> set[str]:
-    """Every flag ``opentelemetry-instrument`` defines, made as it makes them: one per ``OTEL_*``
-    name of the modules that the ``opentelemetry_environment_variables`` entry points load."""
+    """Every flag ``opentelemetry-instrument`` defines: one per ``OTEL_*`` name of the modules that the
+    ``opentelemetry_environment_variables`` entry points load."""
     flags = {"--help", "--version"}
     for entry_point in entry_points(group="opentelemetry_environment_variables"):
         try:
             module = entry_point.load()
         except Exception:  # the launcher would fail on it too; the flags it can make are still known
             continue
-        flags.update(
-            "--" + re.sub(r"OTEL_(PYTHON_)?", "", name).lower() for name in dir(module) if name.startswith("OTEL_")
-        )
+        flags.update(_launcher_flag(name) for name in dir(module) if name.startswith("OTEL_"))
     return flags
 
 
