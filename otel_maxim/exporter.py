@@ -220,6 +220,10 @@ class MaximSpanExporter(SpanExporter):
     def __repr__(self) -> str:
         return f"MaximSpanExporter(sink={self._sink!r})"
 
+    def _working_here(self) -> bool:
+        """Whether this thread is doing the exporter's work (where a redact callback or the sink runs)."""
+        return self._busy.on
+
     @property
     def sink(self) -> Sink:
         return self._sink

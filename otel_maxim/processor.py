@@ -322,8 +322,13 @@ class _Exporting(SpanExporter):
         return getattr(self._exporter, name)
 
     def inside(self) -> bool:
-        """Whether this thread is in an export (or in the exporter's shutdown)."""
-        return self._marks.on
+        """Whether this thread is in an export (or in the exporter's shutdown), or in other work of a
+        :class:`~otel_maxim.MaximSpanExporter` that runs user code: its trace reaper sends traces whose
+        wait is over on a thread of its own, holding the lock the processor's exports wait for."""
+        if self._marks.on:
+            return True
+        working_here = getattr(self._exporter, "_working_here", None)
+        return bool(working_here()) if callable(working_here) else False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._marks:
@@ -515,9 +520,10 @@ class MaximSpanProcessor(BatchSpanProcessor):
         # instance, so that a span's path pays nothing for it before shutdown.
         self.on_end = self._on_end_after_shutdown  # type: ignore[method-assign]
         if self._exporting.inside():
-            # Called back from inside an export (a redact callback, a sink): the SDK's shutdown waits
-            # for its worker and its export lock, which this very thread holds.  It runs on a thread
-            # of its own instead, and goes on when this export is done.
+            # Called back from inside an export (a redact callback, a sink), or from the exporter's
+            # reaper: the SDK's shutdown waits for its worker and for a lock (its export lock, the
+            # exporter's) that this very thread holds.  It runs on a thread of its own instead, and
+            # goes on when this thread's work is done.
             _limited.warning(
                 "shutdown-inside",
                 "shutdown was called from inside the processor's own export (a redact callback or a sink); "

@@ -926,6 +926,45 @@ def test_shutdown_from_a_redact_callback_returns_at_once_and_loses_nothing(
     assert "shutdown was called from inside" in caplog.text
 
 
+@pytest.mark.parametrize("who", ["processor", "provider"])
+def test_shutdown_from_a_redact_callback_on_the_trace_reaper_returns_at_once_and_loses_nothing(who: str) -> None:
+    """The callback also runs on the exporter's reaper (a trace sent after ``trace_timeout``), which holds
+    the lock the processor's exports wait for: a shutdown from there would wait for this very thread
+    (the SDK's whole 30 s), and the spans queued meanwhile were dropped."""
+    seen: dict[str, object] = {}
+    called_back = threading.Event()
+    sink = _ClosingSink()
+
+    def redact(record: Record) -> Record:
+        if record.entity == "trace" and record.action == "create" and not called_back.is_set():
+            seen["thread"] = threading.current_thread().name
+            {"processor": processor, "provider": provider}[who].shutdown()
+            seen["traces delivered when the call returned"] = _created_traces(sink)
+            called_back.set()
+        return record
+
+    exporter = MaximSpanExporter(sink=sink, redact=redact, trace_timeout=0.2)
+    processor = MaximSpanProcessor(exporter, schedule_delay_millis=3_600_000)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    loop = tracer.start_span("worker-loop")  # a root that never ends: its step waits for the reaper
+    with trace.use_span(loop):
+        tracer.start_span("step").end()
+    processor.force_flush(60_000)  # "step" is held by the exporter now
+    for i in range(3):  # complete traces that wait in the processor's queue
+        tracer.start_span(f"request-{i}").end()
+    assert called_back.wait(60)
+    provider.shutdown()  # waits for the shutdown the callback started
+    assert seen == {"thread": "OtelMaximTraceReaper", "traces delivered when the call returned": []}
+    assert sink.closed.is_set()
+    assert _created_traces(sink) == ["step", "request-0", "request-1", "request-2"]
+
+
+def _created_traces(sink: ListSink) -> list[str]:
+    return [r.data["name"] for r in sink.records() if r.entity == "trace" and r.action == "create"]
+
+
 def test_a_deferred_shutdown_is_completed_by_the_export_that_deferred_it_not_by_another_thread() -> None:
     """While an export that deferred a shutdown still runs, another thread's flush must not complete
     that shutdown (it would close the sink under the export, losing its records), and another
