@@ -451,6 +451,18 @@ def test_a_baggage_session_id_is_read_as_the_propagator_sends_it() -> None:
     assert [_stamped(processor(), refused) for refused in ("tab\tid", "c1\x85id", "   ")] == [None, None, None]
 
 
+def test_w3c_baggage_properties_stay_in_the_session_id_as_the_propagator_keeps_them() -> None:
+    """OpenTelemetry Python's propagator keeps a list-member's properties in its value, and decodes ``%3B``
+    to the same ``;``: the id is taken whole (README), so ids that differ after a ``;`` never merge."""
+    propagator = propagate.get_global_textmap()
+    extracted = [
+        baggage.get_baggage("session.id", propagator.extract({"baggage": header}))
+        for header in ("session.id=conv-1;ttl=60", "session.id=conv-1%3Bttl=60")
+    ]
+    assert extracted == ["conv-1;ttl=60", "conv-1;ttl=60"]
+    assert _stamped(otel_maxim.SessionBaggageProcessor(), extracted[0]) == "conv-1;ttl=60"
+
+
 def test_session_filter_from_the_environment(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("MAXIM_SESSION_ID_PATTERN", r"conv-\d+")
     assert _stamped(otel_maxim.SessionBaggageProcessor(), "conv-42") == "conv-42"
