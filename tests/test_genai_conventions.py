@@ -206,7 +206,12 @@ def test_vercel_ai_sdk_generation_tool_call_and_generation() -> None:
         assert generation.announced["name"] == "ai.generateText.doGenerate"
         assert generation.announced["model"] == "gpt-4o-mini-2024-07-18"  # the response model
         assert generation.announced["provider"] == "openai"  # "openai.chat" normalised
-        assert generation.announced["modelParameters"] == {"temperature": "0.2", "max_tokens": "50"}
+        # The model asked for, beside the one that answered.
+        assert generation.announced["modelParameters"] == {
+            "temperature": "0.2",
+            "max_tokens": "50",
+            "model": "gpt-4o-mini",
+        }
     system_and_user = [{"role": "system", "content": VERCEL_SYSTEM}, {"role": "user", "content": VERCEL_QUESTION}]
     assert asking.announced["messages"] == system_and_user
     assert asking.result["id"] == "resp-1"
@@ -650,7 +655,11 @@ def test_traceloop_054_flattened_prompts_and_completions() -> None:
         assert generation.announced["name"] == "ChatOpenAI.chat"
         assert generation.announced["model"] == "gpt-4o-mini-fake-0001"
         assert generation.announced["provider"] == "openai"  # from gen_ai.system
-        assert generation.announced["modelParameters"] == {"max_tokens": "50", "temperature": "0.2"}
+        assert generation.announced["modelParameters"] == {
+            "max_tokens": "50",
+            "temperature": "0.2",
+            "model": "gpt-4o-mini",
+        }
         assert generation.result["usage"] == {
             "prompt_tokens": 11,
             "completion_tokens": 7,
@@ -1053,6 +1062,140 @@ def test_openinference_and_maxim_tags_and_metadata() -> None:
     (generation,) = entities(records, "generation")
     assert generation.announced["tags"] == {"team": "search", "vip": "true", "beta": "true"}
     assert generation.one("update") == {"metadata": {"release": "r7", "user_id": "u-1", "plan": '{"tier": 2}'}}
+
+
+def test_what_a_generation_does_not_read_is_metadata_and_what_it_reads_is_not() -> None:
+    """An instrumentation's own attributes that the mapping does not read (the answer's requested
+    format, Traceloop's streaming flag, a system fingerprint, tool definitions) are metadata, not
+    dropped; Traceloop's association properties and the Vercel AI SDK's telemetry metadata are the
+    application's metadata entries; recorded request headers (credentials) and what the generation
+    reads into itself (its error type, its parameters) are not metadata."""
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.reasoning_effort": "low",
+        "gen_ai.openai.request.seed": 7,
+        "gen_ai.openai.request.service_tier": "flex",
+        "gen_ai.user": "u-1",
+        "gen_ai.output.type": "json",
+        "llm.is_streaming": False,
+        "gen_ai.openai.response.system_fingerprint": "fp_1",
+        "gen_ai.tool.definitions": '[{"type": "function", "name": "weather"}]',
+        "traceloop.association.properties.user_id": "u-42",
+        "ai.telemetry.metadata.plan": "pro",
+        "llm.headers": "{'Authorization': 'Bearer sk-secret'}",
+        "ai.request.headers.authorization": "Bearer sk-secret",
+        "error.type": "RateLimitError",
+    }
+    _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.announced["model"] == "gpt-4o-2024-08-06"
+    assert generation.announced["modelParameters"] == {
+        "temperature": "0.5",
+        "seed": "7",
+        "reasoning_effort": "low",
+        "service_tier": "flex",
+        "user": "u-1",
+        "model": "gpt-4o",  # asked for; another answered
+    }
+    assert generation.one("update") == {
+        "metadata": {
+            "user_id": "u-42",
+            "plan": "pro",
+            "gen_ai.output.type": "json",
+            "llm.is_streaming": "false",
+            "gen_ai.openai.response.system_fingerprint": "fp_1",
+            "gen_ai.tool.definitions": '[{"type": "function", "name": "weather"}]',
+        }
+    }
+    assert not any("sk-secret" in json.dumps(r.data) for r in records)
+
+
+def test_a_streamed_answer_keeps_one_chunk_event_and_openinference_reads_the_response_body() -> None:
+    """Traceloop's event per streamed chunk: only the first stays (when the first token came).
+    OpenInference keeps what it has no attribute for in ``output.value``: every choice's finish
+    reason, the response's creation time, and (LangChain, streamed) the model that answered."""
+    body = {
+        "id": "chatcmpl-9",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a"}},
+            {"index": 1, "finish_reason": "length", "message": {"role": "assistant", "content": "b"}},
+        ],
+    }
+    lc_result = {
+        "generations": [
+            [
+                {
+                    "text": "c",
+                    "generation_info": {"finish_reason": "stop"},
+                    "message": {"kwargs": {"response_metadata": {"model_name": "gpt-4o-mini-2024-07-18"}}},
+                }
+            ]
+        ],
+        "llm_output": None,
+    }
+
+    def build(tracer: Tracer) -> None:
+        streamed = tracer.start_span("openai.chat", attributes={"llm.request.type": "chat", "gen_ai.system": "openai"})
+        for _ in range(5):
+            streamed.add_event("gen_ai.content.completion.chunk")
+        streamed.end()
+        openinference = {"openinference.span.kind": "LLM", "output.mime_type": "application/json"}
+        tracer.start_span(
+            "ChatCompletion",
+            attributes={
+                **openinference,
+                "llm.model_name": "gpt-4o-mini-2024-07-18",
+                "llm.finish_reason": "stop",
+                "output.value": json.dumps(body),
+                **{f"llm.output_messages.{i}.message.role": "assistant" for i in (0, 1)},
+                **{f"llm.output_messages.{i}.message.content": text for i, text in enumerate("ab")},
+            },
+        ).end()
+        tracer.start_span(
+            "ChatOpenAI",
+            attributes={
+                **openinference,
+                "llm.model_name": "gpt-4o-mini",  # what it names for a streamed call: the model asked for
+                "output.value": json.dumps(lc_result),
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "c",
+            },
+        ).end()
+
+    _, records = _run(build)
+    streamed, completion, langchain = entities(records, "generation")
+    chunks = [r for r in records if r.action == "add-event"]
+    assert [r.data["name"] for r in chunks] == ["gen_ai.content.completion.chunk"]
+    assert [(c["index"], c.get("finish_reason")) for c in completion.result["choices"]] == [(0, "stop"), (1, "length")]
+    assert (completion.result["id"], completion.result["created"]) == ("chatcmpl-9", 1_700_000_000)
+    assert langchain.announced["model"] == langchain.result["model"] == "gpt-4o-mini-2024-07-18"
+    assert langchain.result["choices"][0]["finish_reason"] == "stop"
+    assert not streamed.of("result")  # it had no answer to read
+
+
+def test_a_tool_result_given_as_content_parts_is_their_text() -> None:
+    """A tool message whose content is OpenAI's content parts, as openai-v2 and Traceloop write it in
+    ``gen_ai.input.messages``: the result is the text, as maxim-py reads such a message."""
+    asked = [
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "c1", "response": [{"type": "text", "text": "18 degrees"}]}],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c2", "response": [1, 2]}]},
+    ]
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": json.dumps(asked)}
+    _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [
+        {"role": "tool", "content": "18 degrees", "tool_call_id": "c1"},
+        {"role": "tool", "content": "[1, 2]", "tool_call_id": "c2"},  # not content parts: the JSON as it is
+    ]
 
 
 def test_genai_messages_in_openais_shape_keep_their_tool_calls_and_ids() -> None:

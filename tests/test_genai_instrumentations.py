@@ -268,7 +268,8 @@ def test_openai_client_calls_become_generations_in_the_session(
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": QUESTION},
     ]
-    assert plain.announced["modelParameters"] == {"temperature": "0.2", "max_tokens": "50"}
+    # The model asked for is a parameter when the answer names another, as maxim-py's wrapper sends it.
+    assert plain.announced["modelParameters"] == {"temperature": "0.2", "max_tokens": "50", "model": MODEL}
     result = plain.result
     assert result["id"] == "chatcmpl-fake-1"
     assert result["object"] == "chat.completion"
@@ -280,7 +281,7 @@ def test_openai_client_calls_become_generations_in_the_session(
 
     # Streaming: the accumulated answer, its finish reason, and the usage of the include_usage chunk.
     assert streamed.announced["messages"] == [{"role": "user", "content": STREAM_QUESTION}]
-    assert streamed.announced["modelParameters"] == {}  # stream and stream_options are not model parameters
+    assert streamed.announced["modelParameters"] == {"model": MODEL}  # stream and stream_options are not parameters
     assert streamed.result["id"] == "chatcmpl-fake-2"
     assert streamed.result["choices"] == [
         {
@@ -347,6 +348,7 @@ def test_langchain_chain_becomes_spans_and_a_generation(
     else:
         names = ("RunnableSequence.workflow", "execute_task ChatPromptTemplate", "execute_task StrOutputParser")
         generation_name, parameters = "ChatOpenAI.chat", {"temperature": "0.2", "max_tokens": "50"}
+    parameters["model"] = MODEL  # asked for; the answer names another
     sequence, prompt, parser = (_span_named(records, name) for name in names)
     # The chain's root sits on the session's trace; its steps and the generation sit in it.
     assert (sequence.entity, sequence.id) == ("trace", trace_create.id) and "spanId" not in sequence.data

@@ -77,6 +77,12 @@ _GENAI_EVENT_CONTENT = frozenset({"content", "message", "tool_calls", "gen_ai.ev
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
 _OI_TAGS = "tag.tags"
 _OI_METADATA = "metadata"
+#: The application's own metadata as other instrumentations carry it, one attribute per entry:
+#: Traceloop's association properties and the Vercel AI SDK's telemetry metadata.
+_ENTRY_METADATA_PREFIXES = ("traceloop.association.properties.", "ai.telemetry.metadata.")
+#: Request headers an instrumentation recorded: they may carry credentials, so they are never metadata.
+_HEADERS = "llm.headers"
+_HEADERS_PREFIX = "ai.request.headers."
 #: Metadata entry that counts the attributes left out past ``Options.max_attributes``.
 _DROPPED_ATTRIBUTES = "otel_maxim.dropped_attributes"
 
@@ -102,6 +108,7 @@ _OI_METADATA_JSON = 3  # OpenInference's metadata
 _CONVENTION = 4  # an instrumentation's own attribute: read into a generation etc., metadata on a plain span
 _PLAIN = 5  # anything else: metadata under its own name
 _SKIP = 6  # read elsewhere (session, ids, content): never metadata
+_ENTRY_METADATA = 7  # an entry of the application's metadata, in an instrumentation's own attribute
 _MAX_KNOWN_KEYS = 4096
 _known_keys: dict[str, tuple[int, str]] = {}
 
@@ -117,12 +124,16 @@ def _key_kind(key: str) -> tuple[int, str]:
             found = (_OI_TAG_LIST, "")
         elif key == _OI_METADATA:
             found = (_OI_METADATA_JSON, "")
-        elif is_consumed(key) or _is_content(key):
+        elif is_consumed(key) or _is_content(key) or key == _HEADERS or key.startswith(_HEADERS_PREFIX):
             found = (_SKIP, "")
-        elif key.startswith(genai.CONVENTION_PREFIXES):
+        elif key in genai.READ_KEYS:
             found = (_CONVENTION, "")
         else:
             found = (_PLAIN, key)
+            for prefix in _ENTRY_METADATA_PREFIXES:
+                if key.startswith(prefix) and len(key) > len(prefix):
+                    found = (_ENTRY_METADATA, key[len(prefix) :])
+                    break
     if len(_known_keys) < _MAX_KNOWN_KEYS:
         _known_keys[key] = found
     return found
@@ -157,13 +168,16 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     """The span's tags and its metadata (at most ``limit`` entries).
 
     Tags: ``maxim.tags.<key>`` attributes, plus OpenInference ``tag.tags`` (each tag as ``{tag: "true"}``).
-    Metadata: ``maxim.metadata.<key>`` attributes first, then OpenInference's ``metadata``
-    object, then every other attribute that the mapping does not read elsewhere, under its own
-    name; an earlier source wins a name.  The instrumentations' own attributes are metadata only
-    on plain spans (a generation, tool call or retrieval reads them into itself).
+    Metadata: ``maxim.metadata.<key>`` attributes first, then the application's metadata as
+    instrumentations carry it (OpenInference's ``metadata`` object, Traceloop's
+    ``traceloop.association.properties.<key>``, the Vercel AI SDK's ``ai.telemetry.metadata.<key>``),
+    then every other attribute that the mapping does not read elsewhere, under its own name; an
+    earlier source wins a name.  What a generation, tool call or retrieval reads into itself
+    (:data:`~otel_maxim.mapping.genai.READ_KEYS`) is metadata only on plain spans.
     """
     tags: dict[str, str] = {}
     metadata: dict[str, str] = {}
+    entries: dict[str, str] = {}
     plain: dict[str, str] = {}
     oi_tags: AttributeValue | None = None
     oi_metadata: AttributeValue | None = None
@@ -175,6 +189,8 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
             tags[name] = as_text(value)
         elif what == _METADATA:
             metadata[name] = as_text(value)
+        elif what == _ENTRY_METADATA:
+            entries[name] = as_text(value)
         elif what == _OI_TAG_LIST:
             oi_tags = value
         elif what == _OI_METADATA_JSON:
@@ -187,6 +203,8 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
         plain[_OI_TAGS] = as_text(oi_tags)
     if oi_metadata is not None and not _add_openinference_metadata(metadata, oi_metadata):
         plain[_OI_METADATA] = as_text(oi_metadata)
+    for name, text_value in entries.items():
+        metadata.setdefault(name, text_value)
     if metadata:
         for key, text_value in plain.items():
             metadata.setdefault(key, text_value)
@@ -401,7 +419,7 @@ def _generation_result(described: Described, gen_id: str, options: Options) -> d
     result: dict[str, object] = {
         "id": described.response_id or gen_id,
         "object": "chat.completion",
-        "created": described.end // 1_000_000_000,
+        "created": described.created or described.end // 1_000_000_000,
         "model": described.model or "",
         "choices": choices,
     }

@@ -109,19 +109,11 @@ _PROVIDER_ALIASES = {
     "fireworks_ai": "fireworks",
 }
 
-#: Attribute namespaces read by this module; what they hold is never repeated as metadata.
-CONVENTION_PREFIXES = (
-    "gen_ai.",
-    "llm.",
-    "openinference.",
-    "input.",
-    "output.",
-    "ai.",
-    "traceloop.",
-    "tool.",
-    "retrieval.",
-    "embedding.",
-)
+#: Where each convention keeps a generation's model (the response's first), its provider and its response id.
+_MODEL_KEYS = ("gen_ai.response.model", "llm.model_name", "ai.response.model", "gen_ai.request.model", "ai.model.id")
+_REQUEST_MODEL_KEYS = ("gen_ai.request.model", "ai.model.id")
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
+_RESPONSE_ID_KEYS = ("gen_ai.response.id", "ai.response.id")
 
 #: Model parameters: attribute -> Maxim's ``modelParameters`` key.
 _PARAMETERS = {
@@ -143,6 +135,12 @@ _PARAMETERS = {
     "ai.settings.presencePenalty": "presence_penalty",
     "ai.settings.stopSequences": "stop",
     "ai.settings.seed": "seed",
+    # What maxim-py's OpenAI wrapper sends too (it sends the request's own arguments).
+    "gen_ai.openai.request.seed": "seed",  # the conventions before 1.30
+    "gen_ai.request.reasoning_effort": "reasoning_effort",  # Traceloop
+    "gen_ai.openai.request.service_tier": "service_tier",
+    "openai.request.service_tier": "service_tier",
+    "gen_ai.user": "user",  # Traceloop
 }
 #: Keys of OpenInference's ``llm.invocation_parameters`` that are not parameters.
 _NOT_PARAMETERS = frozenset(
@@ -231,6 +229,8 @@ class Described:
     choices: Sequence[dict[str, Any]] = ()
     usage: dict[str, Any] | None = None
     response_id: str | None = None
+    #: When the provider made the answer (seconds since the epoch), if the span says.
+    created: int | None = None
     error: dict[str, str] | None = None
     #: Tool call: description, arguments (JSON text), result; retrieval: query, documents.
     description: str | None = None
@@ -338,17 +338,18 @@ def normalize_provider(value: object) -> str:
 
 def _describe_generation(attributes: Attributes, out: Described) -> None:
     invocation = _json_object(attributes.get("llm.invocation_parameters"))
-    model = first(
-        attributes,
-        ("gen_ai.response.model", "llm.model_name", "ai.response.model", "gen_ai.request.model", "ai.model.id"),
-    )
+    body = _response_body(attributes)
+    model = _body_model(body) or first(attributes, _MODEL_KEYS)
     if model is None and invocation is not None:
         model = invocation.get("model") or invocation.get("model_name")
     out.model = text(model) if model is not None else None
-    out.provider = normalize_provider(
-        first(attributes, ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"))
-    )
+    out.provider = normalize_provider(first(attributes, _PROVIDER_KEYS))
     out.parameters = _parameters(attributes, invocation)
+    # The model asked for, when the answer names another (an alias the provider resolved, "gpt-4o"
+    # -> a dated one): a parameter, as maxim-py's OpenAI wrapper sends the request's "model".
+    requested = first(attributes, _REQUEST_MODEL_KEYS) or (invocation or {}).get("model")
+    if isinstance(requested, str) and requested and requested != out.model:
+        out.parameters.setdefault("model", requested)
 
     consumed: set[int] = set()
     files: list[dict[str, str]] = []
@@ -372,26 +373,68 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         or _completion_event_choices(out.events, consumed, output_files)
     )
     out.output_files = output_files
-    _fill_finish_reasons(choices, attributes)
+    _fill_finish_reasons(choices, attributes.get("gen_ai.response.finish_reasons"))
+    if body is not None:
+        _fill_finish_reasons(choices, _body_finish_reasons(body))
     out.choices = choices
+    _consume_stream_chunks(out.events, consumed)
     out.consumed_events = frozenset(consumed)
     out.usage = _usage(attributes)
-    response_id = first(attributes, ("gen_ai.response.id", "ai.response.id"))
-    if response_id is None:
-        response_id = _openinference_response_id(attributes)
+    response_id = first(attributes, _RESPONSE_ID_KEYS)
+    if response_id is None and body is not None:
+        response_id = _body_response_id(body)
     out.response_id = text(response_id) if response_id is not None else None
+    created = body.get("created") if body is not None else None
+    out.created = created if type(created) is int and created > 0 else None
 
 
-def _openinference_response_id(attributes: Attributes) -> str | None:
-    """OpenInference has no response-id attribute; it is in ``output.value`` (OpenAI's body, LangChain's LLMResult)."""
+# OpenInference has no attributes for a response's id, its creation time, or the finish reasons past
+# the first choice, and it names the requested model for a streamed LangChain call: all of them are
+# in ``output.value``, the response body (OpenAI's chat completion, or LangChain's ``LLMResult``).
+
+
+def _response_body(attributes: Attributes) -> dict[str, Any] | None:
+    """OpenInference's ``output.value`` when it is a JSON object (its ``output.mime_type`` says so)."""
     if attributes.get("output.mime_type") != "application/json":
         return None
-    body = _json_object(attributes.get("output.value"))
-    if body is None:
-        return None
+    return _json_object(attributes.get("output.value"))
+
+
+def _langchain_generations(body: dict[str, Any]) -> list[Any]:
+    """The generations of the first prompt in a LangChain ``LLMResult`` (``generations[0]``), else ``[]``."""
+    generations = body.get("generations")
+    if isinstance(generations, list) and generations and isinstance(generations[0], list):
+        return generations[0]
+    return []
+
+
+def _body_response_id(body: dict[str, Any]) -> str | None:
     llm_output = body.get("llm_output")
     candidate = llm_output.get("id") if isinstance(llm_output, dict) else body.get("id")
     return candidate if isinstance(candidate, str) and candidate else None
+
+
+def _body_model(body: dict[str, Any] | None) -> str | None:
+    """The model that answered: OpenAI's ``model``, or LangChain's ``response_metadata.model_name``."""
+    if body is None:
+        return None
+    candidate = body.get("model")
+    for generation in _langchain_generations(body)[:1]:
+        message = generation.get("message") if isinstance(generation, dict) else None
+        kwargs = message.get("kwargs") if isinstance(message, dict) else None
+        metadata = kwargs.get("response_metadata") if isinstance(kwargs, dict) else None
+        if isinstance(metadata, dict):
+            candidate = metadata.get("model_name")
+    return candidate if isinstance(candidate, str) and candidate else None
+
+
+def _body_finish_reasons(body: dict[str, Any]) -> list[object]:
+    """Each choice's finish reason: OpenAI's ``choices[i].finish_reason``, LangChain's ``generation_info``."""
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        return [c.get("finish_reason") if isinstance(c, dict) else None for c in choices]
+    infos = (g.get("generation_info") if isinstance(g, dict) else None for g in _langchain_generations(body))
+    return [info.get("finish_reason") if isinstance(info, dict) else None for info in infos]
 
 
 def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> dict[str, str]:
@@ -484,7 +527,13 @@ def _message_from_parts(
 
 
 def _tool_result(call_id: object, content: object) -> dict[str, Any]:
-    """A ``tool`` message: the result of the call ``call_id``."""
+    """A ``tool`` message: the result of the call ``call_id``.
+
+    A result given as OpenAI's content parts (``[{type: "text", text}]``, as a tool message's content
+    may be) is their text, as maxim-py reads such a message.
+    """
+    if isinstance(content, (list, tuple)) and content and _only_text_and_files(content):
+        content = _text_parts(list(content))
     message: dict[str, Any] = {"role": "tool", "content": as_text(content)}
     if call_id is not None:
         message["tool_call_id"] = str(call_id)
@@ -790,12 +839,24 @@ def _openai_message(item: dict[str, Any], files: list[dict[str, str]] | None = N
     return message
 
 
-def _fill_finish_reasons(choices: list[dict[str, Any]], attributes: Attributes) -> None:
-    reasons = attributes.get("gen_ai.response.finish_reasons")
+def _fill_finish_reasons(choices: list[dict[str, Any]], reasons: object) -> None:
+    """Give each choice that has none its finish reason from ``reasons`` (one per choice, in order)."""
     if not isinstance(reasons, (tuple, list)):  # the SDK keeps sequences as tuples
         return
     for choice, reason in zip(choices, reasons):
-        choice.setdefault("finish_reason", _finish_reason(reason))
+        if reason is not None and reason != "":
+            choice.setdefault("finish_reason", _finish_reason(reason))
+
+
+#: Traceloop's event for each chunk of a streamed answer.
+_CHUNK_EVENT = "gen_ai.content.completion.chunk"
+
+
+def _consume_stream_chunks(events: Sequence[Event], consumed: set[int]) -> None:
+    """Traceloop marks every chunk of a streamed answer with an event, up to the span's event limit:
+    the first stays (when the first token came), the others say nothing more and are consumed."""
+    chunks = [index for index, event in enumerate(events) if event.name == _CHUNK_EVENT]
+    consumed.update(chunks[1:])
 
 
 def _finish_reason(value: object) -> str:
@@ -848,13 +909,11 @@ def _openai_tool_call(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe_tool_call(attributes: Attributes, out: Described) -> None:
-    name = first(attributes, ("gen_ai.tool.name", "tool.name", "ai.toolCall.name", "traceloop.entity.name"))
+    name = first(attributes, _TOOL_NAME_KEYS)
     out.name = (text(name) if name is not None else None) or out.span_name
-    description = first(attributes, ("gen_ai.tool.description", "tool.description"))
+    description = first(attributes, _TOOL_DESCRIPTION_KEYS)
     out.description = text(description) if description is not None else None
-    arguments = first(
-        attributes, ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
-    )
+    arguments = first(attributes, _TOOL_ARGUMENT_KEYS)
     out.arguments = as_text(_unwrap_tool_arguments(arguments)) if arguments is not None else None
     result = first(attributes, _TOOL_RESULT_KEYS)
     if result is None and any(attributes.get(key) == "" for key in _TOOL_RESULT_KEYS):
@@ -862,6 +921,9 @@ def _describe_tool_call(attributes: Attributes, out: Described) -> None:
     out.result = as_text(_unwrap_tool_result(result)) if result is not None else None
 
 
+_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name", "traceloop.entity.name")
+_TOOL_DESCRIPTION_KEYS = ("gen_ai.tool.description", "tool.description")
+_TOOL_ARGUMENT_KEYS = ("gen_ai.tool.call.arguments", "ai.toolCall.args", "input.value", "traceloop.entity.input")
 _TOOL_RESULT_KEYS = (
     "gen_ai.tool.call.result",
     "ai.toolCall.result",
@@ -903,8 +965,11 @@ def _unwrap_tool_result(value: object) -> object:
     return value
 
 
+_RETRIEVAL_QUERY_KEYS = ("gen_ai.retrieval.query.text", "gen_ai.retrieval.query", "input.value")
+
+
 def _describe_retrieval(attributes: Attributes, out: Described) -> None:
-    query = first(attributes, ("gen_ai.retrieval.query.text", "gen_ai.retrieval.query", "input.value"))
+    query = first(attributes, _RETRIEVAL_QUERY_KEYS)
     wrapped_in = _json_object(attributes.get("traceloop.entity.input"))
     if query is None and wrapped_in is not None and wrapped_in.get("query") is not None:
         query = str(wrapped_in["query"])
@@ -998,11 +1063,16 @@ def _json_parts_text(content: str, files: list[dict[str, str]] | None) -> str:
     as it is.
     """
     parts = _json_list(content)
-    if not parts or not all(
-        isinstance(p, dict) and isinstance(kind := p.get("type"), str) and kind in _TEXT_OR_FILE_TYPES for p in parts
-    ):
+    if not parts or not _only_text_and_files(parts):
         return content  # other parts (Anthropic's tool_use and tool_result, say) say more than their text
     return _text_parts(parts, files)
+
+
+def _only_text_and_files(parts: Sequence[object]) -> bool:
+    """Whether ``parts`` are all OpenAI-style text and file content parts (their text says all they hold)."""
+    return all(
+        isinstance(p, dict) and isinstance(kind := p.get("type"), str) and kind in _TEXT_OR_FILE_TYPES for p in parts
+    )
 
 
 # --- files in messages: images and the like, sent to Maxim as attachments -------------------------
@@ -1158,3 +1228,33 @@ def _plain(value: object) -> Any:
     if isinstance(value, bytes):  # a blob's content, say: base64, as JSON text and OTLP carry it
         return base64.b64encode(value).decode("ascii")
     return value
+
+
+#: The attributes read into a generation, tool call or retrieval above: on those entities they are
+#: not repeated as metadata.  Every other attribute (an instrumentation's own that nothing here
+#: reads, such as ``gen_ai.output.type`` or ``llm.is_streaming``) is metadata under its own name,
+#: and content (messages, inputs, outputs) is never metadata.
+READ_KEYS = frozenset(
+    {
+        *_MODEL_KEYS,
+        *_PROVIDER_KEYS,
+        *_RESPONSE_ID_KEYS,
+        *_PARAMETERS,
+        *_USAGE_PROMPT,
+        *_USAGE_COMPLETION,
+        *_USAGE_TOTAL,
+        *_USAGE_CACHED,
+        *_USAGE_REASONING,
+        *_TOOL_NAME_KEYS,
+        *_TOOL_DESCRIPTION_KEYS,
+        *_TOOL_ARGUMENT_KEYS,
+        *_TOOL_RESULT_KEYS,
+        *_RETRIEVAL_QUERY_KEYS,
+        # classify()
+        *("gen_ai.operation.name", "openinference.span.kind", "ai.operationId", "llm.request.type"),
+        "traceloop.span.kind",
+        # _describe_generation(), _fill_finish_reasons(), _openinference_choices(), _vercel_choices(), _error_of()
+        *("llm.invocation_parameters", "gen_ai.response.finish_reasons", "llm.finish_reason"),
+        *("ai.response.finishReason", "error.type"),
+    }
+)
