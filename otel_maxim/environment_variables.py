@@ -111,7 +111,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_MAX_SPOOL_BYTES,
         "`268435456` (256 MiB)",
-        "Most bytes the spool (quarantine included) may hold; past it new records are refused, counted and logged.",
+        "Most bytes one process's spool (quarantine included) may hold; past it new records are refused, "
+        "counted and logged.",
     ),
     Variable(
         MAXIM_EXPORT_TIMEOUT,

@@ -39,7 +39,15 @@ from otel_maxim.records import Record, parse, serialize
 from otel_maxim.sinks import FileSink
 from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem
 from otel_maxim.sinks.maxim_api import MaximApiSink, build_sink
-from otel_maxim.sinks.spool import QUARANTINE, Segment, Spool, default_spool_dir, user_cache_dir
+from otel_maxim.sinks.spool import (
+    MAX_ADOPTED,
+    QUARANTINE,
+    Segment,
+    Spool,
+    default_spool_dir,
+    destination_dir,
+    user_cache_dir,
+)
 from tests.fake_maxim import STORAGE_PREFIX, UPLOAD_URL_PATH, FakeMaxim, Fault
 
 KEY = "sk-maxim-TEST-5f1c2a9e77d04b1b"  # distinctive, so a leak anywhere is found
@@ -393,7 +401,8 @@ def test_a_spooled_file_of_several_batches_sets_aside_only_the_one_maxim_refuses
     assert fake.distinct() == [line(0)] + [x for batch in batches if batch is not bad for x in batch]
     (set_aside,) = spool_files(spool, quarantine=True)
     assert set_aside.read_text().splitlines() == bad
-    assert [path.name for path in spool.iterdir()] == [QUARANTINE]  # the adopted directory is gone
+    (destination,) = spool.iterdir()  # the directory of this repository and URL
+    assert [path.name for path in destination.iterdir()] == [QUARANTINE]  # the adopted directory is gone
 
 
 @pytest.mark.parametrize(
@@ -542,7 +551,7 @@ def test_server_down_at_shutdown_then_a_new_process_delivers_everything(
     assert KEY not in done.stdout + done.stderr
     assert_all_delivered(fake, p.tee.lines)
     assert spool_files(p.spool) == []
-    assert [p.name for p in p.spool.iterdir()] == []  # the adopted producer directory is gone too
+    assert [p.name for d in p.spool.iterdir() for p in d.iterdir()] == []  # the adopted producer directory is gone too
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
@@ -608,6 +617,136 @@ def test_a_crashed_process_loses_nothing(fake: FakeMaxim, tmp_path: Path) -> Non
     assert spooled_lines(spool) == produced  # all on disk, in order (batches written in a row may share a file)
     fake.go_up()
     _deliver_spooled(fake, spool, produced)
+
+
+# --- the spool: whose records, how many directories, what happens to it -----------------------------
+
+
+def test_spooled_records_wait_for_a_process_that_sends_to_their_own_repository_and_url(tmp_path: Path) -> None:
+    """One spool directory serves every program of a user: what waits for repository A, or for the
+    staging URL, is not sent by a process configured for B, or for production; A's own next process sends it."""
+    spool = tmp_path / "spool"
+    with (
+        FakeMaxim(api_key=KEY, repositories=("repo-a", "repo-b")) as staging,
+        FakeMaxim(api_key=KEY, repositories=("repo-a",)) as production,
+    ):
+        staging.go_down()
+        left = MaximApiSink(
+            api_key=KEY, repo_id="repo-a", base_url=staging.base_url, spool_dir=spool, check_repository=False
+        )
+        assert left.write([line(1), line(2)])
+        left.close(0.5)  # Maxim is down: the records wait on disk
+        staging.go_up()
+        for repo, fake in (("repo-b", staging), ("repo-a", production)):
+            other = MaximApiSink(
+                api_key=KEY, repo_id=repo, base_url=fake.base_url, spool_dir=spool, check_repository=False
+            )
+            try:
+                assert other.write([line(3)]) and other.flush(10)
+            finally:
+                other.close(5)
+        assert staging.distinct() == [line(3)]
+        assert production.distinct() == [line(3)]
+        _deliver_spooled_to(staging, spool, "repo-a")
+        assert staging.distinct() == [line(3), line(1), line(2)]
+
+
+def _deliver_spooled_to(fake: FakeMaxim, spool: Path, repo: str) -> None:
+    sink = MaximApiSink(api_key=KEY, repo_id=repo, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+
+
+def test_a_backlog_of_many_ended_processes_is_adopted_a_few_directories_at_a_time(
+    fake: FakeMaxim, tmp_path: Path
+) -> None:
+    """Each adopted directory holds a file descriptor until its batches are sent: a service that crashed
+    in a loop while Maxim was down left a directory per start, and adopting them all at once ran the
+    host out of descriptors.  At most MAX_ADOPTED are held; the rest follow as those are done."""
+    spool = tmp_path / "spool"
+    left_behind = 3 * MAX_ADOPTED
+    for i in range(left_behind):  # what ended processes left: a directory each, not locked
+        ended = Spool(destination_dir(spool, fake.base_url, REPO), 1 * MiB)
+        ended.append("00000000000000000001", [line(i)])
+        ended.release()
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        held_at_start = len(sink._spool._held)
+        assert sink.flush(10)
+        wait_for(lambda: len(fake.distinct()) == left_behind)
+    finally:
+        sink.close(5)
+    assert held_at_start == MAX_ADOPTED
+    assert fake.distinct() == [line(i) for i in range(left_behind)]  # in the order they were left
+    assert spool_files(spool) == []
+
+
+def test_another_users_directory_in_the_spool_is_not_adopted(
+    fake: FakeMaxim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool directory others can write to must not let them have this process send their records
+    with its key: only this user's directories are adopted (another user is played by changing our uid)."""
+    spool = tmp_path / "spool"
+    planted = Spool(destination_dir(spool, fake.base_url, REPO), 1 * MiB)
+    planted.append("00000000000000000001", [line(666)])
+    planted.release()
+    monkeypatch.setattr(os, "getuid", lambda: os.geteuid() + 1)
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    try:
+        assert sink.write([line(1)]) is True
+        assert sink.flush(10)
+    finally:
+        sink.close(5)
+    assert fake.distinct() == [line(1)]
+    assert len(spool_files(spool)) == 1  # the planted file, untouched
+
+
+def test_a_spool_directory_removed_while_the_process_runs_is_made_again(fake: FakeMaxim, tmp_path: Path) -> None:
+    """A cache cleaner removes the spool during an outage: what is spooled after that goes to a new
+    directory and is delivered, instead of waiting in memory and being lost at shutdown."""
+    import shutil  # noqa: PLC0415 - only here
+
+    spool = tmp_path / "spool"
+    fake.go_down()
+    sink = _api_sink(fake, tmp_path, export_timeout=0.2, backoff_initial=0.05, backoff_max=0.1, check_repository=False)
+    try:
+        assert sink.write([line(1)])
+        wait_for(lambda: bool(spool_files(spool)))
+        shutil.rmtree(spool)
+        assert sink.write([line(2)])
+        wait_for(lambda: bool(spool_files(spool)))  # on disk again, in a new directory
+        assert sink.stats()["memory_bytes"] == 0
+    finally:
+        sink.close(0.5)
+    fake.go_up()
+    _deliver_spooled(fake, spool, [line(2)])
+
+
+def test_records_lost_at_shutdown_are_counted_and_logged_as_errors(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records the spool cannot take at shutdown (full here) are refused records: counted, an ERROR."""
+    fake.go_down()
+    sink = _api_sink(fake, tmp_path, max_spool_bytes=100, export_timeout=0.2, check_repository=False)
+    big = [line(i, padding="x" * 200) for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        assert sink.write(big)
+        sink.close(0.5)
+    assert sink.stats()["refused_records"] == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("3 records could not be sent before shutdown" in m and "full: cap 100 bytes" in m for m in errors)
+
+
+def test_quarantined_files_never_overwrite_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels repeat (every process numbers its files from 1) and clocks repeat (a coarse clock, a step back)."""
+    spool = Spool(tmp_path / "spool" / "to-x", 1 * MiB)
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    first = spool.quarantine("1", lines=[line(1)])
+    second = spool.quarantine("1", lines=[line(2)])
+    assert first != second
+    assert [Path(p).read_text() for p in (first, second)] == [line(1) + "\n", line(2) + "\n"]
 
 
 # --- bodies and large records ----------------------------------------------------------------

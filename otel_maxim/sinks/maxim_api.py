@@ -30,7 +30,7 @@ ones below, or a 200 whose JSON carries ``error``) is taken apart: each item
 it covered and Maxim did not acknowledge is split into its batches (a file
 each if it is on disk; a file written by an earlier process too), and each
 batch is sent again alone, after a backoff.  A batch rejected alone
-``max_rejections`` times is moved to ``<spool dir>/quarantine`` and logged,
+``max_rejections`` times is moved to ``<spool dir>/to-<hash>/quarantine`` and logged,
 and the batches behind it go on: a refused record costs its own batch only,
 whatever it shared an item or a body with.  A large record whose upload is
 refused for good (the storage PUT, or the upload-url call with a status other
@@ -69,7 +69,7 @@ from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim.sinks._delivery import MAX_BODY_BYTES, Backoff, Deliverer, Outcome, Result, lines_size
 from otel_maxim.sinks._http import ApiClient, Kind, base_url_problem, header_value_problem, shown_url
-from otel_maxim.sinks.spool import Segment, Spool, SpoolFull, default_spool_dir
+from otel_maxim.sinks.spool import Segment, Spool, SpoolFull, default_spool_dir, destination_dir
 
 __all__ = ["DEFAULT_BASE_URL", "MaximApiSink", "build_sink"]
 
@@ -184,9 +184,8 @@ class MaximApiSink:
         self._max_rejections = max_rejections
         self._linger = float(linger)
         self._backoff_settings = (float(backoff_initial), float(backoff_max))
-        self._spool = Spool(
-            spool_dir if spool_dir is not None else default_spool_dir(), max_spool_bytes, durable=durable
-        )
+        self._spool_root = os.path.abspath(spool_dir if spool_dir is not None else default_spool_dir())
+        self._spool = Spool(destination_dir(self._spool_root, self.base_url, repo_id), max_spool_bytes, durable=durable)
         self._closed = False
         self._close_finished = False  # set when close() has spilled what was left (see _spill_at_exit)
         # The repository is checked when there is first something to send, not here: a sink that is
@@ -194,6 +193,8 @@ class MaximApiSink:
         self._check_pending = check_repository
         self._delivered = 0
         self._refused = 0
+        #: Why the spool last refused a batch: "full (cap N bytes)" or the system's error.
+        self._spool_problem = "full"
         self._quarantined = 0
         self._start()
         _SINKS.add(self)
@@ -245,7 +246,8 @@ class MaximApiSink:
 
     @property
     def spool_dir(self) -> str:
-        return self._spool.directory
+        """The spool directory; this sink's records wait in its subdirectory for this repository and URL."""
+        return self._spool_root
 
     def stats(self) -> dict[str, int]:
         """Counters for tests, benchmarks and debugging."""
@@ -341,18 +343,30 @@ class MaximApiSink:
     def _finish_close(self, sender: threading.Thread | None) -> None:
         with self._cond:
             self._spill_memory()
-            if self._items:
-                left = sum(item.size for item in self._items)
-                on_disk = sum(item.size for item in self._items if item.segment is not None)
+            on_disk = sum(item.size for item in self._items if item.segment is not None)
+            if on_disk:
                 _logger.warning(
                     "Maxim's log API did not take everything before shutdown: %d bytes of records wait in %s"
-                    " for the next process that uses this spool directory%s.",
+                    " for the next process that uses this spool directory.",
                     on_disk,
                     self.spool_dir,
-                    "" if on_disk == left else f" ({left - on_disk} bytes could not be written there and are lost)",
+                )
+            lost = sum(len(item.lines) for item in self._items if item.lines is not None)
+            if lost:
+                self._refused += lost
+                _logger.error(
+                    "%d records could not be sent before shutdown nor written to the spool %s (%s); they are lost.",
+                    lost,
+                    self.spool_dir,
+                    self._spool_problem,
                 )
             if self._refused:
-                _logger.error("%d records were refused because the spool %s was full.", self._refused, self.spool_dir)
+                _logger.error(
+                    "%d records were refused in all: the spool %s could not take them (%s).",
+                    self._refused,
+                    self.spool_dir,
+                    self._spool_problem,
+                )
             self._spool.release()
             self._close_finished = True
             sender_done = sender is None or not sender.is_alive()
@@ -383,6 +397,7 @@ class MaximApiSink:
         try:
             item.segment = self._spool.append(item.name, item.lines, item.batches)
         except SpoolFull:
+            self._spool_problem = f"full: cap {self._spool.max_bytes} bytes"
             self._log.error(
                 "spool-full",
                 "The spool %s is full (cap %d bytes) while Maxim's log API does not take records.",
@@ -391,6 +406,7 @@ class MaximApiSink:
             )
             return False
         except OSError as exc:
+            self._spool_problem = str(exc)
             self._log.error("spool-os", "Could not write records to the spool %s: %s", self.spool_dir, exc)
             return False
         item.lines = None
@@ -411,11 +427,11 @@ class MaximApiSink:
         self._refused += count
         self._log.error(
             "refused",
-            "Refused %d records: Maxim's log API is not taking records and the spool %s is full (cap %d bytes);"
+            "Refused %d records: Maxim's log API is not taking records and the spool %s cannot take them (%s);"
             " %d records refused so far.",
             count,
             self.spool_dir,
-            self._spool.max_bytes,
+            self._spool_problem,
             self._refused,
         )
 
@@ -488,7 +504,7 @@ class MaximApiSink:
                 return None
             now = time.monotonic()
             if not self._items:
-                if now >= self._next_adopt:
+                if now >= self._next_adopt or self._spool.can_adopt_more:  # the rest of a backlog at once
                     self._next_adopt = now + _ADOPT_INTERVAL
                     self._adopt()
                     continue

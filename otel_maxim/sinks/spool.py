@@ -3,17 +3,23 @@
 Layout (directories we create are ``0700``, files ``0600``)::
 
     <spool dir>/
+      <destination>/       one per Maxim repository and API base URL (see :func:`destination_dir`):
+                           records wait for a process that sends them where they were meant to go
       <producer>/          one per process that spooled: "<time_ns>-<pid>-<random>"
         lock               locked (flock) by that process for as long as it uses the directory
         <seq>.seg          batches written in a row: each line followed by "\\n", an empty line between
                            two batches; the names sort in sending order (a file split into its batches
                            becomes "<seq>.<n>.seg", n = 000000, 000001, ...)
-      quarantine/          batches that Maxim kept rejecting, set aside: "<time_ns>-<pid>-<label>.seg"
+      quarantine/          batches that Maxim kept rejecting, set aside: "<time_ns>-<pid>-<random>-<label>.seg"
 
+(the producers and the quarantine are in the destination's directory, the :class:`Spool`'s own).
 A process writes only into its own producer directory.  A producer directory
 whose lock nobody holds was left by a process that ended or crashed: another
 process using the same spool directory adopts it (takes its lock), sends its
-batches in order and removes it.  A file is written under a temporary name,
+batches in order and removes it; at most :data:`MAX_ADOPTED` at a time, since
+each holds a file descriptor while its batches are sent, and only directories
+of this user (a spool directory others can write to must not let them make
+this process send their records with its key).  A file is written under a temporary name,
 flushed to disk and renamed, so a crash leaves the whole file or nothing.  The
 empty lines between batches keep each batch's bounds on disk (a reader that
 ignores them sees the lines in order), so that a batch Maxim keeps rejecting
@@ -26,17 +32,31 @@ under its own lock.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import itertools
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["QUARANTINE", "Segment", "Spool", "SpoolFull", "default_spool_dir", "user_cache_dir"]
+__all__ = [
+    "MAX_ADOPTED",
+    "QUARANTINE",
+    "Segment",
+    "Spool",
+    "SpoolFull",
+    "default_spool_dir",
+    "destination_dir",
+    "user_cache_dir",
+]
 
 QUARANTINE = "quarantine"
+#: Most directories of ended processes held (adopted) at once: each holds its lock's file descriptor.
+MAX_ADOPTED = 16
 _LOCK = "lock"
 _SUFFIX = ".seg"
 
@@ -65,6 +85,18 @@ def user_cache_dir() -> str:
 
 def default_spool_dir() -> str:
     return os.path.join(user_cache_dir(), "otel-maxim", "spool")
+
+
+def destination_dir(spool_dir: str | os.PathLike[str], base_url: str, repo_id: str) -> str:
+    """Where the records bound for ``repo_id`` at ``base_url`` wait, below ``spool_dir``.
+
+    One spool directory serves every program of a user (it is the default for all of them), and
+    a record must only ever go to the repository it was written for: another program, or the same
+    one in another environment, sends what its own destination left.  The API key is not part of
+    it: records that waited for a revoked key to be replaced go out with the new one.
+    """
+    identity = f"{base_url.rstrip('/').lower()}\n{repo_id}".encode()
+    return os.path.join(os.fspath(spool_dir), "to-" + hashlib.sha256(identity).hexdigest()[:24])
 
 
 def _try_lock(fd: int) -> bool:
@@ -104,6 +136,8 @@ class Spool:
         self._held: dict[str, list[int]] = {}  # adopted directory -> [lock fd, segments left]
         self._used = 0
         self._quarantine_counted = False
+        #: The last :meth:`adopt` stopped at :data:`MAX_ADOPTED`: more may wait for a slot.
+        self.more_to_adopt = False
 
     def __repr__(self) -> str:
         return f"Spool({self.directory!r}, max_bytes={self.max_bytes})"
@@ -116,16 +150,21 @@ class Spool:
     # --- adopting what ended processes left ------------------------------------------
 
     def adopt(self) -> list[Segment]:
-        """Take over the batches of every producer directory nobody holds; in sending order."""
+        """Take over the batches of producer directories nobody holds (up to :data:`MAX_ADOPTED` held at
+        once: the rest wait for a later call); in sending order."""
         try:
             names = sorted(os.listdir(self.directory))
         except FileNotFoundError:
             return []
         self._count_quarantine()
         found: list[Segment] = []
+        self.more_to_adopt = False
         for name in names:
+            if len(self._held) >= MAX_ADOPTED:
+                self.more_to_adopt = True
+                break
             path = os.path.join(self.directory, name)
-            if name == QUARANTINE or path == self._own or path in self._held or not os.path.isdir(path):
+            if name == QUARANTINE or path == self._own or path in self._held or not _is_own_dir(path):
                 continue
             hidden = name.startswith(".")  # a producer being created, or one that crashed then: nothing in it
             fd = self._lock_dir(path, create=not hidden)
@@ -146,7 +185,9 @@ class Spool:
     def _lock_dir(self, path: str, *, create: bool) -> int | None:
         try:
             fd = os.open(os.path.join(path, _LOCK), os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise  # the process is out of file descriptors: not a directory someone holds
             return None
         if not _try_lock(fd):
             _close(fd)
@@ -188,10 +229,18 @@ class Spool:
 
     # --- this process's batches ------------------------------------------------------
 
+    def _make_directory(self) -> None:
+        """Make the spool's directory and the one above it, ``0700`` (``makedirs`` gives only the last
+        one that mode); refuse one that another user owns (``OSError``)."""
+        os.makedirs(os.path.dirname(self.directory), mode=0o700, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        if not _is_own_dir(self.directory):
+            raise OSError(f"{self.directory} belongs to another user: records are not written there")
+
     def _own_dir(self) -> str:
         if self._own is not None:
             return self._own
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._make_directory()
         self._count_quarantine()
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         final = os.path.join(self.directory, name)
@@ -214,7 +263,14 @@ class Spool:
         if self._used + len(data) > self.max_bytes:
             raise SpoolFull(f"{self._used} + {len(data)} bytes > {self.max_bytes}")
         path = os.path.join(self._own_dir(), f"{name}{_SUFFIX}")
-        self._write(path, data)
+        try:
+            self._write(path, data)
+        except FileNotFoundError:
+            # The directory was removed under us (a cache cleaner, an operator): a new one, once.
+            _close(self._own_fd)
+            self._own, self._own_fd = None, None
+            path = os.path.join(self._own_dir(), f"{name}{_SUFFIX}")
+            self._write(path, data)
         self._used += len(data)
         return Segment(path, len(data))
 
@@ -293,10 +349,12 @@ class Spool:
 
     def quarantine(self, label: str, segment: Segment | None = None, lines: Sequence[str] | None = None) -> str:
         """Set a batch aside (a segment is moved, lines are written); returns where it went."""
+        self._make_directory()
         directory = os.path.join(self.directory, QUARANTINE)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self._count_quarantine()
-        path = os.path.join(directory, f"{time.time_ns():020d}-{os.getpid()}-{label}{_SUFFIX}")
+        # The random part: labels repeat across the processes whose files are adopted, and clocks repeat.
+        path = os.path.join(directory, f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}-{label}{_SUFFIX}")
         if segment is not None:
             os.replace(segment.path, path)  # still counted in used_bytes: the quarantine is under the cap too
             self._settle(segment)
@@ -307,6 +365,11 @@ class Spool:
             self._write(path, data)
             self._used += len(data)
         return path
+
+    @property
+    def can_adopt_more(self) -> bool:
+        """Directories were left for a slot, and one is free."""
+        return self.more_to_adopt and len(self._held) < MAX_ADOPTED
 
     def _settle(self, segment: Segment) -> None:
         """Count a batch of an adopted directory as done; the directory goes when it is empty."""
@@ -370,6 +433,16 @@ def _encode(lines: Sequence[str], batches: Sequence[int] = ()) -> bytes:
         ends = set(itertools.accumulate(batches[:-1]))
         text = "".join(line + ("\n\n" if number in ends else "\n") for number, line in enumerate(lines, 1))
     return text.encode("utf-8", "replace")
+
+
+def _is_own_dir(path: str) -> bool:
+    """Whether ``path`` is a directory of this user (of anyone where the platform has no owners)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    getuid = getattr(os, "getuid", None)
+    return stat.S_ISDIR(info.st_mode) and (getuid is None or info.st_uid == getuid())
 
 
 def _listdir(path: str) -> list[str]:
