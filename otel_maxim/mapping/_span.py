@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -139,9 +140,19 @@ def _key_kind(key: str) -> tuple[int, str]:
     return found
 
 
-def _read_keys_among(keys: tuple[str, ...], plain_conventions: bool) -> tuple[tuple[str, int, str], ...]:
-    """``(key, role, name)`` of each of ``keys`` that is a tag or metadata; an instrumentation's own
-    keys are plain metadata when ``plain_conventions`` (a plain span), else left out."""
+class _ReadKeys(NamedTuple):
+    """What :func:`tags_and_metadata` reads of a span's keys."""
+
+    #: ``(key, role, name)`` of each key that is a tag or metadata.
+    read: tuple[tuple[str, int, str], ...]
+    #: When every one of them is plain metadata (no tag, no ``maxim.metadata.``, nothing of
+    #: OpenInference's; most spans): those keys, else ``None``.
+    only_plain: tuple[str, ...] | None
+
+
+def _read_keys_among(keys: tuple[str, ...], plain_conventions: bool) -> _ReadKeys:
+    """What of ``keys`` is a tag or metadata; an instrumentation's own keys are plain metadata when
+    ``plain_conventions`` (a plain span), else left out."""
     read = []
     for key in keys:
         what, name = _known_keys.get(key) or _key_kind(key)
@@ -149,7 +160,8 @@ def _read_keys_among(keys: tuple[str, ...], plain_conventions: bool) -> tuple[tu
             what = _PLAIN
         if what not in (_SKIP, _CONVENTION):
             read.append((key, what, name))
-    return tuple(read)
+    only_plain = tuple(key for key, what, _ in read) if all(what == _PLAIN for _, what, _ in read) else None
+    return _ReadKeys(tuple(read), only_plain)
 
 
 #: What tags_and_metadata reads of a span's keys: on plain spans, and on the other entities.
@@ -175,13 +187,16 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     earlier source wins a name.  What a generation, tool call or retrieval reads into itself
     (:data:`~otel_maxim.mapping.genai.READ_KEYS`) is metadata only on plain spans.
     """
+    read, only_plain = _read_keys[kind == genai.SPAN](attributes)
+    if only_plain is not None:  # no tags, and each metadata entry under its own name
+        return {}, _within_limit({key: as_text(attributes[key]) for key in only_plain}, limit)
     tags: dict[str, str] = {}
     metadata: dict[str, str] = {}
     entries: dict[str, str] = {}
     plain: dict[str, str] = {}
     oi_tags: AttributeValue | None = None
     oi_metadata: AttributeValue | None = None
-    for key, what, name in _read_keys[kind == genai.SPAN](attributes):
+    for key, what, name in read:
         value = attributes[key]
         if what == _PLAIN:
             plain[key] = as_text(value)
@@ -210,11 +225,16 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
             metadata.setdefault(key, text_value)
     else:
         metadata = plain
-    if len(metadata) > limit:
-        kept = dict(list(metadata.items())[:limit])
-        kept[_DROPPED_ATTRIBUTES] = str(len(metadata) - limit)
-        return tags, kept
-    return tags, metadata
+    return tags, _within_limit(metadata, limit)
+
+
+def _within_limit(metadata: dict[str, str], limit: int) -> dict[str, str]:
+    """``metadata``, or its first ``limit`` entries and a count of the others."""
+    if len(metadata) <= limit:
+        return metadata
+    kept = dict(list(metadata.items())[:limit])
+    kept[_DROPPED_ATTRIBUTES] = str(len(metadata) - limit)
+    return kept
 
 
 def _add_openinference_metadata(metadata: dict[str, str], raw: AttributeValue) -> bool:

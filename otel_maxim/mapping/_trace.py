@@ -145,6 +145,8 @@ def _session_in(span_attributes: Iterable[Attributes]) -> SessionInfo | None:
 
 #: Spans in start order (the span id breaks ties, so the order is the same on every run).
 _start_order = attrgetter("start", "span_id")
+#: Spans in end order.
+_end_order = attrgetter("end", "start")
 
 
 def map_trace(
@@ -173,12 +175,15 @@ def map_trace(
 
     children: dict[int, list[genai.Described]] = {}
     tops: list[genai.Described] = []
+    generations: list[genai.Described] = []  # for the trace's input and output when its root has none
     for described in by_id.values():  # already in start order
         parent_id = described.parent_id
         if parent_id is not None and parent_id in by_id:
             children.setdefault(parent_id, []).append(described)
         else:
             tops.append(described)
+        if described.kind == genai.GENERATION:
+            generations.append(described)
 
     root: genai.Described | None = None
     if prior is None or not prior.root_seen:
@@ -194,7 +199,7 @@ def map_trace(
         root_attributes = root.attributes
         root_tags, root_metadata = _span.tags_and_metadata(root_attributes, root.kind, options.max_attributes)
     records: list[RawRecord] = []
-    start_ns = min(d.start for d in by_id.values()) if by_id else 0
+    start_ns = next(iter(by_id.values())).start if by_id else 0  # the earliest start: they are in start order
     if prior is None:
         # The root first, then the other spans at the top, then the rest; a span met again names
         # no session (the search would have stopped at it), so none needs leaving out.
@@ -216,7 +221,7 @@ def map_trace(
             if options.capture_content:
                 value = _span.trace_input(root_attributes, options)
                 if value is None:
-                    value = _first_user_message(by_id.values())
+                    value = _first_user_message(generations)
                 if value is not None:
                     data["input"] = value
             records.append(("trace", trace_id, "create", data))
@@ -281,7 +286,7 @@ def map_trace(
         state.root_seen = True
         output = _span.trace_output(root_attributes, options)
         if output is None and options.capture_content:
-            output = _last_assistant_answer(by_id.values())
+            output = _last_assistant_answer(generations)
         _span.trace_close_records(trace_id, root, output, records)
     return MappedTrace(records, state, start_ns, session)
 
@@ -340,12 +345,12 @@ def _maxim_trace_id(root_attributes: Attributes, spans: Sequence[ReadableSpan]) 
     return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
 
 
-def _first_user_message(spans: Iterable[genai.Described]) -> str | None:
-    """The newest user message of the trace's first generation (the trace's input when its root has none).
+def _first_user_message(generations: Iterable[genai.Described]) -> str | None:
+    """The newest user message of the trace's first generation (the trace's input when its root has none);
+    ``generations``: the trace's, in start order.
 
     A chat model gets the whole conversation: the turn's own question is the last user message.
     """
-    generations = sorted((d for d in spans if d.kind == genai.GENERATION), key=_start_order)
     for described in generations:
         for message in reversed(described.messages):
             if message.get("role") == "user" and message.get("content"):
@@ -353,11 +358,12 @@ def _first_user_message(spans: Iterable[genai.Described]) -> str | None:
     return None
 
 
-def _last_assistant_answer(spans: Iterable[genai.Described]) -> str | None:
+def _last_assistant_answer(generations: Iterable[genai.Described]) -> str | None:
     """The answer of the trace's last generation (the trace's output when its root has none): its first
-    choice with content, as maxim-py takes a trace's output from ``choices[0]``."""
-    generations = sorted((d for d in spans if d.kind == genai.GENERATION), key=attrgetter("end", "start"))
-    for described in reversed(generations):
+    choice with content, as maxim-py takes a trace's output from ``choices[0]``.  ``generations``: the
+    trace's, in start order (which orders those that end at the same time)."""
+    # reversed(), not reverse=True: of two alike in end and start, the later in the list comes first.
+    for described in reversed(sorted(generations, key=_end_order)):
         for choice in described.choices:
             content = choice.get("message", {}).get("content")
             if content:
