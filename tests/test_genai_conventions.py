@@ -1087,6 +1087,7 @@ def test_what_a_generation_does_not_read_is_metadata_and_what_it_reads_is_not() 
         "traceloop.association.properties.user_id": "u-42",
         "ai.telemetry.metadata.plan": "pro",
         "llm.headers": "{'Authorization': 'Bearer sk-secret'}",
+        "gen_ai.headers": "{'X-Api-Key': 'sk-secret'}",
         "ai.request.headers.authorization": "Bearer sk-secret",
         "error.type": "RateLimitError",
     }

@@ -81,8 +81,9 @@ _OI_METADATA = "metadata"
 #: The application's own metadata as other instrumentations carry it, one attribute per entry:
 #: Traceloop's association properties and the Vercel AI SDK's telemetry metadata.
 _ENTRY_METADATA_PREFIXES = ("traceloop.association.properties.", "ai.telemetry.metadata.")
-#: Request headers an instrumentation recorded: they may carry credentials, so they are never metadata.
-_HEADERS = "llm.headers"
+#: Request headers an instrumentation recorded (Traceloop's, the Vercel AI SDK's): they may carry
+#: credentials, so they are never metadata.
+_HEADERS = frozenset({"llm.headers", "gen_ai.headers"})
 _HEADERS_PREFIX = "ai.request.headers."
 #: Metadata entry that counts the attributes left out past ``Options.max_attributes``.
 _DROPPED_ATTRIBUTES = "otel_maxim.dropped_attributes"
@@ -125,7 +126,7 @@ def _key_kind(key: str) -> tuple[int, str]:
             found = (_OI_TAG_LIST, "")
         elif key == _OI_METADATA:
             found = (_OI_METADATA_JSON, "")
-        elif is_consumed(key) or _is_content(key) or key == _HEADERS or key.startswith(_HEADERS_PREFIX):
+        elif is_consumed(key) or _is_content(key) or key in _HEADERS or key.startswith(_HEADERS_PREFIX):
             found = (_SKIP, "")
         elif key in genai.READ_KEYS:
             found = (_CONVENTION, "")
