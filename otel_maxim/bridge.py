@@ -24,25 +24,30 @@ Behaviour, in OTLP/HTTP's terms:
   encoding: 415.  No valid bearer token when one is configured: 401.
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
-* Bytes held: the bodies of all requests, from when their ``Content-Length`` is known (or
-  as their chunks arrive) until they are decoded or refused, and the spans decoded from them
-  (their size estimated by :func:`~otel_maxim.assembly.held_size`) from then until the worker
-  takes them from the queue, take at most ``max_pending_bytes``
+* Bytes held: the bodies of all requests, as their bytes arrive until they are decoded or
+  refused, and the spans decoded from them (their size estimated by
+  :func:`~otel_maxim.assembly.held_size`, and what their attribute values' objects take) from then
+  until the worker takes them from the queue, take at most ``max_pending_bytes``
   (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request that would take more is
   answered 503 with ``Retry-After``, unless nothing else is held (so one body up to
-  ``max_body_bytes`` can always go through: alone, it is never refused).  A small gzip body
-  can decode to spans a thousand times its size: once decoded, the spans are what counts.
+  ``max_body_bytes`` can always go through: alone, it is never refused).  A declared
+  ``Content-Length`` holds nothing until its bytes come, so idle connections hold no budget.  A
+  small gzip body can decode to spans a thousand times its size: once decoded, the spans are
+  what counts.
 * Connections (under :class:`BridgeServer`): at most ``max_connections`` open at once
   (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000); one more is answered 503 with ``Retry-After`` at
   once, before its request is read, and closed.  A request's head must arrive within
   ``header_timeout`` (10 s) of its connection opening or of the previous request ending, and
   its whole body within ``body_timeout`` (30 s) of its head, else 408; either way the
-  connection is closed.
+  connection is closed.  A client that reads none of the bridge's answers for ``body_timeout``
+  once they back up (it pipelines requests and never reads) is dropped.
 * ``GET /healthz``: 200 while serving, with the spans queued (``queued_spans``) and the bytes held
   by request bodies (``pending_bytes``) and by queued spans (``queued_bytes``).  Under
   :class:`BridgeServer` the listener closes first on shutdown, so a probe then fails to connect;
   an app mounted elsewhere answers 503 once closed.
-* Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight,
+* Shutdown (SIGTERM, SIGINT): stop accepting, finish the requests in flight (under
+  :class:`BridgeServer`, one still unfinished after 10 s is answered 503 with ``Retry-After``
+  and ``Connection: close``, never uvicorn's 500, which clients do not retry),
   drain the queue into the exporter, then shut the exporter down, which sends
   the traces it still holds and spools what it cannot deliver.
 """
@@ -254,15 +259,16 @@ class Bridge:
       it, 503 with ``Retry-After`` (``retry_after``, ``MAXIM_BRIDGE_RETRY_AFTER``, 2 s), and 413 for
       a request of more spans than the whole queue.
     * ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB): the bytes held at once
-      for requests, across all of them: each request's declared ``Content-Length`` from before its
-      body is read (a chunked body's bytes as they arrive) until it is decoded or refused, then
-      the estimated size of its decoded spans (:func:`~otel_maxim.assembly.held_size`) until the
-      worker takes them from the queue for the exporter.  A request that would take more, as a
-      body or once decoded, is answered 503 with ``Retry-After``, unless nothing else is held
+      for requests, across all of them: each request's body bytes as they arrive (not its declared
+      ``Content-Length`` before they do) until it is decoded or refused, then the estimated size of
+      its decoded spans (:func:`~otel_maxim.assembly.held_size`, plus what the objects of their
+      attribute values and their resource's take, see :attr:`otel_maxim.otlp.DecodedSpans.values_bytes`)
+      until the worker takes them from the queue for the exporter.  A request that would take more, as
+      a body or once decoded, is answered 503 with ``Retry-After``, unless nothing else is held
       (no other request's body, no queued spans): one body up to ``max_body_bytes`` can always
-      go through (a chunked one may still be refused part way if another request takes bytes
-      meanwhile).  The batch the exporter is working on is no longer in the queue, so at most
-      about as much again is held while it exports.
+      go through (it may still be refused part way if another request takes bytes meanwhile).
+      The batch the exporter is working on is no longer in the queue, so at most about as much
+      again is held while it exports.
 
     The application's lifespan starts the worker and, at shutdown, drains the
     queue into the exporter and shuts the exporter down; :meth:`close` does the
@@ -427,7 +433,24 @@ class Bridge:
         reserved = _Reserved()
         try:
             return await self._receive(request, reserved, peer, media, encoding, answer_as)
-        finally:  # whatever became of the request: decoded, refused, disconnected, a bug of ours
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still in flight when its graceful shutdown runs out, and answers them
+            # 500, which OTLP clients never retry: their spans would be lost.  Nothing of this request was queued
+            # (queuing it and answering 200 happen together), so a 503 it retries loses nothing.  The task goes
+            # on only to send it: uvicorn does not wait for it, and nothing else awaits it.
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
+            if uncancel is not None:
+                uncancel()
+            _limited.warning(
+                "cancelled",
+                "Answered 503 to a request from %s still in flight when the server stopped waiting for it; its "
+                "client retries it.",
+                peer,
+            )
+            response = self._unavailable("the bridge is shutting down; retry later", answer_as)
+            response.headers["Connection"] = "close"
+            return response
+        finally:  # whatever became of the request: decoded, refused, disconnected, cancelled, a bug of ours
             self._pending_bytes -= reserved.bytes
 
     async def _receive(
@@ -527,19 +550,21 @@ class Bridge:
         return response
 
     async def _read_body(self, request: Request, reserved: _Reserved) -> bytes:
-        """The whole body, its bytes reserved first: all those it declares, else each chunk's as it comes."""
+        """The whole body, its bytes reserved as they arrive (a declared length too large is refused at once).
+
+        Not the declared length up front: a few connections that declared 20 MiB and sent nothing would
+        hold the whole budget, and turn every other client away, until their body deadline.
+        """
         declared = request.headers.get("content-length")
-        if declared is not None and declared.strip().isdigit():
-            if int(declared) > self._max_body:
-                raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
-            self._reserve(reserved, int(declared))
+        if declared is not None and declared.strip().isdigit() and int(declared) > self._max_body:
+            raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > self._max_body:
                 raise otlp.BodyTooLarge(f"the body is larger than {self._max_body} bytes")
-            self._reserve(reserved, size)  # a chunked body's; one with a Content-Length has them already
+            self._reserve(reserved, size)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -566,7 +591,7 @@ class Bridge:
                 held.count,
                 held.first,
             )
-        return decoded, sum(map(held_size, decoded.spans))
+        return decoded, sum(map(held_size, decoded.spans)) + decoded.values_bytes
 
 
 @dataclasses.dataclass
@@ -655,6 +680,10 @@ def _bounded_protocol(
       trickles; else the request is answered 408 (an OTLP ``Status``, ``DEADLINE_EXCEEDED``) and
       the connection closed.  This also bounds a request answered before its body was read (a
       401, a 404, a 503): uvicorn reads such a body on, and discards it, for as long as it comes.
+    * A client that reads none of the answers (it pipelines requests, or sends a body, and reads
+      nothing) holds its connection no longer than ``body_timeout`` once the bridge's writes to it
+      back up (the transport pauses writing): then the connection is dropped (aborted, as what is
+      buffered for it would never go out).
     * At most ``max_connections`` connections are open.  One more is answered at once, before
       its request is read, with a 503 and ``Retry-After`` (which OTLP clients retry), and closed
       at once: no lingering, so a flood of connections holds no more file descriptors than that.
@@ -669,6 +698,7 @@ def _bounded_protocol(
 
     class BoundedH11Protocol(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
+        _write_deadline: asyncio.TimerHandle | None = None  # runs while the client reads none of our answers
         _waiting_for: str | None = None  # what the running deadline is for: "head", "body" or nothing
         _refused = False
 
@@ -693,7 +723,34 @@ def _bounded_protocol(
         def connection_lost(self, exc: Exception | None) -> None:
             self._waiting_for = None
             self._cancel_deadline()
+            self._cancel_write_deadline()
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_deadline is None:
+                self._write_deadline = self.loop.call_later(body_timeout, self._write_expired)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._cancel_write_deadline()
+
+        def _cancel_write_deadline(self) -> None:
+            if self._write_deadline is not None:
+                self._write_deadline.cancel()
+                self._write_deadline = None
+
+        def _write_expired(self) -> None:
+            """The client has read nothing of our answers for ``body_timeout``: drop the connection."""
+            self._write_deadline = None
+            _limited.warning(
+                "write-timeout",
+                "Dropped a connection from %s that read none of its answers for %s s (%s).",
+                self._peer(),
+                body_timeout,
+                env.MAXIM_BRIDGE_BODY_TIMEOUT,
+            )
+            self.transport.abort()  # close() would wait for the client to read what is buffered: for ever
 
         def _refuse(self) -> None:
             self._refused = True
@@ -754,7 +811,10 @@ def _bounded_protocol(
                     body_timeout,
                     env.MAXIM_BRIDGE_BODY_TIMEOUT,
                 )
-            self.transport.close()
+            if self.flow.write_paused:
+                self.transport.abort()  # the client reads nothing: close() would wait for it to
+            else:
+                self.transport.close()
 
         def _answer_late_body(self) -> bool:
             """Answer 408 to the request whose body is late, unless it has been answered; whether it was."""
@@ -875,7 +935,8 @@ class BridgeServer:
       a connection that takes longer is closed.
     * ``body_timeout`` (``MAXIM_BRIDGE_BODY_TIMEOUT``, 30): seconds a request's whole body may
       take once its head is in; a request that takes longer is answered 408 (unless answered
-      already) and its connection closed.
+      already) and its connection closed.  Also how long a client may read none of the answers
+      backed up for it before its connection is dropped.
     * ``max_connections`` (``MAXIM_BRIDGE_MAX_CONNECTIONS``, 1000): connections open at once;
       one more is answered 503 with the bridge's ``Retry-After`` before its request is read,
       and closed.  Lowered, with a log line, to the process's limit on open files minus 128.

@@ -231,8 +231,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_BRIDGE_MAX_PENDING_BYTES,
         "`134217728` (128 MiB)",
-        "`otel-maxim bridge`: bytes held at once for requests: each body (its `Content-Length`, or a chunked "
-        "body's bytes as they arrive) until it is decoded or refused, then its decoded spans (an estimate) until "
+        "`otel-maxim bridge`: bytes held at once for requests: each body's bytes as they arrive (not its "
+        "declared `Content-Length`) until it is decoded or refused, then its decoded spans (an estimate) until "
         "the exporter's worker takes them; a request that would take more is answered 503 with `Retry-After`, "
         "unless nothing else is held.",
     ),
