@@ -1066,10 +1066,10 @@ def test_openinference_and_maxim_tags_and_metadata() -> None:
 
 def test_what_a_generation_does_not_read_is_metadata_and_what_it_reads_is_not() -> None:
     """An instrumentation's own attributes that the mapping does not read (the answer's requested
-    format, Traceloop's streaming flag, a system fingerprint, tool definitions) are metadata, not
-    dropped; Traceloop's association properties and the Vercel AI SDK's telemetry metadata are the
-    application's metadata entries; recorded request headers (credentials) and what the generation
-    reads into itself (its error type, its parameters) are not metadata."""
+    format, Traceloop's streaming flag, a system fingerprint) are metadata, not dropped; Traceloop's
+    association properties and the Vercel AI SDK's telemetry metadata are the application's metadata
+    entries; recorded request headers (credentials), the tools offered (as maxim-py, not sent) and
+    what the generation reads into itself (its error type, its parameters) are not metadata."""
     attributes = {
         "gen_ai.operation.name": "chat",
         "gen_ai.system": "openai",
@@ -1084,6 +1084,8 @@ def test_what_a_generation_does_not_read_is_metadata_and_what_it_reads_is_not() 
         "llm.is_streaming": False,
         "gen_ai.openai.response.system_fingerprint": "fp_1",
         "gen_ai.tool.definitions": '[{"type": "function", "name": "weather"}]',
+        "llm.tools.0.tool.json_schema": '{"type": "function", "name": "weather"}',
+        "llm.request.functions.0.name": "weather",
         "traceloop.association.properties.user_id": "u-42",
         "ai.telemetry.metadata.plan": "pro",
         "llm.headers": "{'Authorization': 'Bearer sk-secret'}",
@@ -1109,10 +1111,37 @@ def test_what_a_generation_does_not_read_is_metadata_and_what_it_reads_is_not() 
             "gen_ai.output.type": "json",
             "llm.is_streaming": "false",
             "gen_ai.openai.response.system_fingerprint": "fp_1",
-            "gen_ai.tool.definitions": '[{"type": "function", "name": "weather"}]',
         }
     }
     assert not any("sk-secret" in json.dumps(r.data) for r in records)
+
+
+@pytest.mark.parametrize("kind", ["generation", "plain span"])
+def test_content_under_keys_the_mapping_does_not_read_is_never_metadata(kind: str) -> None:
+    """What an instrumentation's own keys hold of prompts and answers (OpenInference's completions API,
+    images, documents, a reranker's; the Vercel AI SDK's older ai.result.* and reasoning) stays out of
+    every record with capture_content=False, though unread keys are metadata."""
+    secret = "SECRET-about-my-diagnosis"
+    content = {
+        "llm.prompts": json.dumps([secret]),
+        "llm.prompts.0.prompt.text": secret,
+        "llm.choices.0.completion.text": secret,
+        "llm.function_call": json.dumps({"name": "f", "arguments": secret}),
+        "input.images.0.image.url": "data:image/png;base64," + secret,
+        "output.documents.0.document.content": secret,
+        "reranker.query": secret,
+        "reranker.input_documents.0.document.content": secret,
+        "ai.result.text": secret,
+        "ai.response.reasoning": secret,
+        "ai.values": (secret,),
+    }
+    attributes: dict[str, Any] = {**content, "llm.is_streaming": False}
+    if kind == "generation":
+        attributes["openinference.span.kind"] = "LLM"
+    _, records = _run(lambda tracer: tracer.start_span("call", attributes=attributes).end(), capture_content=False)
+    assert not [r for r in records if secret in json.dumps(r.data)]
+    (update,) = [r for r in records if r.action == "update" and "metadata" in r.data]
+    assert update.data["metadata"] == {"llm.is_streaming": "false"}  # what the span holds besides content
 
 
 def test_a_streamed_answer_keeps_one_chunk_event_and_openinference_reads_the_response_body() -> None:

@@ -62,17 +62,37 @@ _CONTENT = frozenset(
         "ai.toolCall.args",
         "ai.toolCall.result",
         "ai.toolCall.output",
+        "ai.response.reasoning",
+        "ai.response.reasoningDetails",
+        "ai.value",  # what the Vercel AI SDK embeds, and the vectors
+        "ai.values",
+        "ai.embedding",
+        "ai.embeddings",
+        "llm.prompts",  # OpenInference: a completions API's prompts and answers, a function call
+        "llm.choices",
+        "llm.function_call",
     }
 )
-#: Flattened content (messages, prompts, documents, embedded texts): never metadata either.
+#: Flattened content (messages, prompts, documents, embedded texts, OpenInference's input and output
+#: images and documents, a reranker's query and documents): never metadata either.
 _CONTENT_PREFIXES = (
     "llm.input_messages.",
     "llm.output_messages.",
+    "llm.prompts.",
+    "llm.choices.",
     "gen_ai.prompt.",
     "gen_ai.completion.",
     "retrieval.documents.",
     "embedding.embeddings.",
+    "input.",
+    "output.",
+    "reranker.",
+    "ai.result.",  # the Vercel AI SDK's names before ai.response.*
 )
+#: The tools offered to a model (their schemas): not sent, as maxim-py does not send them; one
+#: metadata entry per tool on every call of an agent would drown the rest.
+_TOOL_DEFINITIONS = frozenset({"gen_ai.tool.definitions", "ai.prompt.tools"})
+_TOOL_DEFINITION_PREFIXES = ("llm.tools.", "llm.request.functions.")
 #: What the older GenAI message events (``gen_ai.user.message``, ``gen_ai.choice``, ...) carry their messages in.
 _GENAI_EVENT_CONTENT = frozenset({"content", "message", "tool_calls", "gen_ai.event.content"})
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
@@ -126,7 +146,7 @@ def _key_kind(key: str) -> tuple[int, str]:
             found = (_OI_TAG_LIST, "")
         elif key == _OI_METADATA:
             found = (_OI_METADATA_JSON, "")
-        elif is_consumed(key) or _is_content(key) or key in _HEADERS or key.startswith(_HEADERS_PREFIX):
+        elif is_consumed(key) or _is_content(key) or _is_left_out(key):
             found = (_SKIP, "")
         elif key in genai.READ_KEYS:
             found = (_CONVENTION, "")
@@ -170,6 +190,16 @@ _read_keys = (
     PerKeySet(lambda keys: _read_keys_among(keys, plain_conventions=False)),
     PerKeySet(lambda keys: _read_keys_among(keys, plain_conventions=True)),
 )
+
+
+def _is_left_out(key: str) -> bool:
+    """Whether ``key`` is recorded request headers (credentials) or tool definitions: never sent."""
+    return (
+        key in _HEADERS
+        or key in _TOOL_DEFINITIONS
+        or key.startswith(_HEADERS_PREFIX)
+        or key.startswith(_TOOL_DEFINITION_PREFIXES)
+    )
 
 
 def _is_content(key: str) -> bool:
