@@ -683,6 +683,64 @@ def test_a_backlog_of_many_ended_processes_is_adopted_a_few_directories_at_a_tim
     assert spool_files(spool) == []
 
 
+def test_a_backlog_is_adopted_while_the_application_keeps_writing(fake: FakeMaxim, tmp_path: Path) -> None:
+    """Adoption waited for an empty queue: under steady traffic, what ended processes left past the
+    first MAX_ADOPTED directories waited until the application paused."""
+    spool = tmp_path / "spool"
+    left_behind = MAX_ADOPTED + 4
+    for i in range(left_behind):
+        ended = Spool(destination_dir(spool, fake.base_url, REPO), 1 * MiB)
+        ended.append("00000000000000000001", [line(i)])
+        ended.release()
+    fake.plan(*[Fault.slow(0.1)] * 2000)  # a distant API: each POST answered 0.1 s late
+    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+    stop = threading.Event()
+
+    def keep_writing() -> None:  # a record every 5 ms: records always wait while a POST is under way
+        n = 1000
+        while not stop.is_set():
+            sink.write([line(n)])
+            n += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        wait_for(lambda: {line(i) for i in range(left_behind)} <= set(fake.distinct()), timeout=20)
+    finally:
+        stop.set()
+        writer.join(5)
+        sink.close(5)
+    assert spool_files(spool) == []
+
+
+def test_the_same_api_written_two_ways_is_one_destination_and_paths_keep_their_case() -> None:
+    """The spool's destination is the API the records go to: a default port, the host's case and a
+    trailing slash change nothing; a path (a proxy routing by tenant) does, whatever its case."""
+    same = {destination_dir("s", url, "r") for url in ("https://app.getmaxim.ai", "HTTPS://App.GetMaxim.ai:443/")}
+    assert len(same) == 1
+    tenants = {destination_dir("s", f"https://proxy.example/{t}", "r") for t in ("Tenant-A", "tenant-a")}
+    assert len(tenants) == 2
+    assert destination_dir("s", "https://app.getmaxim.ai", "r") != destination_dir("s", "https://app.getmaxim.ai", "q")
+
+
+def test_a_spool_left_by_an_earlier_layout_is_named_in_a_warning(
+    fake: FakeMaxim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before the destination subdirectories, producers sat right in the spool directory: their records
+    name no repository, so they are not sent, and the warning says where to move them to send them."""
+    spool = tmp_path / "spool"
+    old = Spool(spool, 1 * MiB)  # the old layout: the spool directory itself held the producers
+    old.append("00000000000000000001", [line(1)])
+    old.release()
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        sink = _api_sink(fake, tmp_path, check_repository=False)
+        sink.close(5)
+    assert fake.distinct() == []
+    (warning,) = [r.getMessage() for r in caplog.records if "earlier version" in r.getMessage()]
+    assert warning.startswith("1 spool directories in ") and destination_dir(spool, fake.base_url, REPO) in warning
+
+
 def test_another_users_directory_in_the_spool_is_not_adopted(
     fake: FakeMaxim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -197,6 +197,7 @@ class MaximApiSink:
         self._spool_problem = "full"
         self._quarantined = 0
         self._start()
+        self._warn_of_unaddressed()
         _SINKS.add(self)
         reinit_after_fork(self)
 
@@ -227,6 +228,18 @@ class MaximApiSink:
         self._deliverer = Deliverer(self._client, self._backoff, self._stop, self._log)
         with self._cond:
             self._adopt()
+
+    def _warn_of_unaddressed(self) -> None:
+        left = self._spool.unaddressed()
+        if left:
+            _logger.warning(
+                "%d spool directories in %s were left by an earlier version of otel_maxim, which did not note "
+                "where their records were bound: they are not sent. To send them to this repository, move "
+                "them into %s.",
+                len(left),
+                self.spool_dir,
+                self._spool.directory,
+            )
 
     def _spill_at_exit(self) -> None:
         if self._cond.acquire(timeout=1.0):
@@ -503,11 +516,13 @@ class MaximApiSink:
             if pid != os.getpid() or (self._closing and (self._gave_up or not self._items)):
                 return None
             now = time.monotonic()
+            # What ended processes left, also while records keep coming; the rest of a backlog as soon
+            # as one of the directories held is done.
+            if now >= self._next_adopt or self._spool.can_adopt_more:
+                self._next_adopt = now + _ADOPT_INTERVAL
+                self._adopt()
+                continue
             if not self._items:
-                if now >= self._next_adopt or self._spool.can_adopt_more:  # the rest of a backlog at once
-                    self._next_adopt = now + _ADOPT_INTERVAL
-                    self._adopt()
-                    continue
                 self._cond.wait(self._next_adopt - now)
                 continue
             wait = self._retry_at - now

@@ -36,12 +36,14 @@ import errno
 import hashlib
 import itertools
 import os
+import re
 import secrets
 import stat
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "MAX_ADOPTED",
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 QUARANTINE = "quarantine"
+#: A producer directory's name: "<time_ns>-<pid>-<random>".
+_PRODUCER = re.compile(r"\d{20}-\d+-[0-9a-f]{8}")
 #: Most directories of ended processes held (adopted) at once: each holds its lock's file descriptor.
 MAX_ADOPTED = 16
 _LOCK = "lock"
@@ -95,8 +99,25 @@ def destination_dir(spool_dir: str | os.PathLike[str], base_url: str, repo_id: s
     one in another environment, sends what its own destination left.  The API key is not part of
     it: records that waited for a revoked key to be replaced go out with the new one.
     """
-    identity = f"{base_url.rstrip('/').lower()}\n{repo_id}".encode()
+    identity = f"{_same_api(base_url)}\n{repo_id}".encode()
     return os.path.join(os.fspath(spool_dir), "to-" + hashlib.sha256(identity).hexdigest()[:24])
+
+
+def _same_api(base_url: str) -> str:
+    """``base_url`` written one way for one API: scheme and host in lower case, no default port, no
+    trailing ``/`` (the path keeps its case: a proxy may route by it)."""
+    parts = urlsplit(base_url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:  # refused with the settings before a sink is made; any text will do here
+        port = None
+    if port is not None and port != {"https": 443, "http": 80}.get(scheme):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), parts.query, ""))
 
 
 def _try_lock(fd: int) -> bool:
@@ -365,6 +386,16 @@ class Spool:
             self._write(path, data)
             self._used += len(data)
         return path
+
+    def unaddressed(self) -> list[str]:
+        """Producer directories right in the spool directory, as versions before the destination
+        subdirectories left them: their records name no repository, so they are not sent."""
+        root = os.path.dirname(self.directory)
+        return [
+            os.path.join(root, name)
+            for name in sorted(_listdir(root))
+            if _PRODUCER.fullmatch(name) and _is_own_dir(os.path.join(root, name))
+        ]
 
     @property
     def can_adopt_more(self) -> bool:
