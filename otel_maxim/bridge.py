@@ -20,8 +20,13 @@ Behaviour, in OTLP/HTTP's terms:
   ``partial_success`` and the rest is accepted.
 * A malformed body: 400 with a ``google.rpc.Status`` that says what is wrong;
   nothing else is affected.  Too large (``Content-Length``, the body read so
-  far, or the body once decompressed): 413.  An unsupported media type or
-  encoding: 415.  No valid bearer token when one is configured: 401.
+  far, or the body once decompressed), more spans than the whole queue, or
+  more than a million items in all (spans, events, links, attributes and the
+  items of array and key-value-list values, :data:`otel_maxim.otlp.MAX_ITEMS`;
+  OTLP JSON is counted before the costly part of its parsing): 413, with a
+  ``google.rpc.Status`` that says which bound, and nothing of the request is
+  exported.  An unsupported media type or encoding: 415.  No valid bearer token
+  when one is configured: 401.
 * Back-pressure: when the queue cannot take a request's spans, 503 with
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
 * Bytes held: the bodies of all requests, as their bytes arrive until they are decoded or
@@ -67,6 +72,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterator
 
 import h11
@@ -270,6 +276,10 @@ class Bridge:
       The batch the exporter is working on is no longer in the queue, so at most about as much
       again is held while it exports.
 
+    One more bound is fixed: at most :data:`otel_maxim.otlp.MAX_ITEMS` (a million) items a request
+    (spans, events, links, attributes, items of array and key-value-list values), counted before they
+    are built; past it, 413.  Decoding costs CPU for each, and a small compressed body can hold millions.
+
     The application's lifespan starts the worker and, at shutdown, drains the
     queue into the exporter and shuts the exporter down; :meth:`close` does the
     same for a bridge used without a server.
@@ -468,8 +478,7 @@ class Bridge:
             return Response(status_code=400)  # nobody is left to read it
 
         try:
-            async with self._decode_slots:
-                decoded, size = await run_in_threadpool(self._decode, body, encoding, media)
+            decoded, size = await self._decode_in_pool(body, encoding, media)
         except _TooManySpans as exc:
             _limited.warning("too-many", "Refused an OTLP request from %s: %s.", peer, exc)
             return _status(413, otlp.CODE_RESOURCE_EXHAUSTED, str(exc), answer_as)
@@ -502,6 +511,22 @@ class Bridge:
             status_code=200,
             media_type=answer_as,
         )
+
+    async def _decode_in_pool(self, body: bytes, encoding: str | None, media: str) -> tuple[otlp.DecodedSpans, int]:
+        """:meth:`_decode` in the thread pool, at most ``_DECODES_AT_ONCE`` at a time.
+
+        What it raises lets go of the request at once: anyio's frame holds the future that holds the
+        exception, whose traceback holds that frame, a cycle that kept the request's decompressed body and
+        its parsed JSON (hundreds of MB from a 50 KB gzip body refused in a fraction of a second) until a
+        full garbage collection.  Clearing the frames it came through, which have all returned, breaks it;
+        the traceback still says where it came from.
+        """
+        async with self._decode_slots:
+            try:
+                return await run_in_threadpool(self._decode, body, encoding, media)
+            except Exception as exc:
+                traceback.clear_frames(exc.__traceback__)
+                raise
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")

@@ -14,6 +14,14 @@ The bridge (:mod:`otel_maxim.bridge`) decodes a request body in three steps:
    ``Link``, ``Status``); a span with an invalid trace or span id is counted as
    rejected, for OTLP's partial-success answer.
 
+Decoding costs CPU for each item a request carries (a span, an attribute, an
+item of an array value, ...), and a small body can carry millions of them: a
+request of more than :data:`MAX_ITEMS` raises :class:`TooManyItems` (a
+:class:`BodyTooLarge`, which the bridge answers 413).  OTLP JSON is counted
+right after ``json.loads``, before the costly protobuf JSON parser; protobuf
+(cheap to parse) as its spans are built, each container counted before any of
+its items is.
+
 Whether a span's parent is remote decides how the exporter assembles a trace
 across services (see :mod:`otel_maxim.assembly`): OTLP carries it in the span's
 ``flags`` (bits 8 and 9).  When the producer says nothing (older SDKs), the
@@ -28,7 +36,7 @@ import base64
 import json
 import logging
 import zlib
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf import json_format  # type: ignore[import-untyped]  # typed by types-protobuf when installed
@@ -50,9 +58,11 @@ from opentelemetry.trace.status import Status as SdkStatus
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
+    "MAX_ITEMS",
     "BodyTooLarge",
     "DecodedSpans",
     "OtlpDecodeError",
+    "TooManyItems",
     "decompress",
     "encode_response",
     "encode_status",
@@ -103,6 +113,20 @@ _DECOMPRESS_CHUNK = 1 << 16
 MAX_GZIP_MEMBERS = 1000
 #: How much of a parser's complaint (which may quote the request) a log line and a 400 answer show.
 _DETAIL_LIMIT = 300
+#: Most items one request may carry, counted before they are built: the elements of every repeated field
+#: (resource and scope spans, spans, events, links, attributes, and the items of array and key-value-list
+#: values, however nested); as OTLP JSON, the items of every list.
+#:
+#: Each item costs CPU to decode, most of all as OTLP JSON (``json_format.ParseDict`` takes 4 to 11
+#: microseconds an item), and an item can be tiny: an empty value is 3 bytes of JSON (2 of protobuf), so a
+#: body of ``max_body_bytes`` (20 MiB, some 20 KB gzipped) held 7 million of them and took 28 s of CPU and
+#: 850 MB.  A million caps the worst at some 10 s (900 000 key-value-list entries fill 20 MiB of JSON),
+#: within twice what 20 MiB of ordinary JSON attributes takes (about 6 s), which no bound on items can
+#: lower without refusing real requests.  It is far above what those carry: the bridge takes at most
+#: ``queue_size`` spans a request (16 384 by default; the shipped Collector configurations send at most
+#: 4096), and a span carries tens of attributes, an LLM application's rarely more than a hundred.  A
+#: request over it is answered 413, which its sender does not retry: a lower bound would lose real data.
+MAX_ITEMS = 1_000_000
 
 
 class OtlpDecodeError(ValueError):
@@ -111,6 +135,16 @@ class OtlpDecodeError(ValueError):
 
 class BodyTooLarge(OtlpDecodeError):
     """The body, once decompressed, is larger than allowed."""
+
+
+class TooManyItems(BodyTooLarge):
+    """The request carries more than :data:`MAX_ITEMS` items (answered as too large: retrying cannot help)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request holds more than {limit} items (spans, events, links, attributes and the values "
+            "of arrays and key-value lists): send smaller batches"
+        )
 
 
 class DecodedSpans(NamedTuple):
@@ -232,6 +266,7 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             raise OtlpDecodeError(f"the body is not JSON: {_detail(exc)}") from None
         if not isinstance(document, dict):
             raise OtlpDecodeError("the body is not a JSON object (an OTLP ExportTraceServiceRequest)")
+        _check_json_items(document, MAX_ITEMS)
         _hex_ids_to_base64(document)
         try:
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
@@ -239,6 +274,31 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             raise OtlpDecodeError(f"the body is not an OTLP JSON ExportTraceServiceRequest: {_detail(exc)}") from None
         return request
     raise OtlpDecodeError(f"unsupported Content-Type {content_type!r}")
+
+
+def _check_json_items(document: dict[str, Any], limit: int) -> None:
+    """Raise :class:`TooManyItems` if the lists of a parsed JSON document hold more than ``limit`` items in all.
+
+    Every list counts, wherever it is: in OTLP JSON each is a repeated field (an unknown one too, which
+    the parser would skip, so it counts more than it must, never less).  An object's entries do not: its
+    known fields are few, and the parser skips unknown ones at less than ``json.loads`` took to read them.
+    Iterative, so that no nesting ``json.loads`` accepts can exhaust the stack; a few percent of what
+    ``ParseDict`` takes for the same document.
+    """
+    items = 0
+    stack: list[dict[str, Any] | list[Any]] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            items += len(node)
+            if items > limit:
+                raise TooManyItems(limit)
+            children: Iterable[Any] = node
+        else:
+            children = node.values()
+        for child in children:
+            if type(child) is dict or type(child) is list:  # what json.loads makes: no subclasses
+                stack.append(child)
 
 
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
@@ -283,18 +343,25 @@ def span_count(request: ExportTraceServiceRequest) -> int:
 
 
 def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
-    """Every span of ``request`` as a ``ReadableSpan``; spans with invalid ids are counted, not returned."""
+    """Every span of ``request`` as a ``ReadableSpan``; spans with invalid ids are counted, not returned.
+
+    Raises :class:`TooManyItems` as soon as the items counted pass :data:`MAX_ITEMS`, before the
+    container that passes it has any of its items built.
+    """
     spans: list[ReadableSpan] = []
     rejected = 0
     reasons: dict[str, None] = {}
     cost = _Cost()
+    cost.count(len(request.resource_spans))
     for resource_spans in request.resource_spans:
+        cost.count(len(resource_spans.scope_spans))
         cost.whole = True  # held_size counts nothing of a resource or a scope: all of it counts here
         resource = Resource(
             _attributes(resource_spans.resource.attributes, cost),
             resource_spans.schema_url or None,
         )
         for scope_spans in resource_spans.scope_spans:
+            cost.count(len(scope_spans.spans))
             cost.whole = True
             scope = _scope(scope_spans.scope, scope_spans.schema_url, cost)
             cost.whole = False
@@ -321,7 +388,9 @@ def _invalid(span: Span) -> str | None:
     return None
 
 
-def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Cost | None = None) -> ReadableSpan:
+def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Cost) -> ReadableSpan:
+    events, links = span.events, span.links
+    cost.count(len(events) + len(links))
     trace_id = int.from_bytes(span.trace_id, "big")
     # A span reached an exporter, so it was sampled; Python's encoder leaves the trace-flag bits at 0.
     flags = TraceFlags((span.flags & 0xFF) | TraceFlags.SAMPLED)
@@ -343,8 +412,8 @@ def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Cost | Non
         parent=parent,
         resource=resource,
         attributes=_attributes(span.attributes, cost),
-        events=[Event(e.name, _attributes(e.attributes, cost), e.time_unix_nano) for e in span.events],
-        links=[link for link in (_link(link, cost) for link in span.links) if link is not None],
+        events=[Event(e.name, _attributes(e.attributes, cost), e.time_unix_nano) for e in events],
+        links=[link for link in (_link(link, cost) for link in links) if link is not None],
         kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
         # The SDK keeps a description only with ERROR (and warns otherwise).
         status=SdkStatus(status, (span.status.message or None) if status is StatusCode.ERROR else None),
@@ -412,27 +481,37 @@ _ENTRY_BYTES = 100
 
 
 class _Cost:
-    """The bytes decoded attribute values hold beyond what ``held_size`` counts of the spans that hold them.
+    """The bytes decoded attribute values hold beyond what ``held_size`` counts of the spans that hold them,
+    and the items (see :data:`MAX_ITEMS`) counted so far.
 
     For a span's, its events' and its links' attributes, that is the objects' own size (``held_size``
     counts the items and the characters); with :attr:`whole` (a resource's or a scope's attributes, which
     ``held_size`` does not count, and which all the spans of a resource share), everything.
     """
 
-    __slots__ = ("bytes", "whole")
+    __slots__ = ("bytes", "items", "limit", "whole")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.whole = False
+        self.items = 0
+        self.limit = MAX_ITEMS
+
+    def count(self, items: int) -> None:
+        """Count a container's ``items`` before they are built; :class:`TooManyItems` past the limit."""
+        self.items += items
+        if self.items > self.limit:
+            raise TooManyItems(self.limit)
 
 
-def _attributes(pairs: Iterable[KeyValue], cost: _Cost | None = None) -> dict[str, Any]:
+def _attributes(pairs: Sequence[KeyValue], cost: _Cost | None = None) -> dict[str, Any]:
     """OTLP key-values as the SDK holds attributes (since 1.4x, ``AnyValue``): primitives as they are,
     arrays as tuples and key-value lists as dicts (nested as deep as they come), bytes as base64
     text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it.  What the values
-    hold is added to ``cost``."""
+    hold is added to ``cost``, and they count as its items."""
     if cost is None:
         cost = _Cost()
+    cost.count(len(pairs))
     attributes = {pair.key: _attribute(pair.value, cost) for pair in pairs}
     if "" in attributes:
         del attributes[""]
@@ -461,12 +540,16 @@ def _attribute(value: AnyValue, cost: _Cost) -> Any:
             cost.bytes += len(encoded)
         return encoded
     if kind == "array_value":
-        items = tuple(_item(item, cost) for item in value.array_value.values)
+        values = value.array_value.values
+        cost.count(len(values))
+        items = tuple(_item(item, cost) for item in values)
         if items:
             cost.bytes += _TUPLE_BYTES + (8 * len(items) if cost.whole else 0)
         return items
     if kind == "kvlist_value":
-        mapping = {kv.key: _item(kv.value, cost) for kv in value.kvlist_value.values if kv.key}
+        pairs = value.kvlist_value.values
+        cost.count(len(pairs))
+        mapping = {kv.key: _item(kv.value, cost) for kv in pairs if kv.key}
         if not mapping:
             cost.bytes += _EMPTY_DICT_BYTES
             return mapping

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import gzip
 import json
 import logging
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -630,6 +632,158 @@ def test_a_request_with_more_spans_than_the_queue_is_answered_413_before_its_spa
         assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
         wait_for(lambda: recorder.spans, what="the good span")
     assert [span.name for span in recorder.spans] == ["good"]
+
+
+def _request_of_items(name: str, items: int, media: str) -> bytes:
+    """One span carrying ``items`` items in all, as ``media``: the resource spans, the scope spans, the span,
+    its one attribute (a key-value list), that list's one entry, and ``items - 5`` values in an array in it."""
+    ints = items - 5
+    if media == otlp.CONTENT_TYPE_PROTOBUF:
+        array = AnyValue(array_value=ArrayValue(values=[AnyValue(int_value=1)] * ints))
+        span = _span(name, 1)
+        span.attributes.add(
+            key="nested", value=AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="inner", value=array)]))
+        )
+        data: bytes = _request(span).SerializeToString()
+        return data
+    array_json = {"arrayValue": {"values": [{"intValue": "1"}] * ints}}
+    nested = {"kvlistValue": {"values": [{"key": "inner", "value": array_json}]}}
+    span_json = {
+        "traceId": TRACE_HEX,
+        "spanId": "01" * 8,
+        "name": name,
+        "attributes": [{"key": "nested", "value": nested}],
+    }
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span_json]}]}]}).encode()
+
+
+def _status_message(response: requests.Response) -> str:
+    if response.headers["Content-Type"] == otlp.CONTENT_TYPE_JSON:
+        message: str = response.json()["message"]
+        return message
+    return str(status_pb2.Status.FromString(response.content).message)
+
+
+@pytest.mark.parametrize("media", [otlp.CONTENT_TYPE_PROTOBUF, otlp.CONTENT_TYPE_JSON])
+def test_a_request_of_more_items_than_the_bound_is_answered_413_and_one_at_the_bound_goes_through(
+    media: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spans are bounded by the queue, but what they carry was not: a 50 KB gzip body of 20 MB of tiny
+    values took seconds of CPU each.  Items (spans, events, links, attributes, values however nested) are
+    counted before they are built; one past the bound is refused, as too large, and nothing of it exported."""
+    monkeypatch.setattr(otlp, "MAX_ITEMS", 1000)
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder)) as server:
+        url = server.url + "/v1/traces"
+        headers = {"Content-Type": media, "Content-Encoding": "gzip"}
+        over = requests.post(
+            url, data=gzip.compress(_request_of_items("over", 1001, media)), headers=headers, timeout=10
+        )
+        assert over.status_code == 413
+        assert "more than 1000 items" in _status_message(over)
+        at = requests.post(url, data=gzip.compress(_request_of_items("at", 1000, media)), headers=headers, timeout=10)
+        assert at.status_code == 200
+        wait_for(lambda: recorder.spans, what="the span at the bound")
+    assert [span.name for span in recorder.spans] == ["at"]
+    assert len(recorder.spans[0].attributes["nested"]["inner"]) == 995  # type: ignore[index]
+
+
+def test_a_small_body_of_a_million_tiny_values_is_refused_before_the_json_parser_sees_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real bound, with the shape of the attack: a few kB of gzip that decompress to over a million
+    empty values.  As JSON it is refused right after ``json.loads``, before ``ParseDict`` (seconds for it)."""
+    parsed: list[object] = []
+    real_parse_dict = otlp.json_format.ParseDict
+
+    def watched_parse_dict(*args: Any, **kwargs: Any) -> Any:
+        parsed.append(args[0])
+        return real_parse_dict(*args, **kwargs)
+
+    monkeypatch.setattr(otlp.json_format, "ParseDict", watched_parse_dict)
+    values = otlp.MAX_ITEMS  # with the span's five other items, just past the bound
+    doc = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": TRACE_HEX,
+                                "spanId": SPAN_HEX,
+                                "name": "bomb",
+                                "attributes": [{"key": "a", "value": {"arrayValue": {"values": [{}] * values}}}],
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    bomb_json = gzip.compress(json.dumps(doc).encode())
+    array = AnyValue(array_value=ArrayValue(values=[AnyValue()] * values))
+    span = _span("bomb", 1)
+    span.attributes.add(key="a", value=array)
+    bomb_protobuf = gzip.compress(_request(span).SerializeToString())
+    assert len(bomb_json) < 100_000 and len(bomb_protobuf) < 100_000
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder)) as server:
+        url = server.url + "/v1/traces"
+        for body, media in ((bomb_json, otlp.CONTENT_TYPE_JSON), (bomb_protobuf, otlp.CONTENT_TYPE_PROTOBUF)):
+            refused = requests.post(
+                url, data=body, headers={"Content-Type": media, "Content-Encoding": "gzip"}, timeout=30
+            )
+            assert refused.status_code == 413, media
+            assert f"more than {otlp.MAX_ITEMS} items" in _status_message(refused)
+        assert parsed == []
+        assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
+        wait_for(lambda: recorder.spans, what="the good span")
+    assert [span.name for span in recorder.spans] == ["good"]
+
+
+class _Document(dict):  # type: ignore[type-arg]
+    """A parsed JSON document that can be watched through a weak reference."""
+
+
+def test_a_refused_request_is_let_go_at_once_not_at_the_next_full_garbage_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception out of the thread pool sat in a reference cycle (anyio's frame, its future, the
+    exception's traceback) with the frames that decoded the request: each refused request's parsed JSON,
+    hundreds of MB for a 50 KB gzip body, stayed until a full collection, and the bridge grew to gigabytes."""
+    documents: list[weakref.ref[_Document]] = []
+    real_loads = json.loads
+
+    def watched_loads(data: bytes) -> _Document:
+        document = _Document(real_loads(data))
+        documents.append(weakref.ref(document))
+        return document
+
+    monkeypatch.setattr(otlp, "MAX_ITEMS", 1000)
+    monkeypatch.setattr(otlp.json, "loads", watched_loads)
+    recorder = RecordingExporter()
+    with running_bridge(Bridge(recorder)) as server:
+        url = server.url + "/v1/traces"
+        gc.disable()  # only reference counting frees anything now
+        try:
+            refused = requests.post(url, data=_request_of_items("over", 1001, otlp.CONTENT_TYPE_JSON), headers=JSON)
+            assert refused.status_code == 413
+            assert len(documents) == 1
+            wait_for(lambda: documents[0]() is None, timeout=5, what="the refused request's document to be let go")
+        finally:
+            gc.enable()
+
+
+def test_events_and_links_count_as_items_even_when_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty event is 2 bytes of protobuf and an ``Event`` once built: they count like any item."""
+    monkeypatch.setattr(otlp, "MAX_ITEMS", 100)
+    span = _span("events", 1)
+    span.events.extend([Span.Event()] * 60)
+    span.links.extend([Span.Link()] * 37)  # with the resource spans, the scope spans and the span: 100
+    assert len(spans_from_request(_request(span)).spans) == 1
+    span.links.add()
+    with pytest.raises(otlp.TooManyItems, match="more than 100 items"):
+        spans_from_request(_request(span))
 
 
 class _WatchedDecodes(Bridge):
