@@ -19,11 +19,13 @@ Behaviour, in OTLP/HTTP's terms:
   ``ExportTraceServiceResponse``; spans with invalid ids are rejected through
   ``partial_success`` and the rest is accepted.
 * A malformed body: 400 with a ``google.rpc.Status`` that says what is wrong;
-  nothing else is affected.  Too large (``Content-Length``, the body read so
-  far, or the body once decompressed), more spans than the whole queue, or
-  more than a million items in all (spans, events, links, attributes and the
-  items of array and key-value-list values, :data:`otel_maxim.otlp.MAX_ITEMS`;
-  OTLP JSON is counted before the costly part of its parsing): 413, with a
+  nothing else is affected.  Strings that are not valid UTF-8 (which the
+  Collector passes on) are not a malformed body: they are read with U+FFFD.
+  Too large (``Content-Length``, the body read so far, or the body once
+  decompressed), more spans than the whole queue, or more than a million items
+  in all (spans, events, links, attributes and the items of array and
+  key-value-list values, :data:`otel_maxim.otlp.MAX_ITEMS`; OTLP JSON is
+  counted before the costly part of its parsing): 413, with a
   ``google.rpc.Status`` that says which bound, and nothing of the request is
   exported.  An unsupported media type or encoding: 415.  No valid bearer token
   when one is configured: 401.

@@ -33,14 +33,16 @@ the span its child, never a root.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
-from google.protobuf import json_format  # type: ignore[import-untyped]  # typed by types-protobuf when installed
-from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory  # type: ignore[import-untyped]  # typed by types-protobuf when installed
+from google.protobuf.descriptor import FieldDescriptor  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError, Message  # type: ignore[import-untyped]
 from google.rpc import status_pb2  # type: ignore[import-untyped]  # googleapis-common-protos ships no py.typed
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -54,6 +56,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 from opentelemetry.trace.status import Status as SdkStatus
+
+from otel_maxim._log import RateLimitedLog
 
 __all__ = [
     "CONTENT_TYPE_JSON",
@@ -76,6 +80,7 @@ CONTENT_TYPE_JSON = "application/json"
 #: Says what a request holds that the SDK would refuse; the bridge counts these per request (see its
 #: ``_SdkRefusals``) and says them once.
 _logger = logging.getLogger(__name__)
+_limited = RateLimitedLog(_logger)
 
 #: ``google.rpc.Code`` values used in error bodies.
 CODE_INVALID_ARGUMENT = 3
@@ -255,7 +260,7 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     if content_type == CONTENT_TYPE_PROTOBUF:
         try:
-            request.ParseFromString(body)
+            _parse_protobuf(body, request)
         except (DecodeError, RecursionError, ValueError) as exc:
             raise OtlpDecodeError(f"the body is not a protobuf ExportTraceServiceRequest: {_detail(exc)}") from None
         return request
@@ -274,6 +279,114 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             raise OtlpDecodeError(f"the body is not an OTLP JSON ExportTraceServiceRequest: {_detail(exc)}") from None
         return request
     raise OtlpDecodeError(f"unsupported Content-Type {content_type!r}")
+
+
+def _parse_protobuf(body: bytes, request: ExportTraceServiceRequest) -> None:
+    """Read ``body`` into ``request``; a request whose only fault is strings that are not UTF-8 is read
+    with U+FFFD for their bad bytes (older runtimes do not say which fault they met: the second way tells)."""
+    try:
+        request.ParseFromString(body)
+    except DecodeError as refused:
+        try:
+            _parse_replacing_bad_utf8(body, request)
+        except (DecodeError, RecursionError, ValueError):
+            raise refused from None
+
+
+def _parse_replacing_bad_utf8(body: bytes, request: ExportTraceServiceRequest) -> None:
+    """Read ``body`` into ``request`` with each string that is not valid UTF-8 decoded with U+FFFD.
+
+    proto3 forbids such strings and the protobuf runtime refuses the whole message for one of them,
+    but the Collector's receivers take them and pass them on: refusing would cost every span batched
+    with the bad one (a 400, which no client retries).  The body is read with a copy of the OTLP
+    messages whose strings are bytes, then copied over, decoding them.
+    """
+    lenient = _lenient_request_class().FromString(body)
+    request.Clear()  # what the strict parse read before it stopped
+    replaced = 0
+    stack: list[tuple[Message, Message]] = [(lenient, request)]
+    while stack:  # iterative: as deep as AnyValue nests, which the runtime already bounded
+        source, target = stack.pop()
+        for field, value in source.ListFields():
+            name = field.name
+            if field.message_type is not None:
+                if _is_repeated(field):
+                    items = getattr(target, name)
+                    stack.extend((item, items.add()) for item in value)
+                else:
+                    child = getattr(target, name)
+                    child.SetInParent()  # an empty message set is still set (an empty AnyValue, say)
+                    stack.append((value, child))
+            elif target.DESCRIPTOR.fields_by_name[name].type == FieldDescriptor.TYPE_STRING:
+                texts = [_text_of(raw) for raw in (value if _is_repeated(field) else [value])]
+                replaced += sum(not ok for _, ok in texts)
+                if _is_repeated(field):
+                    getattr(target, name).extend(text for text, _ in texts)
+                else:
+                    setattr(target, name, texts[0][0])
+            elif _is_repeated(field):
+                getattr(target, name).extend(value)
+            else:
+                setattr(target, name, value)
+    _limited.warning(
+        "bad-utf8",
+        "An OTLP request held %d strings that are not valid UTF-8; they were read with U+FFFD for the bad bytes.",
+        replaced,
+    )
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf 6 and later: ``label`` is gone
+    return repeated if isinstance(repeated, bool) else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _text_of(raw: bytes) -> tuple[str, bool]:
+    """``raw`` as text, bad bytes as U+FFFD, and whether it was valid UTF-8."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), False
+
+
+@functools.cache
+def _lenient_request_class() -> type[Message]:
+    """``ExportTraceServiceRequest`` with every string field made ``bytes`` (the wire format is the same),
+    in a descriptor pool of its own, under the package ``lenient.`` (made once, when first needed)."""
+    pool = descriptor_pool.DescriptorPool()
+    for file in _with_dependencies(ExportTraceServiceRequest.DESCRIPTOR.file):
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        proto.name = "lenient/" + proto.name
+        proto.package = "lenient." + proto.package
+        proto.dependency[:] = ["lenient/" + name for name in proto.dependency]
+        del proto.service[:]  # the gRPC service: not needed to read a request
+        messages = list(proto.message_type)
+        while messages:
+            message = messages.pop()
+            messages.extend(message.nested_type)
+            for field in message.field:
+                if field.type == FieldDescriptor.TYPE_STRING:
+                    field.type = FieldDescriptor.TYPE_BYTES
+                if field.type_name.startswith("."):
+                    field.type_name = ".lenient" + field.type_name
+        pool.Add(proto)
+    full_name = "lenient." + ExportTraceServiceRequest.DESCRIPTOR.full_name
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))  # type: ignore[no-any-return]
+
+
+def _with_dependencies(file: Any) -> list[Any]:
+    """``file`` and the files it imports, each after those it imports."""
+    ordered: list[Any] = []
+
+    def visit(current: Any) -> None:
+        if current in ordered:
+            return
+        for dependency in current.dependencies:
+            visit(dependency)
+        ordered.append(current)
+
+    visit(file)
+    return ordered
 
 
 def _check_json_items(document: dict[str, Any], limit: int) -> None:

@@ -464,6 +464,25 @@ def test_a_malformed_body_is_answered_400_and_nothing_else_is_lost(
     assert [span.name for span in recorder.spans] == ["good"]
 
 
+def test_strings_that_are_not_utf8_are_read_with_replacement_characters_not_refused_with_the_batch(
+    recorder_bridge: tuple[str, RecordingExporter], caplog: pytest.LogCaptureFixture
+) -> None:
+    """proto3 forbids them and the runtime refuses the whole request, but the Collector's receivers pass
+    them on: a 400 (never retried) cost every span batched with the bad one."""
+    url, recorder = recorder_bridge
+    request = _request(_span("first", 1), _span("BAD!", 2), _span("third", 3))
+    request.resource_spans[0].resource.attributes.add(key="service.name").value.string_value = "svc-BAD!"
+    body = request.SerializeToString().replace(b"BAD!", b"B\xff\xfeD")
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        response = requests.post(url, data=body, headers=PROTOBUF, timeout=10)
+    assert response.status_code == 200
+    assert not ExportTraceServiceResponse.FromString(response.content).HasField("partial_success")
+    wait_for(lambda: len(recorder.spans) == 3, what="the three spans")
+    assert sorted(span.name for span in recorder.spans) == ["B\ufffd\ufffdD", "first", "third"]
+    assert {span.resource.attributes["service.name"] for span in recorder.spans} == {"svc-B\ufffd\ufffdD"}
+    assert "2 strings that are not valid UTF-8" in caplog.text
+
+
 def test_an_empty_request_is_accepted_with_nothing_to_export(recorder_bridge: tuple[str, RecordingExporter]) -> None:
     url, recorder = recorder_bridge
     for body, headers in ((b"", PROTOBUF), (b"{}", JSON), (b'{"resourceSpans": []}', JSON)):
