@@ -1209,6 +1209,46 @@ def test_a_streamed_answer_keeps_one_chunk_event_and_openinference_reads_the_res
     assert not streamed.of("result")  # it had no answer to read
 
 
+def test_openinference_completions_api_calls_have_their_prompts_and_answers() -> None:
+    """A completions API call (``client.completions.create``; a LangChain LLM that is not a chat model):
+    OpenInference writes ``llm.prompts`` and ``llm.choices``, not messages (values as
+    openinference-instrumentation-openai 0.1.66 and -langchain 0.1.80 wrote them)."""
+    completion = {
+        "openinference.span.kind": "LLM",
+        "llm.system": "openai",
+        "llm.model_name": "gpt-3.5-turbo-instruct",
+        "llm.prompts.0.prompt.text": "Say hi",
+        "llm.choices.0.completion.text": "hi",
+        "llm.finish_reason": "stop",
+        "llm.token_count.prompt": 5,
+        "llm.token_count.completion": 5,
+        "llm.token_count.total": 10,
+        "output.mime_type": "application/json",
+        "output.value": json.dumps({"id": "cmpl-1", "created": 1_700_000_000, "choices": [{"text": "hi", "index": 0}]}),
+    }
+    plain_llm = {
+        "openinference.span.kind": "LLM",
+        "llm.prompts": ("Say bye",),
+        "output.mime_type": "application/json",
+        "output.value": json.dumps({"generations": [[{"text": "bye", "generation_info": None}]], "llm_output": None}),
+    }
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "turn", {}):
+            tracer.start_span("Completion", attributes=completion).end()
+            tracer.start_span("FakeListLLM", attributes=plain_llm).end()
+
+    _, records = _run(build)
+    asked, plain = entities(records, "generation")
+    assert asked.announced["messages"] == [{"role": "user", "content": "Say hi"}]
+    assert asked.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ]
+    assert (asked.result["id"], asked.result["created"]) == ("cmpl-1", 1_700_000_000)
+    assert plain.announced["messages"] == [{"role": "user", "content": "Say bye"}]
+    assert plain.result["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "bye"}}]
+
+
 def test_a_tool_result_given_as_content_parts_is_their_text() -> None:
     """A tool message whose content is OpenAI's content parts, as openai-v2 and Traceloop write it in
     ``gen_ai.input.messages``: the result is the text, as maxim-py reads such a message."""

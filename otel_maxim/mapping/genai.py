@@ -193,7 +193,14 @@ _CHOICE_EVENT = "gen_ai.choice"
 _PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
 #: Where the flattened message conventions keep their messages (``<prefix>N.<field>``).
-_FLAT_MESSAGE_PREFIXES = ("llm.input_messages.", "llm.output_messages.", "gen_ai.prompt.", "gen_ai.completion.")
+_FLAT_MESSAGE_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",  # OpenInference, a completions API's prompts and answers
+    "llm.choices.",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+)
 #: Whether a span's keys hold flattened messages (a prefix test per key, once per key set).
 _has_flat_messages = PerKeySet(lambda keys: any(key.startswith(_FLAT_MESSAGE_PREFIXES) for key in keys))
 
@@ -360,6 +367,7 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         _parts_messages(attributes.get("gen_ai.input.messages"), files)
         or (_openinference_messages(attributes, "llm.input_messages.", files) if flat else [])
         or (_traceloop_messages(attributes, "gen_ai.prompt.", files) if flat else [])
+        or _openinference_prompts(attributes, flat)
         or _vercel_messages(attributes, files)
     ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed, files))
     out.files = files
@@ -368,6 +376,7 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         _parts_choices(attributes.get("gen_ai.output.messages"), output_files)
         or (_openinference_choices(attributes, output_files) if flat else [])
         or (_traceloop_choices(attributes, output_files) if flat else [])
+        or _completion_choices(attributes, flat, body)
         or _vercel_choices(attributes)
         or _event_choices(out.events, consumed)
         or _completion_event_choices(out.events, consumed, output_files)
@@ -640,6 +649,38 @@ def _openinference_choices(attributes: Attributes, files: list[dict[str, str]]) 
         if not message.get("content") and "tool_calls" in message:
             message["content"] = None
         choices.append({"index": index, "message": message})
+    reason = attributes.get("llm.finish_reason")
+    if choices and isinstance(reason, str):
+        choices[0]["finish_reason"] = _finish_reason(reason)
+    return choices
+
+
+def _openinference_prompts(attributes: Attributes, flat: bool) -> list[dict[str, Any]]:
+    """A completions API's prompts (OpenInference's ``llm.prompts.N.prompt.text``, or LangChain's
+    ``llm.prompts`` list), each as a user message, as maxim-py writes a text completion's prompt."""
+    prompts: object = attributes.get("llm.prompts")
+    if flat and prompts is None:
+        prompts = [f.get("prompt.text") for _, f in sorted(_indexed(attributes, "llm.prompts.").items())]
+    if not isinstance(prompts, (list, tuple)):
+        return []
+    return [{"role": "user", "content": as_text(prompt)} for prompt in prompts if prompt is not None]
+
+
+def _completion_choices(attributes: Attributes, flat: bool, body: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A completions API's answers as chat choices: OpenInference's ``llm.choices.N.completion.text``, else
+    the texts of LangChain's ``LLMResult`` (a plain LLM's, whose generations have no message)."""
+    texts: list[object] = []
+    if flat:
+        texts = [f.get("completion.text") for _, f in sorted(_indexed(attributes, "llm.choices.").items())]
+    if not texts and body is not None:
+        generations = _langchain_generations(body)
+        if generations and all(isinstance(g, dict) and "message" not in g for g in generations):
+            texts = [g.get("text") for g in generations]
+    choices = [
+        {"index": index, "message": {"role": "assistant", "content": as_text(text)}}
+        for index, text in enumerate(texts)
+        if text is not None
+    ]
     reason = attributes.get("llm.finish_reason")
     if choices and isinstance(reason, str):
         choices[0]["finish_reason"] = _finish_reason(reason)
