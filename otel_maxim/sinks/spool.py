@@ -459,10 +459,11 @@ class Spool:
 def _encode(lines: Sequence[str], batches: Sequence[int] = ()) -> bytes:
     """``lines``, each followed by a newline, with an empty line after each batch but the last (``batches``:
     their line counts, in order)."""
-    text = "".join(line + "\n" for line in lines)
     if len(batches) > 1:
         ends = set(itertools.accumulate(batches[:-1]))
         text = "".join(line + ("\n\n" if number in ends else "\n") for number, line in enumerate(lines, 1))
+    else:
+        text = "".join(line + "\n" for line in lines)
     return text.encode("utf-8", "replace")
 
 
