@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_maxim.mapping._common import attributes_of, events_of
 
-__all__ = ["Ready", "TraceAssembler", "held_size"]
+__all__ = ["Ready", "TraceAssembler", "held_size", "text_size"]
 
 #: What a finished span holds besides its texts (the SDK's span, context, status, the containers):
 #: measured with tracemalloc, about 3.4 KB for a span with 5 short attributes and an event.
@@ -49,12 +49,12 @@ def held_size(span: ReadableSpan) -> int:
     cannot be measured (a hand-made one with odd parts) counts as the fixed part alone.
     """
     try:
-        size = _SPAN_BYTES + _text_size(span.name) + _attributes_size(attributes_of(span))
+        size = _SPAN_BYTES + text_size(span.name) + _attributes_size(attributes_of(span))
         status = span.status
         if status is not None:
-            size += _text_size(status.description)
+            size += text_size(status.description)
         for event in events_of(span):
-            size += _EVENT_BYTES + _text_size(event.name) + _attributes_size(event.attributes)
+            size += _EVENT_BYTES + text_size(event.name) + _attributes_size(event.attributes)
         for link in span.links or ():
             size += _EVENT_BYTES + _attributes_size(link.attributes)
     except Exception:  # a measure, not a check: the span still goes through
@@ -67,16 +67,16 @@ def _attributes_size(attributes: object) -> int:
         return 0
     size = 0
     for key, value in attributes.items():
-        size += _ATTRIBUTE_BYTES + _text_size(key)
+        size += _ATTRIBUTE_BYTES + text_size(key)
         if type(value) is str:
             size += len(value) if value.isascii() else 4 * len(value)
         elif isinstance(value, (tuple, list)):
             for item in value:  # a flat sequence of scalars, mostly: counted whole, whatever its length
-                size += 8 + (_nested_size(item) if isinstance(item, (tuple, list, dict)) else _text_size(item))
+                size += 8 + (_nested_size(item) if isinstance(item, (tuple, list, dict)) else text_size(item))
         elif isinstance(value, dict):
             size += _nested_size(value)
         else:
-            size += _text_size(value)
+            size += text_size(value)
     return size
 
 
@@ -97,17 +97,18 @@ def _nested_size(value: object) -> int:
         item = stack.pop()
         if isinstance(item, dict):
             for key, inner in item.items():
-                size += 8 + _text_size(key)
+                size += 8 + text_size(key)
                 stack.append(inner)
         elif isinstance(item, (tuple, list)):
             size += 8 * len(item)
             stack.extend(item)
         else:
-            size += _text_size(item)
+            size += text_size(item)
     return size
 
 
-def _text_size(value: object) -> int:
+def text_size(value: object) -> int:
+    """What :func:`held_size` counts for a text (a byte a character if ASCII, else 4) or bytes; 0 for anything else."""
     if isinstance(value, str):
         return len(value) if value.isascii() else 4 * len(value)
     if isinstance(value, bytes):

@@ -58,6 +58,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFl
 from opentelemetry.trace.status import Status as SdkStatus
 
 from otel_maxim._log import RateLimitedLog
+from otel_maxim.assembly import text_size
 
 __all__ = [
     "CONTENT_TYPE_JSON",
@@ -543,7 +544,7 @@ def _parent_is_remote(flags: int) -> bool:
     return True
 
 
-def _link(link: Span.Link, cost: _Cost | None = None) -> Link | None:
+def _link(link: Span.Link, cost: _Cost) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8 or not any(link.trace_id) or not any(link.span_id):
         return None  # a link to nothing is dropped; the span itself is fine
     context = SpanContext(
@@ -562,7 +563,7 @@ def _trace_state(header: str) -> TraceState | None:
     return TraceState.from_header([header])
 
 
-def _scope(scope: InstrumentationScope, schema_url: str, cost: _Cost | None = None) -> SdkScope:
+def _scope(scope: InstrumentationScope, schema_url: str, cost: _Cost) -> SdkScope:
     return SdkScope(
         scope.name,
         scope.version or None,
@@ -617,20 +618,18 @@ class _Cost:
             raise TooManyItems(self.limit)
 
 
-def _attributes(pairs: Sequence[KeyValue], cost: _Cost | None = None) -> dict[str, Any]:
+def _attributes(pairs: Sequence[KeyValue], cost: _Cost) -> dict[str, Any]:
     """OTLP key-values as the SDK holds attributes (since 1.4x, ``AnyValue``): primitives as they are,
     arrays as tuples and key-value lists as dicts (nested as deep as they come), bytes as base64
     text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it.  What the values
     hold is added to ``cost``, and they count as its items."""
-    if cost is None:
-        cost = _Cost()
     cost.count(len(pairs))
     attributes = {pair.key: _attribute(pair.value, cost) for pair in pairs}
     if "" in attributes:
         del attributes[""]
         _logger.warning("Dropped an attribute with an empty key, as the SDK drops it.")
     if cost.whole:
-        cost.bytes += sum(_ENTRY_BYTES + _chars(key) for key in attributes)
+        cost.bytes += sum(_ENTRY_BYTES + text_size(key) for key in attributes)
     return attributes
 
 
@@ -639,7 +638,7 @@ def _attribute(value: AnyValue, cost: _Cost) -> Any:
     if kind == "string_value":
         text: str = value.string_value
         if cost.whole:
-            cost.bytes += _chars(text)
+            cost.bytes += text_size(text)
         return text
     if kind == "bool_value":
         return value.bool_value
@@ -671,7 +670,7 @@ def _attribute(value: AnyValue, cost: _Cost) -> Any:
             if len(key) > 1:
                 cost.bytes += _STR_BYTES if key.isascii() else _WIDE_STR_BYTES
             if cost.whole:
-                cost.bytes += 8 + _chars(key)
+                cost.bytes += 8 + text_size(key)
         return mapping
     return None  # unset (an empty value), or a profiling-only string index
 
@@ -688,11 +687,6 @@ def _item(value: AnyValue, cost: _Cost) -> Any:
     elif kind is int and not -5 <= item <= 256:
         cost.bytes += _INT_BYTES
     return item
-
-
-def _chars(text: str) -> int:
-    """A text's characters as ``held_size`` counts them: a byte each if ASCII, else 4."""
-    return len(text) if text.isascii() else 4 * len(text)
 
 
 # --- responses ------------------------------------------------------------------
