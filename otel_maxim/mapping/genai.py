@@ -649,6 +649,12 @@ def _openinference_choices(attributes: Attributes, files: list[dict[str, str]]) 
         if not message.get("content") and "tool_calls" in message:
             message["content"] = None
         choices.append({"index": index, "message": message})
+    return _with_openinference_finish_reason(choices, attributes)
+
+
+def _with_openinference_finish_reason(choices: list[dict[str, Any]], attributes: Attributes) -> list[dict[str, Any]]:
+    """``choices``, the first given OpenInference's ``llm.finish_reason`` (the only one it records as an
+    attribute: the others are in the response body, see :func:`_body_finish_reasons`)."""
     reason = attributes.get("llm.finish_reason")
     if choices and isinstance(reason, str):
         choices[0]["finish_reason"] = _finish_reason(reason)
@@ -681,10 +687,7 @@ def _completion_choices(attributes: Attributes, flat: bool, body: dict[str, Any]
         for index, text in enumerate(texts)
         if text is not None
     ]
-    reason = attributes.get("llm.finish_reason")
-    if choices and isinstance(reason, str):
-        choices[0]["finish_reason"] = _finish_reason(reason)
-    return choices
+    return _with_openinference_finish_reason(choices, attributes)
 
 
 def _traceloop_messages(
