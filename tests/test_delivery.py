@@ -64,9 +64,9 @@ def _api_sink(fake: FakeMaxim, tmp_path: Path, **options: Any) -> MaximApiSink:
     return MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=tmp_path / "spool", **options)
 
 
-def _deliver_spooled(fake: FakeMaxim, spool: Path, produced: list[str]) -> None:
-    """A new sink on ``spool`` delivers all of ``produced`` that waits there."""
-    sink = MaximApiSink(api_key=KEY, repo_id=REPO, base_url=fake.base_url, spool_dir=spool, check_repository=False)
+def _deliver_spooled(fake: FakeMaxim, spool: Path, produced: list[str], *, repo: str = REPO) -> None:
+    """A new sink on ``spool`` (for ``repo``) delivers what waits there: Maxim then holds ``produced``."""
+    sink = MaximApiSink(api_key=KEY, repo_id=repo, base_url=fake.base_url, spool_dir=spool, check_repository=False)
     try:
         assert sink.flush(10)
     finally:
@@ -647,16 +647,7 @@ def test_spooled_records_wait_for_a_process_that_sends_to_their_own_repository_a
                 other.close(5)
         assert staging.distinct() == [line(3)]
         assert production.distinct() == [line(3)]
-        _deliver_spooled_to(staging, spool, "repo-a")
-        assert staging.distinct() == [line(3), line(1), line(2)]
-
-
-def _deliver_spooled_to(fake: FakeMaxim, spool: Path, repo: str) -> None:
-    sink = MaximApiSink(api_key=KEY, repo_id=repo, base_url=fake.base_url, spool_dir=spool, check_repository=False)
-    try:
-        assert sink.flush(10)
-    finally:
-        sink.close(5)
+        _deliver_spooled(staging, spool, [line(3), line(1), line(2)], repo="repo-a")  # after B's own line(3)
 
 
 def test_a_backlog_of_many_ended_processes_is_adopted_a_few_directories_at_a_time(
