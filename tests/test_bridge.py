@@ -452,12 +452,7 @@ def test_a_malformed_body_is_answered_400_and_nothing_else_is_lost(
     url, recorder = recorder_bridge
     response = requests.post(url, data=body, headers=headers, timeout=10)
     assert response.status_code == 400
-    if headers["Content-Type"] == PROTOBUF["Content-Type"]:
-        status = status_pb2.Status.FromString(response.content)
-        message = status.message
-    else:
-        message = response.json()["message"]
-    assert expected in message
+    assert expected in _status_message(response)
     # The next request goes through as if nothing had happened.
     assert requests.post(url, data=_good_request(), headers=PROTOBUF, timeout=10).status_code == 200
     wait_for(lambda: recorder.spans, what="the good span")
@@ -677,6 +672,7 @@ def _request_of_items(name: str, items: int, media: str) -> bytes:
 
 
 def _status_message(response: requests.Response) -> str:
+    """The message of the ``google.rpc.Status`` the bridge answered, as protobuf or JSON."""
     if response.headers["Content-Type"] == otlp.CONTENT_TYPE_JSON:
         message: str = response.json()["message"]
         return message
