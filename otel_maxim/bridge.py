@@ -33,7 +33,7 @@ Behaviour, in OTLP/HTTP's terms:
   ``Retry-After``; OTLP clients (the Collector, the SDKs) retry it later.
 * Bytes held: the bodies of all requests, as their bytes arrive until they are decoded or
   refused, and the spans decoded from them (their size estimated by
-  :func:`~otel_maxim.assembly.held_size`, and what their attribute values' objects take) from then
+  :func:`~otel_maxim.assembly.held_size`, plus their resources' and scopes' attributes) from then
   until the worker takes them from the queue, take at most ``max_pending_bytes``
   (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB) together; a request that would take more is
   answered 503 with ``Retry-After``, unless nothing else is held (so one body up to
@@ -269,8 +269,8 @@ class Bridge:
     * ``max_pending_bytes`` (``MAXIM_BRIDGE_MAX_PENDING_BYTES``, 128 MiB): the bytes held at once
       for requests, across all of them: each request's body bytes as they arrive (not its declared
       ``Content-Length`` before they do) until it is decoded or refused, then the estimated size of
-      its decoded spans (:func:`~otel_maxim.assembly.held_size`, plus what the objects of their
-      attribute values and their resource's take, see :attr:`otel_maxim.otlp.DecodedSpans.values_bytes`)
+      its decoded spans (:func:`~otel_maxim.assembly.held_size`, plus their resources' and scopes'
+      attributes, see :attr:`otel_maxim.otlp.DecodedSpans.values_bytes`)
       until the worker takes them from the queue for the exporter.  A request that would take more, as
       a body or once decoded, is answered 503 with ``Retry-After``, unless nothing else is held
       (no other request's body, no queued spans): one body up to ``max_body_bytes`` can always

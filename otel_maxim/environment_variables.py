@@ -137,8 +137,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_MAX_HELD_BYTES,
         "`134217728`",
-        "Most bytes of those spans (estimated: their texts in full, about 2 KB for the rest of each span); "
-        "past it the oldest traces are sent early.",
+        "Most bytes of those spans (estimated: their texts, the objects of their attribute values, about 2 KB "
+        "for the rest of each span); past it the oldest traces are sent early.",
     ),
     Variable(
         MAXIM_CAPTURE_CONTENT,

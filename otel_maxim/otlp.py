@@ -58,7 +58,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFl
 from opentelemetry.trace.status import Status as SdkStatus
 
 from otel_maxim._log import RateLimitedLog
-from otel_maxim.assembly import text_size
+from otel_maxim.assembly import attributes_size
 
 __all__ = [
     "CONTENT_TYPE_JSON",
@@ -160,8 +160,8 @@ class DecodedSpans(NamedTuple):
     rejected: int
     #: Empty when nothing was rejected.
     error_message: str
-    #: About how many bytes the spans' attribute values hold beyond what
-    #: :func:`~otel_maxim.assembly.held_size` counts of them (see :class:`_Cost`).
+    #: About how many bytes the resources' and scopes' attributes hold, which all the spans of a resource
+    #: share (:func:`~otel_maxim.assembly.held_size` counts a span's own).
     values_bytes: int = 0
 
 
@@ -465,20 +465,18 @@ def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
     spans: list[ReadableSpan] = []
     rejected = 0
     reasons: dict[str, None] = {}
-    cost = _Cost()
+    shared_bytes = 0
+    cost = _Items()
     cost.count(len(request.resource_spans))
     for resource_spans in request.resource_spans:
         cost.count(len(resource_spans.scope_spans))
-        cost.whole = True  # held_size counts nothing of a resource or a scope: all of it counts here
-        resource = Resource(
-            _attributes(resource_spans.resource.attributes, cost),
-            resource_spans.schema_url or None,
-        )
+        resource_attributes = _attributes(resource_spans.resource.attributes, cost)
+        shared_bytes += attributes_size(resource_attributes)
+        resource = Resource(resource_attributes, resource_spans.schema_url or None)
         for scope_spans in resource_spans.scope_spans:
             cost.count(len(scope_spans.spans))
-            cost.whole = True
             scope = _scope(scope_spans.scope, scope_spans.schema_url, cost)
-            cost.whole = False
+            shared_bytes += attributes_size(scope.attributes)
             for span in scope_spans.spans:
                 reason = _invalid(span)
                 if reason is not None:
@@ -489,7 +487,7 @@ def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
     message = ""
     if rejected:
         message = f"{rejected} span{'s' if rejected != 1 else ''} rejected: {'; '.join(reasons)}"
-    return DecodedSpans(spans, rejected, message, cost.bytes)
+    return DecodedSpans(spans, rejected, message, shared_bytes)
 
 
 def _invalid(span: Span) -> str | None:
@@ -502,7 +500,7 @@ def _invalid(span: Span) -> str | None:
     return None
 
 
-def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Cost) -> ReadableSpan:
+def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Items) -> ReadableSpan:
     events, links = span.events, span.links
     cost.count(len(events) + len(links))
     trace_id = int.from_bytes(span.trace_id, "big")
@@ -544,7 +542,7 @@ def _parent_is_remote(flags: int) -> bool:
     return True
 
 
-def _link(link: Span.Link, cost: _Cost) -> Link | None:
+def _link(link: Span.Link, cost: _Items) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8 or not any(link.trace_id) or not any(link.span_id):
         return None  # a link to nothing is dropped; the span itself is fine
     context = SpanContext(
@@ -563,7 +561,7 @@ def _trace_state(header: str) -> TraceState | None:
     return TraceState.from_header([header])
 
 
-def _scope(scope: InstrumentationScope, schema_url: str, cost: _Cost) -> SdkScope:
+def _scope(scope: InstrumentationScope, schema_url: str, cost: _Items) -> SdkScope:
     return SdkScope(
         scope.name,
         scope.version or None,
@@ -575,39 +573,12 @@ def _scope(scope: InstrumentationScope, schema_url: str, cost: _Cost) -> SdkScop
 # --- attribute values ---------------------------------------------------------
 
 
-#: What the objects of decoded attribute values take in CPython (3.11, 64-bit) beyond what
-#: :func:`~otel_maxim.assembly.held_size` counts of them (8 bytes an item of a sequence or mapping, and the
-#: characters of texts), measured with ``sys.getsizeof`` and with tracemalloc over 100 000 decoded items of
-#: each kind: a text's header 49 bytes (ASCII; about 75 otherwise; empty and one-character texts are shared),
-#: a float 24, an int outside -5..256 32 (those are shared), a tuple's header 40 (the empty one is shared), a
-#: dict 64 empty, 184 with up to 5 keys and about 32 a key past that.  Without them an array of 1.5 million
-#: empty key-value lists (6 MB as protobuf, 72 bytes an item decoded) counted 8 bytes an item.
-_STR_BYTES = 49
-_WIDE_STR_BYTES = 76
-_FLOAT_BYTES = 24
-_INT_BYTES = 32
-_TUPLE_BYTES = 40
-_EMPTY_DICT_BYTES = 64
-_DICT_BYTES = 150
-_DICT_KEY_BYTES = 24  # and the 8 held_size counts
-#: What held_size counts for each attribute besides its texts (the entry, the key and the value objects).
-_ENTRY_BYTES = 100
+class _Items:
+    """The items (see :data:`MAX_ITEMS`) of a request counted so far."""
 
-
-class _Cost:
-    """The bytes decoded attribute values hold beyond what ``held_size`` counts of the spans that hold them,
-    and the items (see :data:`MAX_ITEMS`) counted so far.
-
-    For a span's, its events' and its links' attributes, that is the objects' own size (``held_size``
-    counts the items and the characters); with :attr:`whole` (a resource's or a scope's attributes, which
-    ``held_size`` does not count, and which all the spans of a resource share), everything.
-    """
-
-    __slots__ = ("bytes", "items", "limit", "whole")
+    __slots__ = ("items", "limit")
 
     def __init__(self) -> None:
-        self.bytes = 0
-        self.whole = False
         self.items = 0
         self.limit = MAX_ITEMS
 
@@ -618,28 +589,23 @@ class _Cost:
             raise TooManyItems(self.limit)
 
 
-def _attributes(pairs: Sequence[KeyValue], cost: _Cost) -> dict[str, Any]:
+def _attributes(pairs: Sequence[KeyValue], cost: _Items) -> dict[str, Any]:
     """OTLP key-values as the SDK holds attributes (since 1.4x, ``AnyValue``): primitives as they are,
     arrays as tuples and key-value lists as dicts (nested as deep as they come), bytes as base64
-    text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it.  What the values
-    hold is added to ``cost``, and they count as its items."""
+    text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it.  The values
+    count as ``cost``'s items."""
     cost.count(len(pairs))
     attributes = {pair.key: _attribute(pair.value, cost) for pair in pairs}
     if "" in attributes:
         del attributes[""]
         _logger.warning("Dropped an attribute with an empty key, as the SDK drops it.")
-    if cost.whole:
-        cost.bytes += sum(_ENTRY_BYTES + text_size(key) for key in attributes)
     return attributes
 
 
-def _attribute(value: AnyValue, cost: _Cost) -> Any:
+def _attribute(value: AnyValue, cost: _Items) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        text: str = value.string_value
-        if cost.whole:
-            cost.bytes += text_size(text)
-        return text
+        return value.string_value
     if kind == "bool_value":
         return value.bool_value
     if kind == "int_value":
@@ -647,46 +613,16 @@ def _attribute(value: AnyValue, cost: _Cost) -> Any:
     if kind == "double_value":
         return value.double_value
     if kind == "bytes_value":
-        encoded = base64.b64encode(value.bytes_value).decode("ascii")
-        if cost.whole:
-            cost.bytes += len(encoded)
-        return encoded
+        return base64.b64encode(value.bytes_value).decode("ascii")
     if kind == "array_value":
         values = value.array_value.values
         cost.count(len(values))
-        items = tuple(_item(item, cost) for item in values)
-        if items:
-            cost.bytes += _TUPLE_BYTES + (8 * len(items) if cost.whole else 0)
-        return items
+        return tuple(_attribute(item, cost) for item in values)
     if kind == "kvlist_value":
         pairs = value.kvlist_value.values
         cost.count(len(pairs))
-        mapping = {kv.key: _item(kv.value, cost) for kv in pairs if kv.key}
-        if not mapping:
-            cost.bytes += _EMPTY_DICT_BYTES
-            return mapping
-        cost.bytes += _DICT_BYTES + _DICT_KEY_BYTES * len(mapping)
-        for key in mapping:
-            if len(key) > 1:
-                cost.bytes += _STR_BYTES if key.isascii() else _WIDE_STR_BYTES
-            if cost.whole:
-                cost.bytes += 8 + text_size(key)
-        return mapping
+        return {kv.key: _attribute(kv.value, cost) for kv in pairs if kv.key}
     return None  # unset (an empty value), or a profiling-only string index
-
-
-def _item(value: AnyValue, cost: _Cost) -> Any:
-    """An item of an array or a key-value list: its own object counts too (not only its contents)."""
-    item = _attribute(value, cost)
-    kind = type(item)
-    if kind is str:
-        if len(item) > 1:
-            cost.bytes += _STR_BYTES if item.isascii() else _WIDE_STR_BYTES
-    elif kind is float:
-        cost.bytes += _FLOAT_BYTES
-    elif kind is int and not -5 <= item <= 256:
-        cost.bytes += _INT_BYTES
-    return item
 
 
 # --- responses ------------------------------------------------------------------

@@ -341,7 +341,8 @@ def test_held_size_counts_every_text_a_span_keeps() -> None:
     linked = ReadableSpan("", context=context, links=[Link(context, {"k": "v" * 1000})])
     assert held_size(linked) == bare + 500 + 100 + 1 + 1000
     event = ReadableSpan("", context=context, events=[Event("e" * 1000, {"k": ("a" * 10, None, 5)})])
-    assert held_size(event) == bare + 500 + 1000 + 100 + 1 + 3 * 8 + 10
+    # The tuple (its header and a reference an item) and the text's object; None and 5 are shared.
+    assert held_size(event) == bare + 500 + 1000 + 100 + 1 + 40 + 3 * 8 + 49 + 10
 
 
 def test_held_size_counts_the_texts_of_nested_attribute_values() -> None:
@@ -358,16 +359,52 @@ def test_held_size_counts_the_texts_of_nested_attribute_values() -> None:
         ]
     }
     assert sizes["flat"] == 2_000 + 100 + len("payload") + 100_000
-    assert sizes["mapping"] == sizes["flat"] + 8 + len("content")  # 8 bytes an item, and its key
-    assert sizes["nested"] == sizes["flat"] + 2 * 8
-    assert sizes["deep"] == sizes["flat"] + 3 * 8 + len("a")
+    # Each container's object and a reference an item (with a dict's entry), and the inner texts' objects.
+    assert sizes["mapping"] == sizes["flat"] + 184 + 49 + len("content") + 49
+    assert sizes["nested"] == sizes["flat"] + 2 * (40 + 8) + 49
+    assert sizes["deep"] == sizes["flat"] + (40 + 8) + 184 + len("a") + (40 + 8) + 49  # "a": a shared object
 
 
 def test_held_size_counts_every_item_of_a_long_flat_sequence() -> None:
     context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
     many = tuple("xy" for _ in range(200_000))
     size = held_size(ReadableSpan("", context=context, attributes={"k": many}))
-    assert size == 2_000 + 100 + 1 + 200_000 * (8 + 2)
+    assert size == 2_000 + 100 + 1 + 40 + 200_000 * (8 + 49 + 2)
+
+
+def _embedding() -> tuple[float, ...]:
+    return tuple(i / 7 for i in range(1536))
+
+
+def _numbers() -> tuple[int, ...]:
+    return tuple(range(1_000, 11_000))
+
+
+def _words() -> tuple[str, ...]:
+    return tuple(f"w{i}" for i in range(10_000))
+
+
+def _documents() -> tuple[dict[str, object], ...]:
+    return tuple({"id": f"doc-{i}", "score": i / 3, "rank": 1000 + i} for i in range(2_000))
+
+
+@pytest.mark.parametrize("make", [_embedding, _numbers, _words, _documents])
+def test_held_size_counts_what_the_objects_of_a_sequence_value_take(make: Callable[[], object]) -> None:
+    """``max_held_bytes`` bounds real memory: an item of a sequence counted 8 bytes whatever it was, so an
+    embedding's 1,536 floats counted 12 KB for the 49 KB they hold, and 10,000 short texts 4x too little."""
+    import tracemalloc  # noqa: PLC0415
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        value = make()
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    context = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1))
+    counted = held_size(ReadableSpan("", context=context, attributes={"k": value})) - 2_000 - 100 - 1
+    # A mapping's keys count as objects of their own, as the bridge decodes them; here they are shared literals.
+    assert 0.85 * taken <= counted <= (1.6 if make is _documents else 1.1) * taken
 
 
 def test_held_size_of_a_value_that_refers_to_itself_ends() -> None:
@@ -409,8 +446,8 @@ def test_a_span_that_cannot_be_measured_costs_nothing_else(odd: dict[str, object
     records = sink.records()  # the complete trace went out, and only it
     assert {(r.entity, r.id) for r in records} == {("trace", format(1, "032x"))}
     assert [r.data["name"] for r in records if r.action == "create"] == ["t1s1"]
-    if "attributes" in odd:  # measured all the same, without recursion: 5,001 lists of 8 bytes an item
-        assert exporter._assembler.held_bytes == 2_000 + len("t2s2") + 100 + len("deep") + 5_001 * 8 + len("x")
+    if "attributes" in odd:  # measured all the same, without recursion: 5,001 lists of one item
+        assert exporter._assembler.held_bytes == 2_000 + len("t2s2") + 100 + len("deep") + 5_001 * (40 + 8) + 1
     else:
         assert 2_000 <= exporter._assembler.held_bytes < 3_000  # what could be measured, at least the fixed part
     exporter.shutdown()
