@@ -114,21 +114,32 @@ def current_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT
 
 
+def memory_sample() -> tuple[float, int]:
+    """Resident memory (MiB) and the blocks Python's allocator has handed out and not taken back.
+
+    The blocks tell what the process holds from what the C allocator keeps: glibc raises its mmap
+    and trim thresholds after a large block is freed (a 5 MB request body, say), and keeps up to
+    twice that much freed memory in its heap, so RSS can rise to a plateau while the objects do not.
+    """
+    return current_rss_mib(), sys.getallocatedblocks()
+
+
 def produce(
     provider: TracerProvider,
     spans: int,
-    samples: list[float] | None = None,
+    samples: list[tuple[float, int]] | None = None,
     pace: Callable[[], None] | None = None,
 ) -> None:
     """Traces of a root (with a session, input and output) and three children, one of them an LLM call.
 
+    ``samples`` gets (resident MiB, Python's allocated blocks) at 0, 25, 50 and 75 % of the spans.
     ``pace`` is called before each trace (the producer waits there while the pipeline catches up).
     """
     tracer = provider.get_tracer("bench")
     traces = spans // SPANS_PER_TRACE
     for i in range(traces):
         if samples is not None and i % max(1, traces // 4) == 0:
-            samples.append(current_rss_mib())
+            samples.append(memory_sample())
         if pace is not None:
             pace()
         attributes = {
@@ -219,12 +230,12 @@ def phase_down(spans: int, port: int, spool: str, *, traced: bool = False) -> di
     exporter = MaximSpanExporter(sink=sink)
     provider = TracerProvider()
     provider.add_span_processor(InlineBatches(exporter))
-    samples: list[float] = []
+    samples: list[tuple[float, int]] = []
     started = time.perf_counter()
     produce(provider, spans, samples)
     provider.force_flush()
     elapsed = time.perf_counter() - started
-    samples.append(current_rss_mib())
+    samples.append(memory_sample())
     stats = inner.stats()
     _, peak = tracemalloc.get_traced_memory() if traced else (0, 0)
     tracemalloc.stop()
@@ -236,7 +247,8 @@ def phase_down(spans: int, port: int, spool: str, *, traced: bool = False) -> di
         "seconds": elapsed,
         "spans_per_second": spans / elapsed,
         "tracemalloc_peak_mib": peak / 2**20,
-        "rss_samples_mib": samples,
+        "rss_samples_mib": [rss for rss, _ in samples],
+        "block_samples": [blocks for _, blocks in samples],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT,
         "memory_bytes_at_end": stats["memory_bytes"],
         "refused_records": stats["refused_records"],
@@ -276,7 +288,7 @@ def phase_up_memory(spans: int, port: int, spool: str) -> dict[str, Any]:
     provider = TracerProvider()
     provider.add_span_processor(InlineBatches(exporter))
     before = server_stats(port)["distinct"]
-    samples: list[float] = []
+    samples: list[tuple[float, int]] = []
     started = time.perf_counter()
     produce(provider, spans, samples)
     provider.force_flush()
@@ -284,14 +296,15 @@ def phase_up_memory(spans: int, port: int, spool: str) -> dict[str, Any]:
     while server_stats(port)["distinct"] - before < sink.lines:
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
-    samples.append(current_rss_mib())
+    samples.append(memory_sample())
     provider.shutdown()
     return {
         "spans": spans,
         "records": sink.lines,
         "seconds": elapsed,
         "spans_per_second": spans / elapsed,
-        "rss_samples_mib": samples,
+        "rss_samples_mib": [rss for rss, _ in samples],
+        "block_samples": [blocks for _, blocks in samples],
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_UNIT,
     }
 
@@ -358,6 +371,11 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def blocks_text(run: dict[str, Any]) -> str:
+    blocks = ", ".join(f"{count / 1000:.0f}" for count in run["block_samples"])
+    return f"Python's allocated blocks (thousands) at 0/25/50/75/100 %: {blocks}"
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -445,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  ({flowing['spans']:,} spans -> {flowing['records']:,} records acknowledged in"
             f" {flowing['seconds']:.2f} s, batches exported on the producing thread)"
         )
-        print(f"  memory while up: max RSS {flowing['max_rss_mib']:.1f} MiB; RSS at 0/25/50/75/100 %: {rss} MiB")
+        print(
+            f"  memory while up: max RSS {flowing['max_rss_mib']:.1f} MiB; RSS at 0/25/50/75/100 %: {rss} MiB;"
+            f" {blocks_text(flowing)}"
+        )
         port = free_port()  # nothing listens there: connection refused, as when Maxim is unreachable
         spool = os.path.join(work, "spool-down")
         down = run_phase("down", down_spans, port, spool)
@@ -457,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         rss = ", ".join(f"{mib:.0f}" for mib in down["rss_samples_mib"])
         print(
             f"  memory while down: max RSS {down['max_rss_mib']:.1f} MiB; RSS at 0/25/50/75/100 %: {rss} MiB;"
-            f" records held in memory by the sink at the end: {down['memory_bytes_at_end']} bytes"
+            f" records held in memory by the sink at the end: {down['memory_bytes_at_end']} bytes;"
+            f" {blocks_text(down)}"
         )
         if not args.no_tracemalloc:
             traced = run_phase("down-traced", down_spans, free_port(), os.path.join(work, "spool-traced"))

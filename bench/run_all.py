@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ RATIO_BENCHMARKS: tuple[tuple[str, list[str]], ...] = (
     ("bench_vs_maxim_py.py", []),
 )
 DELIVERY = "bench_delivery.py"
+#: The packages whose releases move the figures (the OTLP baseline's encoder and protobuf's above all).
+MEASURED_PACKAGES = (
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-common",
+    "protobuf",
+    "orjson",
+    "maxim-py",
+    "requests",
+    "urllib3",
+)
 DELIVERY_TARGET_SPANS_PER_SECOND = 20_000
 
 
@@ -150,7 +161,13 @@ def _flat(text: str) -> str:
     middle = values[points.index(50)]
     growth = values[-1] - middle
     flat = growth <= max(5.0, 0.05 * middle)
-    return f"{'yes' if flat else '**no**'} ({growth:+.0f} MiB over the second half)"
+    verdict = f"{'yes' if flat else '**no**'} ({growth:+.0f} MiB over the second half"
+    # Python's allocated blocks over the same half: the objects held, without the C allocator's plateau.
+    blocks = re.search(r"allocated blocks \(thousands\) at [\d/]+ %:\s*([\d, ]+)", text)
+    counts = [float(v) for v in blocks.group(1).replace(" ", "").split(",") if v] if blocks else []
+    if len(counts) == len(points) and counts[points.index(50)]:
+        verdict += f"; Python's allocated blocks {100 * (counts[-1] / counts[points.index(50)] - 1):+.0f} %"
+    return verdict + ")"
 
 
 def cpu_model() -> str:
@@ -193,6 +210,23 @@ def code_state() -> str:
     return f"commit {head} + uncommitted changes to otel_maxim/ (diff {digest})"
 
 
+def versions() -> str:
+    """The installed release of each of :data:`MEASURED_PACKAGES`, and protobuf's backend."""
+    found = []
+    for name in MEASURED_PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    try:
+        from google.protobuf.internal import api_implementation  # noqa: PLC0415
+
+        found.append(f"protobuf backend {api_implementation.Type()}")
+    except ImportError:
+        pass
+    return ", ".join(found)
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         "| benchmark | ours | baseline | ratio | target | met? |",
@@ -230,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Machine: {machine()}" + (" (quick smoke run: sizes too small to mean anything)" if args.quick else ""))
     print(f"Code: {code_state()}")
+    print(f"Packages: {versions()}")
     print()
     print(table(rows))
     return 1 if failed else 0
