@@ -93,8 +93,10 @@ def _env_filter() -> Callable[[str], bool] | None:
 _BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
 
 
-#: What a span gets from a baggage: ``(attribute, value)`` pairs, or ``None`` for nothing to stamp.
-_Stamp = tuple[tuple[str, Any], ...] | None
+#: What a span gets from a baggage: attributes, the session id first, or ``None`` for nothing to stamp.
+#: One dict is shared by every span started in the same baggage (and kept beside their attributes for
+#: :meth:`_Stamper.restamp`): it is never changed once made.
+_Stamp = dict[str, Any] | None
 
 
 class _Stamper:
@@ -128,8 +130,7 @@ class _Stamper:
         last_entries, last_stamp = self._last
         if entries is last_entries:
             return last_stamp
-        attributes = self.attributes(entries)
-        stamp = None if attributes is None else tuple(attributes.items())
+        stamp = self.attributes(entries)
         self._last = (entries, stamp)
         return stamp
 
@@ -198,13 +199,15 @@ class _Stamper:
             if type(bounded) is not BoundedAttributes or type(current) is not dict or lock is None:
                 existing = span.attributes  # another SDK: the public way
                 if not (existing and existing.get(conv.SESSION_ID)):
-                    span.set_attributes(dict(stamp))
+                    span.set_attributes(dict(stamp))  # a copy: the stamp is shared
                 return
-            explicit = current.get(conv.SESSION_ID)
+            session_id = conv.SESSION_ID
+            explicit = current.get(session_id)
             if explicit:  # an explicit session.id on the span wins over baggage
-                keep_whole(span, stamp[:1])  # Session.trace's root: its id is the baggage's, maybe cut by a limit
-                explicit = current.get(conv.SESSION_ID, explicit)
-                bounded._otel_maxim_stamp = ((conv.SESSION_ID, explicit),)  # type: ignore[attr-defined]  # for restamp
+                # Session.trace's root: its id is the baggage's, maybe cut by a limit.
+                keep_whole(span, ((session_id, stamp[session_id]),))
+                explicit = current.get(session_id, explicit)
+                bounded._otel_maxim_stamp = {session_id: explicit}  # type: ignore[attr-defined]  # for restamp
                 return
             bounded._otel_maxim_stamp = stamp  # type: ignore[attr-defined]  # for restamp, wherever it ends
             with lock:
@@ -213,14 +216,14 @@ class _Stamper:
                     bounded.max_value_len is None
                     and (limit is None or len(current) + len(stamp) <= limit)
                     and getattr(bounded, "_immutable", True) is False
-                    and not any(key in current for key, _ in stamp)
+                    and current.keys().isdisjoint(stamp)
                 )
                 if direct:
                     current.update(stamp)
             if not direct:
-                for key, value in stamp:
+                for key, value in stamp.items():
                     bounded[key] = value
-                keep_whole(span, stamp[:1])  # the stamp's first pair is the session id
+                keep_whole(span, ((session_id, stamp[session_id]),))
         except Exception:  # on_start runs on the application's thread: never raise there
             _limited.error("on_start", "Could not stamp the session on a span.", exc_info=True)
 
@@ -247,7 +250,7 @@ class _Stamper:
             if stamp is None or not isinstance(current, dict) or conv.SESSION_ID in current:
                 return
             with lock:
-                for key, value in stamp:
+                for key, value in stamp.items():
                     current.setdefault(key, value)
         except Exception:  # on_end runs on the application's thread too
             _limited.error("on_end", "Could not stamp the session again on a span.", exc_info=True)
