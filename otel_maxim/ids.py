@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["MAX_ID_LENGTH", "MAX_SESSION_ID_LENGTH", "maxim_id", "session_id_problem", "unmap_id"]
+__all__ = ["MAX_ID_LENGTH", "MAX_SESSION_ID_LENGTH", "maxim_id", "session_id_problem", "shown_id", "unmap_id"]
 
 #: Longest id written as is (longer ones are escaped or hashed).
 MAX_ID_LENGTH = 128
@@ -42,18 +42,23 @@ _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def session_id_problem(session_id: str) -> str | None:
-    """Why ``session_id`` is refused as a session id from baggage, or ``None`` if it is not.
+    """Why ``session_id`` is refused as a session id from baggage (``"is empty"``, say), or ``None`` if it is not.
 
     Refused: an empty id, an id longer than :data:`MAX_SESSION_ID_LENGTH`, and an id with
     control characters (C0, DEL, C1).  Other ids are mapped by :func:`maxim_id`, never refused.
     """
     if not session_id:
-        return "empty"
+        return "is empty"
     if len(session_id) > MAX_SESSION_ID_LENGTH:
-        return f"longer than {MAX_SESSION_ID_LENGTH} characters"
+        return f"is longer than {MAX_SESSION_ID_LENGTH} characters"
     if _CONTROL_CHARACTER.search(session_id) is not None:
         return "has control characters"
     return None
+
+
+def shown_id(value: str, limit: int = 40) -> str:
+    """``value`` for a log message: its ``repr``, of its first ``limit`` characters and ``...`` if it is longer."""
+    return repr(value[:limit]) + ("..." if len(value) > limit else "")
 
 
 def maxim_id(value: str) -> str:

@@ -29,7 +29,7 @@ from otel_maxim._config import LONGEST_WAIT, env_str, is_number, wait_budget
 from otel_maxim._fork import reinit_after_fork
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._reentry import InsideMark
-from otel_maxim.ids import MAX_SESSION_ID_LENGTH, session_id_problem
+from otel_maxim.ids import MAX_SESSION_ID_LENGTH, session_id_problem, shown_id
 
 __all__ = ["MaximSpanProcessor", "SessionBaggageProcessor", "SessionFilter"]
 
@@ -148,10 +148,10 @@ class _Stamper:
         if problem is not None:
             _limited.warning(
                 "baggage-refused",
-                "Ignoring a session.id from baggage that is %s (%d characters: %.40r...).",
+                "Ignoring a session.id from baggage that %s (%d characters: %s).",
                 problem,
                 len(session_id),
-                session_id,
+                shown_id(session_id),
             )
             return None
         check = self._filter
@@ -163,7 +163,9 @@ class _Stamper:
                 return None
             if not accepted:
                 _limited.warning(
-                    "session-filtered", "The session filter refused a session.id from baggage (%.40r).", session_id
+                    "session-filtered",
+                    "The session filter refused a session.id from baggage (%s).",
+                    shown_id(session_id),
                 )
                 return None
         attributes: dict[str, Any] = {conv.SESSION_ID: session_id}

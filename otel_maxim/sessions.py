@@ -28,7 +28,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
 from otel_maxim import conventions as conv
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
-from otel_maxim.ids import session_id_problem
+from otel_maxim.ids import session_id_problem, shown_id
 from otel_maxim.mapping._common import trace_hex
 from otel_maxim.processor import MAX_BAGGAGE_TAG_LENGTH, MAX_BAGGAGE_TAGS, keep_whole
 
@@ -75,9 +75,9 @@ class Session:
         if problem is not None:
             _limited.warning(
                 "session-id-refused",
-                "Session id %.40r... is %s: span processors refuse it from baggage, so only the spans of "
+                "Session id %s %s: span processors refuse it from baggage, so only the spans of "
                 "Session.trace() name this session.",
-                id,
+                shown_id(id),
                 problem,
             )
         self.name = name

@@ -508,3 +508,27 @@ def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.WARNING, logger="otel_maxim"):
         otel_maxim.session("x" * 300)
     assert "is longer than 256 characters: span processors refuse it from baggage" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["session", "baggage"])
+def test_a_refused_session_id_is_told_in_plain_words(where: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The warning read "Session id 'a\\nb'... is has control characters": the reason's verb twice, and
+    "..." after an id that was shown whole."""
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        if where == "session":
+            otel_maxim.session("a\nb")
+        else:
+            provider = TracerProvider()
+            provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+            token = context.attach(baggage.set_baggage("session.id", "a\nb"))
+            try:
+                provider.get_tracer("t").start_span("s").end()
+            finally:
+                context.detach(token)
+    expected = (
+        "Session id 'a\\nb' has control characters: span processors"
+        if where == "session"
+        else "Ignoring a session.id from baggage that has control characters (3 characters: 'a\\nb')."
+    )
+    assert expected in caplog.text
+    assert " is has " not in caplog.text and "..." not in caplog.text
