@@ -8,6 +8,7 @@ then prints the ones it wrote, and the same as a tree.
 from __future__ import annotations
 
 import os
+import sys
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -47,9 +48,12 @@ session.end()
 provider.shutdown()  # flushes: every record is written before the script goes on
 
 if sink_path and sink_path != "-":
-    with open(sink_path, encoding="utf-8") as f:
-        f.seek(start_offset)
-        lines = f.read().splitlines()
+    try:
+        with open(sink_path, encoding="utf-8") as f:
+            f.seek(start_offset)
+            lines = f.read().splitlines()
+    except OSError as error:  # the exporter has logged why it could not write there
+        sys.exit(f"Could not read the records back from {sink_path}: {error.strerror or error}")
     print(f"Wrote {len(lines)} Maxim records to {os.path.abspath(sink_path)}:\n")
     print("\n".join(lines))
     print("\nAs a tree:\n")

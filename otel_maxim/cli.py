@@ -87,6 +87,9 @@ def _show(file: str) -> int:
     # A file and standard input are read alike: as UTF-8 (records are ASCII, as otel_maxim writes
     # them), where a byte that is not UTF-8 spoils its own line only, which is then counted as not a
     # record like any other bad line.
+    if file == "-" and sys.stdin is None:  # started with standard input closed (`<&-`)
+        print("otel-maxim: cannot read -: standard input is closed", file=sys.stderr)
+        return 1
     try:
         source = sys.stdin.fileno() if file == "-" else file
         with open(source, encoding="utf-8", errors="replace", closefd=file != "-") as f:

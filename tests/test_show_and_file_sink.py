@@ -224,6 +224,18 @@ def test_show_into_a_reader_that_leaves_stops_quietly(tmp_path: Path) -> None:
     assert (status, errors) == (141, b"")
 
 
+def test_show_of_standard_input_when_it_is_closed_says_so(tmp_path: Path) -> None:
+    """``otel-maxim show - <&-`` ended in a traceback (``sys.stdin`` is None then)."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m otel_maxim.cli show - <&-', sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "otel-maxim: cannot read -: standard input is closed\n"
+
+
 # --- the file sink -------------------------------------------------------------------------------------
 
 

@@ -50,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     session_id = args.session_id or f"chat-{uuid.uuid4().hex[:12]}"
     session = otel_maxim.session(session_id, name="Support chat", tags={"channel": "example-client"})
     print(f"Session {session_id}")
-    for question in QUESTIONS:
-        reply = post(f"{url}/chat", session, {"message": question})
-        print(f"  user:  {question}\n  agent: {reply['answer']}")
-    ended = post(f"{url}/goodbye", session)
+    try:
+        for question in QUESTIONS:
+            reply = post(f"{url}/chat", session, {"message": question})
+            print(f"  user:  {question}\n  agent: {reply['answer']}")
+        ended = post(f"{url}/goodbye", session)
+    except OSError as error:  # URLError and HTTPError too: the service is not there, or failed
+        print(
+            f"client.py: the service at {url} did not answer: {getattr(error, 'reason', None) or error}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"Session {ended['session_id']} ended.")
     return 0
 

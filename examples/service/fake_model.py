@@ -30,12 +30,18 @@ def main(argv: list[str] | None = None) -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FakeOpenAIServer(port=args.port) as server:
+    server = FakeOpenAIServer(port=args.port)
+    try:
+        server.start()
+    except OSError as error:  # the port is taken (another run of this script?), or not ours to use
+        sys.exit(f"fake_model.py: cannot listen on 127.0.0.1:{args.port}: {error.strerror or error}")
+    try:
         print(f"Fake OpenAI server: OPENAI_BASE_URL={server.base_url}", flush=True)
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
-            pass
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":
