@@ -108,6 +108,7 @@ class MaximSpanExporter(SpanExporter):
         fast_json: bool | None = None,
         max_held_bytes: int | None = None,
     ) -> None:
+        _check_types(sink, api_key=api_key, repo_id=repo_id, base_url=base_url, output=output, spool_dir=spool_dir)
         self._limited = RateLimitedLog(_logger)  # per exporter: one's outage does not silence another's
         self._options = Options(
             capture_content=resolve_bool(capture_content, "capture_content", env.MAXIM_CAPTURE_CONTENT, True),
@@ -639,6 +640,20 @@ def _open_spans_at_fork() -> frozenset[int]:
 def _count(spans: object) -> str:
     """How many spans, for a log line, whatever ``export`` was handed."""
     return str(len(spans)) if isinstance(spans, Sized) else "some"
+
+
+def _check_types(sink: object, **given: object) -> None:
+    """A :class:`ValueError` naming the argument for a value of the wrong type (a key is never shown)."""
+    if sink is not None and not isinstance(sink, Sink):
+        raise ValueError(f"sink must have write, flush and close methods (a Sink), not a {type(sink).__name__}")
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in ("output", "spool_dir"):
+            if not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{name} must be a path (a string or os.PathLike), not a {type(value).__name__}")
+        elif not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, not a {type(value).__name__}")
 
 
 def _default_sink(

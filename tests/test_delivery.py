@@ -1596,3 +1596,26 @@ def test_a_shutdown_interrupted_while_maxim_does_not_answer_still_spools_what_it
         "turn-2",
     ], err
     assert [r.action for r in records if r.entity == "session"][-1] == "end"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"output": 5}, "output must be a path"),
+        ({"spool_dir": 5, "api_key": "k", "repo_id": "r"}, "spool_dir must be a path"),
+        ({"api_key": 5, "repo_id": "r"}, "api_key must be a string, not a int"),
+        ({"api_key": "k", "repo_id": "r", "base_url": 5}, "base_url must be a string"),
+        ({"sink": 5}, "sink must have write, flush and close methods"),
+    ],
+)
+def test_an_argument_of_the_wrong_type_raises_a_value_error_naming_it(kwargs: dict[str, object], message: str) -> None:
+    """They raised TypeError or AttributeError from deep inside (``'int' object has no attribute 'isascii'``),
+    or, for a sink, nothing until the first export; the README promises a ValueError naming the argument."""
+    with pytest.raises(ValueError, match=message):
+        MaximSpanExporter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_base_url_without_a_host_is_told_so() -> None:
+    """``https://`` was refused as "must be an https:// URL", which it is."""
+    assert base_url_problem("https://", allow_insecure=False) == "has no host (https://<host>)"
+    assert base_url_problem("ftp://example.com", allow_insecure=False) == "must be an https:// URL"

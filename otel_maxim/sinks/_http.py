@@ -113,8 +113,10 @@ def base_url_problem(url: str, allow_insecure: bool, *, signed: bool = False) ->
         _ = parts.port  # raises ValueError for a bad port
     except ValueError as exc:
         return f"is not a valid URL ({exc})"
-    if parts.scheme not in ("https", "http") or not host:
+    if parts.scheme not in ("https", "http"):
         return "must be an https:// URL"
+    if not host:
+        return "has no host (https://<host>)"
     if "@" in parts.netloc:
         return "must not carry a user or password (the API key goes in its own header)"
     if parts.fragment:
