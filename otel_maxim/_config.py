@@ -77,12 +77,13 @@ def resolve_number(
         _logger.warning("Ignoring %s=%r: expected %s; using the default %s.", env, raw, kind, default)
         return default
     if not (minimum <= value < math.inf and value <= maximum):  # NaN fails them all
+        bounds = f"at least {minimum}" + (f" and at most {maximum}" if maximum < math.inf else "")
         _logger.warning(
-            "Ignoring %s=%r: must be finite, at least %s and at most %s; using the default %s.",
+            "Ignoring %s=%r: must be %s%s; using the default %s.",
             env,
             raw,
-            minimum,
-            maximum,
+            "" if integer else "finite, ",
+            bounds,
             default,
         )
         return default

@@ -75,7 +75,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import h11
 import uvicorn
@@ -98,7 +98,7 @@ from otel_maxim.exporter import MaximSpanExporter
 if sys.platform != "win32":
     import resource
 
-__all__ = ["Bridge", "BridgeServer", "serve"]
+__all__ = ["Bridge", "BridgeServer", "ListenError", "serve"]
 
 _logger = logging.getLogger(__name__)
 _limited = RateLimitedLog(_logger)
@@ -932,18 +932,27 @@ def _json_response(code: int, body: dict[str, object]) -> Response:
     return Response(json.dumps(body), status_code=code, media_type="application/json")
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
-    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = addresses[0]
-    sock = socket.socket(family, kind, proto)
+class ListenError(OSError):
+    """The address cannot be listened on; the message names it, and the variables it came from."""
+
+
+def _listen(host: str, port: int, variables: Sequence[str]) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port); ``variables``: the environment
+    variables that gave the address, for the message of a :class:`ListenError`."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = addresses[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        given = f" (from {' and '.join(variables)})" if variables else ""
+        raise ListenError(exc.errno, f"cannot listen on {host}:{port}{given}: {exc.strerror or exc}") from exc
     return sock
 
 
@@ -982,6 +991,11 @@ class BridgeServer:
         body_timeout: float | None = None,
         max_connections: int | None = None,
     ) -> None:
+        variables = [
+            name
+            for name, arg in ((env.MAXIM_BRIDGE_HOST, host), (env.MAXIM_BRIDGE_PORT, port))
+            if arg is None and env_str(name)
+        ]
         host = host if host is not None else (env_str(env.MAXIM_BRIDGE_HOST) or DEFAULT_HOST)
         # A bad argument (a --port flag) raises; a bad MAXIM_BRIDGE_PORT, out of range too, is warned about.
         port = resolve_int(port, "port", env.MAXIM_BRIDGE_PORT, DEFAULT_PORT, minimum=0, maximum=_MAX_PORT)
@@ -999,7 +1013,7 @@ class BridgeServer:
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_connections = _connections_the_process_can_hold(wanted, configured)
-        self._socket = _listen(host, port)
+        self._socket = _listen(host, port, variables)
         bound = self._socket.getsockname()
         self.host: str = bound[0]
         self.port: int = bound[1]

@@ -113,7 +113,7 @@ def _show(file: str) -> int:
 def _bridge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from otel_maxim.bridge import Bridge, serve  # noqa: PLC0415 - the server is an optional extra
+        from otel_maxim.bridge import Bridge, ListenError, serve  # noqa: PLC0415 - the server is an optional extra
     except ImportError as exc:
         print(
             f"otel-maxim: the bridge needs the 'bridge' extra ({exc.name} is missing): "
@@ -145,8 +145,8 @@ def _bridge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"otel-maxim bridge: {_flag_names(str(exc))}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"otel-maxim bridge: cannot listen on the address: {exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(f"otel-maxim bridge: {exc.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown, which has flushed
         return 130

@@ -1662,6 +1662,38 @@ def test_the_command_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     assert "--port must be at most 65535" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("from_variables", [False, True])
+def test_an_address_that_cannot_be_listened_on_is_named_with_where_it_came_from(
+    from_variables: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "cannot listen on the address: [Errno 98] ...", naming neither the address nor whether a flag or
+    a variable gave it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if from_variables:
+            monkeypatch.setenv(env.MAXIM_BRIDGE_HOST, "127.0.0.1")
+            monkeypatch.setenv(env.MAXIM_BRIDGE_PORT, str(port))
+            assert main(["bridge"]) == 1
+        else:
+            assert main(["bridge", "--host", "127.0.0.1", "--port", str(port)]) == 1
+    given = f" (from {env.MAXIM_BRIDGE_HOST} and {env.MAXIM_BRIDGE_PORT})" if from_variables else ""
+    assert (
+        capsys.readouterr().err
+        == f"otel-maxim bridge: cannot listen on 127.0.0.1:{port}{given}: Address already in use\n"
+    )
+
+
+def test_a_bad_count_variable_is_told_its_bounds_without_an_infinite_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "must be finite, at least 1 and at most inf" for a count that has no maximum."""
+    monkeypatch.setenv(env.MAXIM_BRIDGE_QUEUE_SIZE, "-5")
+    Bridge(RecordingExporter()).close()
+    assert f"Ignoring {env.MAXIM_BRIDGE_QUEUE_SIZE}='-5': must be at least 1; using the default" in caplog.text
+
+
 @pytest.mark.parametrize("value", ["abc", "70000", "-1"])
 def test_a_bad_port_variable_is_warned_about_and_the_default_port_served(
     value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
