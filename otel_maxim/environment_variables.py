@@ -101,7 +101,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         MAXIM_RECORDS_FILE,
         "`maxim-records.log`",
-        "Where records go when no API key is set: a file that records are appended to, or `-` for standard output.",
+        "Where records go when no API key is set: a file that records are appended to (its directory is made "
+        "if missing), or `-` for standard output.",
     ),
     Variable(
         MAXIM_SPOOL_DIR,
