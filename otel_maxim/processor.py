@@ -141,7 +141,10 @@ class _Stamper:
             return None
         # As the W3C propagator carries it to the services this one calls: as text, without the
         # whitespace around it, so that the span here and the spans there name the same session.
-        session_id = str(raw).strip()
+        text = _text(conv.SESSION_ID, raw)
+        if text is None:
+            return None
+        session_id = text.strip()
         if not session_id:
             return None
         problem = session_id_problem(session_id)
@@ -170,13 +173,24 @@ class _Stamper:
                 return None
         attributes: dict[str, Any] = {conv.SESSION_ID: session_id}
         tags = 0
+        # Baggage set by code may hold any object (the API checks neither keys nor values): an entry
+        # that is not what the propagator could carry costs only itself, never the session.
         for key, value in entries.items():
+            if not isinstance(key, str):
+                _limited.warning(
+                    "baggage-key", "Ignoring a baggage entry whose key is not a string (%s).", type(key).__name__
+                )
+                continue
             if key == conv.SESSION_NAME:
-                attributes[key] = str(value)[:MAX_BAGGAGE_TAG_LENGTH]
+                text = _text(key, value)
+                if text is not None:
+                    attributes[key] = text[:MAX_BAGGAGE_TAG_LENGTH]
             elif key.startswith(conv.SESSION_TAGS_PREFIX) and tags < MAX_BAGGAGE_TAGS:
                 if len(key) - len(conv.SESSION_TAGS_PREFIX) <= MAX_BAGGAGE_TAG_LENGTH:
-                    attributes[key] = str(value)[:MAX_BAGGAGE_TAG_LENGTH]
-                    tags += 1
+                    text = _text(key, value)
+                    if text is not None:
+                        attributes[key] = text[:MAX_BAGGAGE_TAG_LENGTH]
+                        tags += 1
         return attributes
 
     def stamp(self, span: Span, parent_context: Context | None) -> None:
@@ -258,14 +272,32 @@ class _Stamper:
             _limited.error("on_end", "Could not stamp the session again on a span.", exc_info=True)
 
 
-def keep_whole(span: object, pairs: Sequence[tuple[str, str]]) -> None:
+def _text(key: str, value: object) -> str | None:
+    """The baggage ``value`` as text, as the propagator would send it; ``None``, with a warning, when
+    its ``str()`` raises (an object set by code): that entry is left out, the others are read."""
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except Exception:
+        _limited.warning(
+            "baggage-value",
+            "Ignoring the baggage entry %s: its value (%s) cannot be made text.",
+            shown_id(key),
+            type(value).__name__,
+        )
+        return None
+
+
+def keep_whole(span: object, pairs: Sequence[tuple[str, str]], *, longest: int | None = MAX_SESSION_ID_LENGTH) -> None:
     """Undo a value length limit's cut of the span's attributes ``pairs`` (just set to these values).
 
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` (or ``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``) shorter than
     a session id would cut every id to its first characters, and the sessions that share them would
-    merge into one in Maxim.  An id is a name, not content, and at most
-    :data:`~otel_maxim.ids.MAX_SESSION_ID_LENGTH` characters, so it is kept whole.  Only the SDK's
-    ``BoundedAttributes`` has a limit to undo; elsewhere nothing is done.
+    merge into one in Maxim.  An id is a name, not content, and at most ``longest`` characters
+    (default :data:`~otel_maxim.ids.MAX_SESSION_ID_LENGTH`, the longest session id read from baggage;
+    ``None``: any length), so it is kept whole.  Only the SDK's ``BoundedAttributes`` has a limit to
+    undo; elsewhere nothing is done.
     """
     bounded = getattr(span, "_attributes", None)
     limit = getattr(bounded, "max_value_len", None)
@@ -277,7 +309,7 @@ def keep_whole(span: object, pairs: Sequence[tuple[str, str]]) -> None:
         return
     with lock:
         for key, value in pairs:
-            if len(value) <= MAX_SESSION_ID_LENGTH and current.get(key) == value[:limit]:
+            if (longest is None or len(value) <= longest) and current.get(key) == value[:limit]:
                 current[key] = value
 
 
@@ -480,10 +512,8 @@ class MaximSpanProcessor(BatchSpanProcessor):
                     starting = self._flusher = threading.Thread(
                         target=self._flush_rounds, name="OtelMaximForceFlush", daemon=True
                     )
-            if starting is not None:
-                # Outside the lock: starting waits for the thread, and a signal handler that
-                # flushes may run during that wait.
-                starting.start()
+            if starting is not None and not self._start(starting, flush_round):
+                return False
             if not flush_round.done.wait(timeout):
                 _limited.warning(
                     "flush-timeout", "force_flush: the queued spans were not exported within %d ms.", timeout * 1000
@@ -495,6 +525,36 @@ class MaximSpanProcessor(BatchSpanProcessor):
             return self._exporter.force_flush(remaining)
         except Exception:  # see on_start
             _limited.error("flush", "Could not flush the Maxim span processor.", exc_info=True)
+            return False
+
+    def _start(self, starting: threading.Thread, flush_round: _FlushRound) -> bool:
+        """Start the flush thread ``starting``; ``False``, with a warning, when no thread can be started.
+
+        Then nothing is flushed: the round is given up (its callers are told ``False`` at once), and the
+        next call tries a new thread.  Flushing on the caller's thread instead could not keep its
+        deadline: the SDK's ``force_flush`` waits for the export lock without a limit, and an export
+        stuck in a sink would hold the application's thread (and a second thread beside the stuck
+        one).  Nothing is lost: the queued spans stay queued for the SDK's batch worker, which exports
+        them on its schedule and at shutdown.
+        """
+        try:
+            # Outside the lock: starting waits for the thread, and a signal handler that
+            # flushes may run during that wait.
+            starting.start()
+            return True
+        except Exception as exc:  # a thread limit; Python >= 3.12 at interpreter shutdown
+            with self._flush_lock:
+                if self._flusher is starting:  # else a later call's thread replaced it
+                    self._flusher = None
+                if self._next_round is flush_round:
+                    self._next_round = None
+            flush_round.done.set()  # flushed stays False
+            _limited.warning(
+                "flush-thread",
+                "force_flush could not start its thread (%s); nothing is flushed now. The queued spans "
+                "stay queued: the batch worker exports them on its schedule and at shutdown.",
+                exc,
+            )
             return False
 
     def _flush_rounds(self) -> None:
@@ -534,7 +594,19 @@ class MaximSpanProcessor(BatchSpanProcessor):
                 "shutdown was called from inside the processor's own export (a redact callback or a sink); "
                 "it completes when that export is done.",
             )
-            threading.Thread(target=self._shut, name="OtelMaximShutdown", daemon=True).start()
+            try:
+                threading.Thread(target=self._shut, name="OtelMaximShutdown", daemon=True).start()
+            except Exception as exc:  # a thread limit; Python >= 3.12 at interpreter shutdown
+                # Not shut down, then: taken back, so that the next shutdown() (the provider's at
+                # exit, outside any export) does it all.
+                del self.on_end
+                self._shut_down = False
+                _limited.warning(
+                    "shutdown-thread",
+                    "shutdown, called from inside the processor's own export, could not start its thread "
+                    "(%s); nothing is shut down: the next shutdown() outside an export does it.",
+                    exc,
+                )
             return
         self._shut()
 

@@ -83,6 +83,15 @@ class Session:
         self.name = name
         self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
         self._tracer_provider = tracer_provider
+        left_out = _left_out(name, self.tags)
+        if left_out:
+            _limited.warning(
+                "session-limits",
+                "Session %s: %s. Span processors read no more from baggage (so that every span names the "
+                "session alike), and the session carries no more, in baggage or on Session.trace().",
+                shown_id(id),
+                "; ".join(left_out),
+            )
 
     def __repr__(self) -> str:
         return f"Session(id={self.id!r}, name={self.name!r})"
@@ -165,6 +174,11 @@ class Session:
             tracer = _tracer(self._tracer_provider) or trace.NoOpTracer()
             with tracer.start_as_current_span(name, attributes=attrs) as span:
                 keep_whole(span, ((conv.SESSION_ID, self.id),))
+                if isinstance(id, str):
+                    # Two ids that share their first characters must not become one trace either.  Any
+                    # length: the id is the application's own, on one span, and Maxim gets it mapped
+                    # (past 128 characters, to a hash), so cutting it could only merge traces.
+                    keep_whole(span, ((conv.TRACE_ID, id),), longest=None)
                 yield span
         finally:
             context.detach(token)
@@ -172,6 +186,29 @@ class Session:
     def end(self) -> None:
         """End the session: emit its end marker, which triggers Maxim's session-level evaluations."""
         end_session(self.id, tracer_provider=self._tracer_provider)
+
+
+def _left_out(name: str | None, tags: Mapping[str, str]) -> list[str]:
+    """What :meth:`Session._attributes` cuts or leaves out of ``name`` and ``tags``, in words (none: ``[]``)."""
+    said: list[str] = []
+    if name is not None and len(name) > MAX_BAGGAGE_TAG_LENGTH:
+        said.append(f"name cut to {MAX_BAGGAGE_TAG_LENGTH} of its {len(name)} characters")
+    long_keys = [key for key in tags if len(key) > MAX_BAGGAGE_TAG_LENGTH]
+    if long_keys:
+        said.append(f"tags left out for a key longer than {MAX_BAGGAGE_TAG_LENGTH} characters: {_some(long_keys)}")
+    carried = [key for key in tags if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
+    if len(carried) > MAX_BAGGAGE_TAGS:
+        said.append(f"tags left out past the first {MAX_BAGGAGE_TAGS}: {_some(carried[MAX_BAGGAGE_TAGS:])}")
+    cut = sum(1 for key in carried[:MAX_BAGGAGE_TAGS] if len(tags[key]) > MAX_BAGGAGE_TAG_LENGTH)
+    if cut:
+        said.append(f"tag values cut to {MAX_BAGGAGE_TAG_LENGTH} characters: {cut}")
+    return said
+
+
+def _some(keys: list[str]) -> str:
+    """How many ``keys``, and the first few of them, for a log line."""
+    shown = ", ".join(shown_id(key, 20) for key in keys[:3])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > 3 else ''})"
 
 
 def session(
@@ -206,7 +243,12 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
         if tracer is None:
             return
         id = id.strip()  # noqa: A001 - as the session (see Session)
-        attributes: dict[str, Any] = {conv.SESSION_ID: id, conv.SESSION_END: True}
+        # In order of what a low OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT may evict first (the SDK evicts the
+        # oldest): the wait for the current trace, then the end flag, and last the session id, without
+        # which the marker ends nothing.  With room for two, the flag and the id stay, and the marker is
+        # one wherever it is read (over OTLP too); with room for one, only the id, and the exporter
+        # takes the span for a marker by its name and its count of dropped attributes.
+        attributes: dict[str, Any] = {}
         current_span = trace.get_current_span()
         current = current_span.get_span_context()
         local_elsewhere = current_span.is_recording() and not _same_pipeline(current_span, tracer)
@@ -216,9 +258,21 @@ def end_session(id: str, *, tracer_provider: TracerProvider | None = None) -> No
             # the bridge).  A trace that is not sampled, or that a span of another provider records
             # here, never reaches this exporter: waiting for it would hold the end for the trace timeout.
             attributes[conv.SESSION_END_AFTER_TRACE] = trace_hex(current.trace_id)
+        attributes[conv.SESSION_END] = True
+        attributes[conv.SESSION_ID] = id
         # An empty context: the marker is a trace of its own, with no baggage of any other session.
         span = tracer.start_span(conv.SESSION_END_SPAN_NAME, context=context.Context(), attributes=attributes)
         keep_whole(span, [(key, value) for key, value in attributes.items() if isinstance(value, str)])
+        dropped = getattr(span, "dropped_attributes", 0)
+        if conv.SESSION_END_AFTER_TRACE in attributes and isinstance(dropped, int) and dropped > 0:
+            _limited.warning(
+                "marker-limit",
+                "The end marker of session %s lost %d of its attributes to the span attribute count limit "
+                "(OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT): the session's end does not wait for the trace it was "
+                "emitted in.",
+                shown_id(id),
+                dropped,
+            )
         if not span.is_recording():
             _limited.warning(
                 "marker-not-recorded",

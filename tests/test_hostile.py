@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_maxim
 from otel_maxim import MaximSpanExporter, MaximSpanProcessor
+from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import genai
 from otel_maxim.records import TRUNCATION_MARKER, Record, parse
 from tests.record_checks import ListSink, assert_parent_first
@@ -493,6 +495,48 @@ def test_many_baggage_tags_are_capped() -> None:
     assert len(tags) == 16 and all(len(str(v)) == 256 for v in tags.values())
 
 
+class _NoText:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(123, "x"), (None, "v"), ("maxim.session.tags.odd", _NoText()), ("session.name", _NoText())],
+    ids=["int-key", "none-key", "tag-value-without-text", "name-without-text"],
+)
+def test_an_odd_baggage_entry_costs_only_itself(key: object, value: object, caplog: pytest.LogCaptureFixture) -> None:
+    """Code may put any object into baggage: an entry whose key is not a string, or whose value has no
+    text, is left out with a warning; the session and the other entries are stamped, span after span."""
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    ctx = baggage.set_baggage("session.id", "conv-ok", context.Context())
+    ctx = baggage.set_baggage("maxim.session.tags.team", "a", ctx)
+    ctx = baggage.set_baggage(key, value, ctx)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        spans = [provider.get_tracer("t").start_span("s", context=ctx) for _ in range(3)]
+    for span in spans:
+        span.end()
+        attributes = dict(span.attributes or {})
+        assert attributes["session.id"] == "conv-ok" and attributes["maxim.session.tags.team"] == "a"
+        assert "maxim.session.tags.odd" not in attributes and "session.name" not in attributes
+    assert "Ignoring" in caplog.text and "baggage entry" in caplog.text
+    assert len(caplog.records) == 1  # the same baggage is read once, not once per span
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_baggage_session_id_without_text_is_refused_once_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    ctx = baggage.set_baggage("session.id", _NoText(), context.Context())
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        spans = [provider.get_tracer("t").start_span("s", context=ctx) for _ in range(3)]
+    assert all("session.id" not in (span.attributes or {}) for span in spans)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Ignoring the baggage entry 'session.id': its value (_NoText) cannot be made text."
+    ]
+
+
 def test_non_finite_model_parameters_stay_strict_json() -> None:
     sink = ListSink()
     _one_span(
@@ -530,11 +574,11 @@ def test_stamping_leaves_what_set_attributes_would(limits: SpanLimits, own: dict
     assert "session.id" in (stamped.attributes or {})
 
 
-@pytest.mark.parametrize("count", [0, 1])
+@pytest.mark.parametrize("count", [0])
 def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_marker_as_a_trace(
     count: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0 (or 1): the spans get their session back as they end; the end
+    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0: the spans get their session back as they end; the end
     marker loses what names its session, so it ends nothing, says why, and is not shown as a trace."""
     sink = ListSink()
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=count))
@@ -553,6 +597,33 @@ def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_m
     assert not [r for r in records if r.entity == "session" and r.action == "end"]
     assert "Ignoring a session-end marker with no session.id" in caplog.text
     assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in caplog.text
+
+
+@pytest.mark.parametrize(("count", "inside"), [(1, False), (2, True), (3, True)])
+def test_an_end_marker_keeps_its_session_id_under_a_low_attribute_count_limit(
+    count: int, inside: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK evicts a span's oldest attributes first: the marker writes session.id last, so a limit that
+    leaves it one attribute still ends the session (the flag lost, it is a marker by its name); ended in
+    a trace with a limit of 2, what is lost is the wait for that trace, which is said."""
+    sink = ListSink()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=count))
+    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    with (
+        caplog.at_level(logging.WARNING, logger="otel_maxim"),
+        otel_maxim.session("s-1", tracer_provider=provider) as s,
+    ):
+        with s.trace("turn"):
+            if inside:
+                s.end()
+        if not inside:
+            s.end()
+    provider.shutdown()
+    records = sink.records()
+    assert [r.id for r in records if r.entity == "session" and r.action == "end"] == ["s-1"]
+    assert [r.data["name"] for r in records if r.entity == "trace" and r.action == "create"] == ["turn"]
+    assert "Ignoring a session-end marker" not in caplog.text
+    assert ("lost 1 of its attributes to the span attribute count limit" in caplog.text) is (count == 2)
 
 
 @pytest.mark.parametrize("processor", ["maxim", "exporter-only"])
@@ -591,6 +662,26 @@ def test_a_value_length_limit_shorter_than_the_session_ids_does_not_merge_sessio
         assert order.index(("session", "end", f"conversation-{n}")) > goodbye
     step = next(r for r in records if r.action == "update" and "metadata" in r.data and "note" in r.data["metadata"])
     assert step.data["metadata"]["note"] == "a long v"  # the limit still cuts what is not an id
+
+
+@pytest.mark.parametrize("prefix", ["support-chat-000042", "x" * 300], ids=["short", "past-256"])
+def test_a_value_length_limit_shorter_than_chosen_trace_ids_does_not_merge_traces(prefix: str) -> None:
+    """OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT=12 cut Session.trace(id=...) too: "support-chat-000042-turn-1"
+    and "...-turn-2" became one trace "support-chat".  Chosen ids stay whole at any length (Maxim gets
+    them mapped: past 128 characters, hashed), while other values are cut as the limit says."""
+    sink = ListSink()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attribute_length=12))
+    provider.add_span_processor(MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    session = otel_maxim.session("support-chat-000042", tracer_provider=provider)
+    for n in (1, 2):
+        with session.trace(f"turn-{n}", id=f"{prefix}-turn-{n}", attributes={"note": "a longer value"}):
+            pass
+    provider.shutdown()
+    created = [r for r in sink.records() if r.entity == "trace" and r.action == "create"]
+    assert [r.id for r in created] == [maxim_id(f"{prefix}-turn-{n}") for n in (1, 2)]
+    assert [r.data["sessionId"] for r in created] == ["support-chat-000042"] * 2
+    notes = [r.data["metadata"]["note"] for r in sink.records() if r.action == "update" and "metadata" in r.data]
+    assert notes == ["a longer val"] * 2  # the limit still cuts what is not an id
 
 
 @pytest.mark.parametrize("public_api_only", [False, True], ids=["private-reads", "public-api-only"])
@@ -723,6 +814,41 @@ def test_the_processor_force_flush_keeps_its_deadline_while_an_export_is_stuck(
     assert processor.force_flush(10_000) is True
     provider.shutdown()
     assert [r.data["name"] for r in exporter.sink.records() if r.action == "create"] == ["s"]  # type: ignore[attr-defined]
+
+
+def test_a_flush_thread_that_cannot_start_fails_that_flush_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread limit, or Python >= 3.12 at interpreter shutdown, refuses the flush thread: that call says
+    False at once, with a warning, and keeps the spans queued; the next call, with threads again, flushes
+    (the never-started thread was kept, and every later call waited its whole timeout for it)."""
+    sink = ListSink()
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=sink), schedule_delay_millis=3_600_000)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "OtelMaximForceFlush":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(thread)
+
+    provider.get_tracer("t").start_span("first").end()
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        began = time.monotonic()
+        assert processor.force_flush(5_000) is False
+        assert time.monotonic() - began < 1
+    assert "force_flush could not start its thread (can't create new thread" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in sink.records() if r.action == "create"]  # still queued, not lost
+    monkeypatch.setattr(threading.Thread, "start", start)
+    provider.get_tracer("t").start_span("second").end()
+    began = time.monotonic()
+    assert processor.force_flush(5_000) is True
+    assert time.monotonic() - began < 1
+    assert [r.data["name"] for r in sink.records() if r.action == "create"] == ["first", "second"]
+    provider.shutdown()
 
 
 def test_the_processor_shutdown_never_raises(caplog: pytest.LogCaptureFixture) -> None:
@@ -897,6 +1023,44 @@ class _ClosingSink(ListSink):
 
     def close(self, timeout: float) -> None:
         self.closed.set()
+
+
+def test_shutdown_from_a_redact_callback_that_cannot_start_its_thread_is_left_to_the_next_call(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Python 3.12+ refuses new threads at interpreter shutdown: the RuntimeError reached the callback."""
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "OtelMaximShutdown":
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    raised: list[BaseException] = []
+
+    def redact(record: Record) -> Record:
+        if record.entity == "trace" and record.action == "create" and not raised:
+            try:
+                processor.shutdown()
+                raised.append(StopIteration())  # a marker: the call returned
+            except BaseException as exc:  # noqa: BLE001 - what the callback would have met
+                raised.append(exc)
+        return record
+
+    sink = ListSink()
+    processor = MaximSpanProcessor(MaximSpanExporter(sink=sink, redact=redact), schedule_delay_millis=3_600_000)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        tracer.start_span("turn").end()
+        processor.force_flush(60_000)
+        tracer.start_span("after").end()  # still taken: nothing was shut down
+        provider.shutdown()  # outside the export: does it all
+    assert [type(exc) for exc in raised] == [StopIteration]
+    assert "could not start its thread" in caplog.text
+    assert [r.data["name"] for r in sink.records() if r.action == "create"] == ["turn", "after"]
 
 
 @pytest.mark.parametrize("who", ["exporter", "processor", "provider"])

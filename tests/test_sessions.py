@@ -501,6 +501,23 @@ def test_a_session_carries_in_baggage_only_what_span_processors_take(pipeline: P
     assert not [r for r in pipeline.records() if r.entity == "session" and r.action == "update"]
 
 
+def test_what_a_session_cannot_carry_is_told_not_dropped_silently(caplog: pytest.LogCaptureFixture) -> None:
+    """A name past 256 characters, tags past 16, tag keys past 256 characters and tag values past 256 were
+    cut or left out with no word: one warning now says what, and why (the baggage limits)."""
+    tags = {f"t{n:02}": "v" for n in range(20)}
+    tags["k" * 300] = "long key"
+    tags["t00"] = "v" * 300
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        otel_maxim.session("conv-tags", name="N" * 300, tags=tags)
+        otel_maxim.session("conv-fine", name="N" * 256, tags={f"t{n}": "v" * 256 for n in range(16)})
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("Session 'conv-tags': name cut to 256 of its 300 characters; ")
+    assert "tags left out for a key longer than 256 characters: 1 ('kkkkkkkkkkkkkkkkkkkk'...)" in warning
+    assert "tags left out past the first 16: 4 ('t16', 't17', 't18', ...)" in warning
+    assert "tag values cut to 256 characters: 1" in warning
+    assert "Span processors read no more from baggage" in warning
+
+
 def test_session_ids_as_baggage_carries_them(caplog: pytest.LogCaptureFixture) -> None:
     """What a Session keeps agrees with what the W3C propagator sends on (the processor's side:
     test_hostile.py, test_a_baggage_session_id_is_read_as_the_propagator_sends_it)."""
