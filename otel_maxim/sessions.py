@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
@@ -301,15 +302,77 @@ def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
 
     Python's ``ThreadPoolExecutor`` and ``threading.Thread`` do not carry
     ``contextvars`` into worker threads; ``executor.submit(carry_context(work), x)``
-    does.  (asyncio tasks carry the context by themselves.)
+    does.  (asyncio tasks carry the context by themselves.)  A generator function's
+    or a coroutine function's body runs step by step, wherever it is consumed: each
+    step runs in the copy.  An async generator function is not supported: it is
+    returned as it is, with a warning.
     """
     ctx = contextvars.copy_context()
+    given = fn  # as it came: the checks below narrow fn's type
+    if inspect.isasyncgenfunction(fn):
+        _limited.warning(
+            "carry-async-generator",
+            "carry_context(%s): an async generator function is not wrapped; its steps run in the context of "
+            "whoever iterates it.",
+            getattr(fn, "__qualname__", type(fn).__name__),
+        )
+        return given
+    if inspect.isgeneratorfunction(fn):
+        # Calling a generator function only makes the generator: its body runs at each step, in the
+        # consumer's context, so each step runs in the copy.
+
+        @functools.wraps(fn)
+        def run_generator(*args: Any, **kwargs: Any) -> Any:
+            context = ctx.copy()
+            return (yield from _stepped(context, context.run(fn, *args, **kwargs)))
+
+        return run_generator
+    if inspect.iscoroutinefunction(fn):
+        # The same for a coroutine, awaited from a task of another context.
+
+        @functools.wraps(fn)
+        async def run_coroutine(*args: Any, **kwargs: Any) -> Any:
+            context = ctx.copy()
+            return await _Stepped(context, context.run(fn, *args, **kwargs).__await__())
+
+        return run_coroutine  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> _T:
         return ctx.copy().run(fn, *args, **kwargs)
 
     return run
+
+
+def _stepped(context: contextvars.Context, steps: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """``steps`` (a generator, or a coroutine's ``__await__``) driven one step at a time in ``context``."""
+    try:
+        item = context.run(next, steps)
+        while True:
+            try:
+                sent = yield item
+            except GeneratorExit:
+                context.run(steps.close)
+                raise
+            except BaseException as exc:  # thrown in by the consumer: into the generator, in its context
+                item = context.run(steps.throw, exc)
+            else:
+                item = context.run(steps.send, sent)
+    except StopIteration as stop:
+        return stop.value
+
+
+class _Stepped:
+    """An awaitable that runs a coroutine's steps in ``context`` (see :func:`_stepped`)."""
+
+    __slots__ = ("_context", "_steps")
+
+    def __init__(self, context: contextvars.Context, steps: Generator[Any, Any, Any]) -> None:
+        self._context = context
+        self._steps = steps
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return _stepped(self._context, self._steps)
 
 
 _tracers: weakref.WeakKeyDictionary[TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()

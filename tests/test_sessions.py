@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -194,6 +194,58 @@ def test_threads_need_carry_context_and_get_it(pipeline: Pipeline) -> None:
     assert all(traces[f"carried-{i}"].data.get("sessionId") == "threaded" for i in range(8))
     assert traces["thread"].data.get("sessionId") == "threaded"
     assert "sessionId" not in traces["not-carried"].data
+
+
+def test_carry_context_carries_into_generators_and_coroutines_step_by_step(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Wrapping a generator or coroutine function carried nothing: calling it only makes the generator or
+    coroutine, whose body then ran in the consumer's context, and the session was lost without a word."""
+    tracer = pipeline.tracer
+
+    def stream(n: int) -> Iterator[str]:
+        with tracer.start_as_current_span("generator"):
+            got = yield "first"
+            try:
+                yield f"got {got}"
+            except KeyError:
+                yield "caught"
+            for i in range(n):
+                yield str(i)
+        return "done"
+
+    async def answer() -> str:
+        with tracer.start_as_current_span("coroutine"):
+            await asyncio.sleep(0)
+            return "answered"
+
+    async def tokens() -> AsyncIterator[str]:
+        yield "t"
+
+    with otel_maxim.session("carried"):
+        carried_stream = otel_maxim.carry_context(stream)
+        carried_answer = otel_maxim.carry_context(answer)
+        with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+            assert otel_maxim.carry_context(tokens) is tokens
+    assert "an async generator function is not wrapped" in caplog.text
+
+    def consume() -> list[object]:
+        steps = carried_stream(2)
+        seen: list[object] = [next(steps), steps.send("hello"), steps.throw(KeyError("k")), *steps]
+        return seen
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(consume).result() == ["first", "got hello", "caught", "0", "1"]
+        assert pool.submit(lambda: asyncio.run(carried_answer())).result() == "answered"
+        closing = carried_stream(5)
+        assert pool.submit(lambda: (next(closing), closing.close())).result() == ("first", None)
+    creates = [r.data for r in pipeline.records() if r.entity == "trace" and r.action == "create"]
+    # The closed generator ended its span too: two traces of that name.
+    assert sorted((d["name"], d.get("sessionId")) for d in creates) == [
+        ("coroutine", "carried"),
+        ("generator", "carried"),
+        ("generator", "carried"),
+    ]
 
 
 def test_asyncio_tasks_keep_their_own_sessions(pipeline: Pipeline) -> None:
