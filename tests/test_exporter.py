@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import logging
 import os
 import signal
@@ -827,6 +828,164 @@ def test_a_span_that_ends_before_it_starts_is_ended_and_failed_at_its_start() ->
     end = next(r for r in step if r.action == "end")
     assert error.data["startTimestamp"] == end.data["endTimestamp"] == "2026-06-01T10:00:15+00:00"
     assert error.data["message"] == "boom"
+
+
+def _exported(build, **options: Any) -> list[Record]:  # type: ignore[no-untyped-def]
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, **options)
+    exporter.export(_record_spans(build))
+    exporter.shutdown()
+    records = sink.records()
+    assert_parent_first(records)
+    return records
+
+
+def test_a_span_with_a_float_or_an_impossible_time_costs_nothing_else() -> None:
+    """The SDK takes a float time (time.time() * 1e9) and microseconds taken for nanoseconds (the year
+    58869): each is written as an ISO 8601 date, and the rest of the trace is sent."""
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("turn"):
+            tracer.start_span("float", start_time=1_780_308_000.5e9).end(end_time=1_780_308_001.5e9)
+            future = tracer.start_span("future", start_time=1_780_308_000_000_000_000_000)
+            future.add_event("tick", timestamp=1_780_308_000_500_000_000.0)  # type: ignore[arg-type]
+            future.end(end_time=1_780_308_000_000_000_000_000)
+            tracer.start_span("fine").end()
+
+    records = _exported(build)
+    spans = {r.data["name"]: r for r in records if r.action == "add-span"}
+    assert list(spans) == ["float", "fine", "future"]  # in start order
+    assert spans["float"].data["startTimestamp"] == "2026-06-01T10:00:00.500000+00:00"
+    assert spans["future"].data["startTimestamp"] == "9999-12-31T23:59:59.999999+00:00"
+    event = next(r for r in records if r.action == "add-event")
+    assert event.data["timestamp"] == "2026-06-01T10:00:00.500000+00:00"
+    ends = {r.id: r.data["endTimestamp"] for r in records if r.action == "end" and r.entity == "span"}
+    assert ends[spans["float"].data["id"]] == "2026-06-01T10:00:01.500000+00:00"
+    assert ends[spans["future"].data["id"]] == "9999-12-31T23:59:59.999999+00:00"
+
+
+def test_a_deeply_nested_attribute_costs_only_its_own_value() -> None:
+    """json.dumps raises RecursionError on a value nested past the recursion limit (the SDK keeps it)."""
+    deep: object = "leaf"
+    for _ in range(sys.getrecursionlimit() + 100):
+        deep = {"k": deep}
+    context = SpanContext(0x1, 0x2, is_remote=False, trace_flags=TraceFlags(1))
+    span = ReadableSpan("odd", context=context, attributes={"payload": deep, "fine": 1}, start_time=1, end_time=2)
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink)
+    exporter.export([span])
+    exporter.shutdown()
+    metadata = next(r.data["metadata"] for r in sink.records() if r.action == "update" and "metadata" in r.data)
+    assert metadata == {"payload": "<a value nested too deeply to write>", "fine": "1"}
+
+
+def test_an_attribute_set_to_none_is_null_metadata_as_maxim_py_writes_it_and_no_tag() -> None:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("turn"):
+            with tracer.start_as_current_span("work") as work:
+                work.set_attribute("retry_of", None)  # type: ignore[arg-type]
+                work.set_attribute("maxim.tags.env", None)  # type: ignore[arg-type]
+                work.set_attribute("maxim.tags.team", "checkout")
+                work.add_event("retry", {"previous": None})  # type: ignore[dict-item]
+
+    records = _exported(build)
+    (work,) = (r for r in records if r.action == "add-span")
+    assert work.data["tags"] == {"team": "checkout"}
+    (metadata,) = (r.data["metadata"] for r in records if r.action == "update" and "metadata" in r.data)
+    assert metadata == {"retry_of": "null"}
+    (event,) = (r for r in records if r.action == "add-event")
+    assert event.data["metadata"] == {"previous": "null"}
+
+
+@pytest.mark.parametrize(
+    ("exception", "description", "message", "metadata"),
+    [
+        # A timeout has no message: the description is the error's message, as a generation's error reads it.
+        (
+            TimeoutError(),
+            "payment provider unavailable after 3 retries",
+            "payment provider unavailable after 3 retries",
+            {},
+        ),
+        # A message of its own: the description goes into the error's metadata.
+        (
+            ConnectionError("connection reset"),
+            "payment provider unavailable",
+            "connection reset",
+            {"otel.status_description": "payment provider unavailable"},
+        ),
+        (ConnectionError("connection reset"), "connection reset", "connection reset", {}),  # no need to say it twice
+        (ConnectionError("connection reset"), None, "connection reset", {}),
+    ],
+    ids=["no-message", "other-message", "same-message", "no-description"],
+)
+def test_a_status_description_beside_an_exception_is_kept(
+    exception: Exception, description: str | None, message: str, metadata: dict[str, str]
+) -> None:
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("turn"):
+            with tracer.start_as_current_span("charge", record_exception=False, set_status_on_exception=False) as span:
+                span.record_exception(ValueError("first attempt"))  # a retry before it: its error stays as it was
+                span.record_exception(exception)
+                span.set_status(Status(StatusCode.ERROR, description))
+
+    records = _exported(build)
+    first, last = (r for r in records if r.action == "add-error")
+    assert first.data["message"] == "first attempt" and set(first.data["metadata"]) == {"stacktrace"}
+    assert last.data["message"] == message
+    assert last.data["errorType"] == type(exception).__name__
+    assert {k: v for k, v in last.data["metadata"].items() if k != "stacktrace"} == metadata
+
+
+def _traceloop_workflow(provider: TracerProvider, tracer: trace.Tracer) -> None:
+    """A Traceloop @workflow with a @task, an OpenInference CHAIN and a span with maxim.output below it."""
+    workflow = {
+        "traceloop.span.kind": "workflow",
+        "traceloop.entity.input": json.dumps(
+            {"inputs": "Where is my order?", "tags": [], "metadata": {}, "kwargs": {}}
+        ),
+        "traceloop.entity.output": json.dumps({"outputs": "It ships tomorrow.", "kwargs": {}}),
+    }
+    with tracer.start_as_current_span("support.workflow", attributes=workflow):
+        task = {
+            "traceloop.span.kind": "task",
+            "traceloop.entity.input": '{"order": 42}',
+            "traceloop.entity.output": '{"status": "shipped"}',
+        }
+        tracer.start_span("lookup.task", attributes=task).end()
+        chain = {"openinference.span.kind": "CHAIN", "input.value": "hi", "output.value": '{"answer": "hello"}'}
+        tracer.start_span("RunnableSequence", attributes=chain).end()
+        tracer.start_span("render", attributes={"maxim.output": "Your order ships tomorrow."}).end()
+        tracer.start_span("structured", attributes={"output.value": 3, "maxim.metadata.output": "mine"}).end()
+
+
+def test_span_outputs_are_metadata_and_a_traceloop_root_gives_the_trace_input_and_output() -> None:
+    """maxim-py's spans have no output: a span's is its metadata entry "output" (JSON text if it is not
+    text; an entry the application named so wins).  The root's Traceloop input and output are the trace's,
+    out of the LangChain envelope Traceloop wraps a chain's in."""
+    records = _exported(_traceloop_workflow)
+    create = next(r for r in records if r.action == "create" and r.entity == "trace")
+    assert create.data["input"] == "Where is my order?"
+    (output,) = (r.data["output"] for r in records if r.entity == "trace" and "output" in r.data)
+    assert output == "It ships tomorrow."
+    names = {r.data["id"]: r.data["name"] for r in records if r.action == "add-span"}
+    outputs = {
+        names[r.id]: r.data["metadata"].get("output") for r in records if r.entity == "span" and "metadata" in r.data
+    }
+    assert outputs == {
+        "lookup.task": '{"status": "shipped"}',
+        "RunnableSequence": '{"answer": "hello"}',
+        "render": "Your order ships tomorrow.",
+        "structured": "mine",
+    }
+    inputs = {names[r.id]: r.data["input"]["value"] for r in records if r.entity == "span" and "input" in r.data}
+    assert inputs == {"lookup.task": '{"order": 42}', "RunnableSequence": "hi"}
+
+
+def test_without_content_capture_no_input_or_output_is_sent() -> None:
+    records = _exported(_traceloop_workflow, capture_content=False)
+    assert not [r for r in records if "input" in r.data or "output" in r.data]
+    assert not [r for r in records if "output" in r.data.get("metadata", {}) and r.data["metadata"]["output"] != "mine"]
 
 
 # --- threads: a stuck sink, the reaper, fork ----------------------------------------------------------

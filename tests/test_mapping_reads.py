@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import math
+import sys
 
 import pytest
 from hypothesis import given
@@ -16,8 +18,19 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from otel_maxim._log import RateLimitedLog
 from otel_maxim.mapping import _span, genai
-from otel_maxim.mapping._common import PerKeySet, attributes_of, events_of, iso, parse_json, span_hex, trace_hex
+from otel_maxim.mapping._common import (
+    PerKeySet,
+    attributes_of,
+    events_of,
+    iso,
+    json_text,
+    parse_json,
+    prefixed,
+    span_hex,
+    trace_hex,
+)
 
 
 def _sdk_span() -> ReadableSpan:
@@ -155,3 +168,67 @@ def test_a_timestamp_is_written_as_datetime_isoformat_writes_it(ns: int) -> None
 def test_ids_are_written_as_fixed_width_lower_case_hex(number: int) -> None:
     assert trace_hex(number) == format(number, "032x")
     assert span_hex(number % 2**64) == format(number % 2**64, "016x")
+
+
+_LAST_INSTANT = "9999-12-31T23:59:59.999999+00:00"
+_FIRST_INSTANT = "0001-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("ns", "expected", "warned"),
+    [
+        (1_780_308_000_123_456_789.0, "2026-06-01T10:00:00.123456+00:00", False),  # time.time() * 1e9: a float
+        (1_780_308_000.5e9, "2026-06-01T10:00:00.500000+00:00", False),
+        (True, "1970-01-01T00:00:00+00:00", False),  # 1 ns
+        (-1, "1969-12-31T23:59:59.999999+00:00", False),
+        (-30_610_224_001 * 10**9, "0999-12-31T23:59:59+00:00", False),  # four digits, as datetime writes it
+        (253_402_300_800 * 10**9, _LAST_INSTANT, True),  # the year 10000
+        (1_780_308_000_123_456_789 * 1000, _LAST_INSTANT, True),  # microseconds taken for nanoseconds
+        (-(10**30), _FIRST_INSTANT, True),
+        (1e30, _LAST_INSTANT, True),
+        (float("inf"), _LAST_INSTANT, True),
+        (float("-inf"), _FIRST_INSTANT, True),
+        (float("nan"), "1970-01-01T00:00:00+00:00", True),
+    ],
+    ids=repr,
+)
+def test_a_time_that_is_not_whole_nanoseconds_of_the_years_1_to_9999_is_still_an_iso_date(
+    ns: float, expected: str, warned: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK takes any number as a time: a float is read as whole nanoseconds, a time past what ISO 8601
+    (and maxim-py's datetime) writes is clamped with a warning; none of them raises, which cost the trace."""
+    from otel_maxim.mapping import _common
+
+    limited = RateLimitedLog(logging.getLogger(_common.__name__))  # a fresh one: no case held back by another
+    monkeypatch.setattr(_common, "_limited", limited, raising=False)
+    for _ in range(2):  # the second time with its second cached, as the first left it
+        with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+            assert iso(ns) == expected  # type: ignore[arg-type]
+    assert datetime.datetime.fromisoformat(expected)
+    assert ("ISO 8601" in caplog.text or "not a number" in caplog.text) is warned
+
+
+def test_a_value_nested_deeper_than_json_dumps_can_go_is_written_as_a_placeholder() -> None:
+    deep: object = "leaf"
+    for _ in range(sys.getrecursionlimit() + 100):
+        deep = {"k": deep}
+    assert json_text(deep) == "<a value nested too deeply to write>"
+    assert json_text([deep]) == "<a value nested too deeply to write>"
+    assert json_text({"k": {"k": "leaf"}}) == '{"k": {"k": "leaf"}}'
+
+
+def test_an_attribute_set_to_none_is_null_metadata_and_no_tag() -> None:
+    """maxim-py writes a metadata value None as "null"; a tag set to None is no tag (the text "" or
+    "null" would read as one)."""
+    assert _span.tags_and_metadata({"test.none.retry_of": None}, genai.SPAN, 128) == (
+        {},
+        {"test.none.retry_of": "null"},
+    )
+    attributes = {"test.none.plain": None, "maxim.tags.env": None, "maxim.tags.team": "a", "maxim.metadata.step": None}
+    assert _span.tags_and_metadata(attributes, genai.SPAN, 128) == (
+        {"team": "a"},
+        {"step": "null", "test.none.plain": "null"},
+    )
+    assert prefixed({"maxim.session.tags.env": None, "maxim.session.tags.team": "a"}, "maxim.session.tags.") == {
+        "team": "a"
+    }

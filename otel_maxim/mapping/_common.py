@@ -1,10 +1,12 @@
-"""Small pure helpers shared by the mapping modules: times, ids, attributes."""
+"""Small pure helpers shared by the mapping modules: times, ids, attributes (a rate-limited log aside)."""
 
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import json.scanner
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -14,6 +16,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.util.types import AttributeValue
 
 from otel_maxim import conventions as conv
+from otel_maxim._log import RateLimitedLog
+
+_limited = RateLimitedLog(logging.getLogger(__name__))
 
 Attributes = Mapping[str, AttributeValue]
 
@@ -23,24 +28,76 @@ _INFINITIES = (_INF, -_INF)
 # (second, its formatted prefix): one tuple, so a thread never pairs one second with another's text.
 _iso_cache: tuple[int, str] = (-1, "")
 
+#: The first and the last nanosecond of the years 1 to 9999: what ISO 8601's four-digit years, and
+#: Python's ``datetime`` that maxim-py writes with, hold (a JS ``Date`` holds them all).
+_FIRST_NS = -62_135_596_800 * 1_000_000_000
+_LAST_NS = 253_402_300_800 * 1_000_000_000 - 1
+#: The seconds that ``strftime`` writes as ``datetime`` does: from the year 1000 (its ``%Y`` writes
+#: earlier years without leading zeros) to the end of 9999.
+_FIRST_STRFTIME_SECOND = -30_610_224_000
+_LAST_STRFTIME_SECOND = 253_402_300_799
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
 
 def iso(ns: int) -> str:
     """UTC ISO-8601 with an explicit offset, byte for byte as maxim-py writes it (``datetime.isoformat``).
 
     ``1780308000123456789`` -> ``"2026-06-01T10:00:00.123456+00:00"``; a whole second has no
-    fraction: ``"2026-06-01T10:00:00+00:00"``.
+    fraction: ``"2026-06-01T10:00:00+00:00"``.  Any other time (a float, a year past 9999) is
+    written by :func:`_iso_of_other`: one span's odd time must not cost its trace.
     """
     global _iso_cache
     seconds, rest = divmod(ns, 1_000_000_000)
     cached_second, prefix = _iso_cache
     if seconds != cached_second:  # one strftime per second of span time, not per timestamp
+        if type(ns) is not int or not _FIRST_STRFTIME_SECOND <= seconds <= _LAST_STRFTIME_SECOND:
+            return _iso_of_other(ns)
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _iso_cache = (seconds, prefix)
     micros = rest // 1000
     if not micros:
         return prefix + "+00:00"
-    # The six digits as two looked-up halves: a third faster than "%06d" (or a format spec).
-    return f"{prefix}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+    try:
+        # The six digits as two looked-up halves: a third faster than "%06d" (or a format spec).
+        return f"{prefix}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}+00:00"
+    except TypeError:  # a float in a second already cached: the check above is only made per second
+        return _iso_of_other(ns)
+
+
+def _iso_of_other(ns: object) -> str:
+    """:func:`iso` of a time that is not a whole number of nanoseconds from the year 1000 to 9999."""
+    whole = whole_ns(ns)
+    if _FIRST_STRFTIME_SECOND <= whole // 1_000_000_000 <= _LAST_STRFTIME_SECOND:
+        return iso(whole)
+    return (_EPOCH + datetime.timedelta(microseconds=whole // 1000)).isoformat()
+
+
+def whole_ns(ns: object) -> int:
+    """A span's time as whole nanoseconds from the year 1 to 9999.
+
+    The SDK takes any number as a time: a float (``time.time() * 1e9``) is read as whole
+    nanoseconds.  A time out of those years (microseconds taken for nanoseconds: the year
+    58869) is no ISO 8601 date: it is clamped to the nearest one, with a warning; what is no
+    number at all (NaN) reads as 0, as a span without a time does.
+    """
+    if type(ns) is int and _FIRST_NS <= ns <= _LAST_NS:
+        return ns
+    try:
+        whole: int = int(ns)  # type: ignore[call-overload]
+    except OverflowError:  # an infinity: past one end, clamped below
+        whole = _LAST_NS + 1 if ns > 0 else _FIRST_NS - 1  # type: ignore[operator]
+    except (TypeError, ValueError):
+        _limited.warning("time", "A span time of %r ns is not a number; writing it as 0 (1970).", ns)
+        return 0
+    clamped = min(max(whole, _FIRST_NS), _LAST_NS)
+    if clamped != whole:
+        _limited.warning(
+            "time",
+            "A span time of %r ns is past the years ISO 8601 can write (1 to 9999); writing it as %s.",
+            ns,
+            "the year 1" if clamped == _FIRST_NS else "the end of 9999",
+        )
+    return clamped
 
 
 #: "000" to "999".
@@ -103,6 +160,17 @@ def as_text(value: object) -> str:
     return "" if value is None else json_text(value)
 
 
+def metadata_text(value: object) -> str:
+    """A metadata value as maxim-py writes one: text as it is, anything else as JSON text (``None``: ``"null"``).
+
+    Not :func:`as_text`, whose ``""`` for ``None`` is right for a text field but would make a
+    metadata entry set to ``None`` read as an empty string.
+    """
+    if type(value) is str:
+        return value
+    return json_text(value)
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON text, as maxim-py encodes metadata and parameters (``0.2`` -> ``"0.2"``).
 
@@ -110,7 +178,9 @@ def json_text(value: Any) -> str:
     a record, not JSON of the record, which stays strict); bytes are base64 (as in OTLP JSON, so a
     span reads the same made here or received over OTLP); unknown objects use ``str()``.
     An integer too long for Python to write in decimal (over 4300 digits) is written in hex
-    (``0x...``); a sequence holding one reads as a placeholder.
+    (``0x...``); a sequence holding one reads as a placeholder, and so does a value nested
+    deeper than Python's recursion limit lets ``json.dumps`` go (the SDK keeps any depth): a
+    placeholder, not an exception, which would cost the whole trace.
     """
     kind = type(value)
     try:
@@ -129,6 +199,8 @@ def json_text(value: Any) -> str:
         if kind is int:
             return hex(value)
         return "<a value holding an integer too long to write in decimal>"
+    except RecursionError:  # as parse_json reads JSON nested too deeply as no value
+        return "<a value nested too deeply to write>"
 
 
 def _unknown_as_text(value: object) -> str:
@@ -217,11 +289,11 @@ class PerKeySet(Generic[_T]):
 
 
 def prefixed(attributes: Attributes, prefix: str) -> dict[str, str]:
-    """``{key: text}`` for every attribute named ``<prefix><key>``."""
+    """``{key: text}`` for every attribute named ``<prefix><key>`` (tags): one set to ``None`` is no tag."""
     if not attributes:
         return {}
     n = len(prefix)
-    return {k[n:]: as_text(v) for k, v in attributes.items() if k.startswith(prefix) and len(k) > n}
+    return {k[n:]: as_text(v) for k, v in attributes.items() if k.startswith(prefix) and len(k) > n and v is not None}
 
 
 def first(attributes: Attributes, keys: Iterable[str]) -> AttributeValue | None:

@@ -15,13 +15,14 @@ from otel_maxim.mapping._common import (
     Attributes,
     PerKeySet,
     as_text,
-    first,
     is_consumed,
     iso,
     json_text,
+    metadata_text,
     parse_json,
     span_hex,
     text,
+    whole_ns,
 )
 from otel_maxim.mapping.genai import Described
 from otel_maxim.records import RawRecord
@@ -32,8 +33,12 @@ Ref = tuple[str, str]
 _EXC_TYPE = "exception.type"
 _EXC_MESSAGE = "exception.message"
 _EXC_STACKTRACE = "exception.stacktrace"
+#: Where an error's metadata keeps the span's status description when the exception's message says something else.
+_STATUS_DESCRIPTION = "otel.status_description"
 
-#: Attributes that hold content (inputs, outputs, messages): never metadata; ``input`` becomes the span's input.
+#: Attributes that hold content (inputs, outputs, messages): never metadata.  The first of
+#: ``_CONTENT_INPUTS`` that is set is a span's input, the first of ``_CONTENT_OUTPUTS`` its metadata
+#: entry ``output`` (maxim-py's spans have no output); on the root, the trace's input and output.
 _CONTENT_INPUTS = (conv.INPUT, "input.value", "traceloop.entity.input", "gen_ai.task.input")
 _CONTENT_OUTPUTS = (conv.OUTPUT, "output.value", "traceloop.entity.output", "gen_ai.task.output")
 _CONTENT = frozenset(
@@ -105,6 +110,8 @@ _ENTRY_METADATA_PREFIXES = ("traceloop.association.properties.", "ai.telemetry.m
 #: credentials, so they are never metadata.
 _HEADERS = frozenset({"llm.headers", "gen_ai.headers"})
 _HEADERS_PREFIX = "ai.request.headers."
+#: Metadata entry of a plain span's output.
+_OUTPUT = "output"
 #: Metadata entry that counts the attributes left out past ``Options.max_attributes``.
 _DROPPED_ATTRIBUTES = "otel_maxim.dropped_attributes"
 
@@ -220,7 +227,7 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     """
     read, only_plain = _read_keys[kind == genai.SPAN](attributes)
     if only_plain is not None:  # no tags, and each metadata entry under its own name
-        return {}, _within_limit({key: as_text(attributes[key]) for key in only_plain}, limit)
+        return {}, _within_limit({key: metadata_text(attributes[key]) for key in only_plain}, limit)
     tags: dict[str, str] = {}
     metadata: dict[str, str] = {}
     entries: dict[str, str] = {}
@@ -230,13 +237,14 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
     for key, what, name in read:
         value = attributes[key]
         if what == _PLAIN:
-            plain[key] = as_text(value)
+            plain[key] = metadata_text(value)
         elif what == _TAG:
-            tags[name] = as_text(value)
+            if value is not None:  # a tag set to None is no tag ("null" would read as one)
+                tags[name] = as_text(value)
         elif what == _METADATA:
-            metadata[name] = as_text(value)
+            metadata[name] = metadata_text(value)
         elif what == _ENTRY_METADATA:
-            entries[name] = as_text(value)
+            entries[name] = metadata_text(value)
         elif what == _OI_TAG_LIST:
             oi_tags = value
         elif what == _OI_METADATA_JSON:
@@ -246,9 +254,9 @@ def tags_and_metadata(attributes: Attributes, kind: str, limit: int) -> tuple[di
         for tag in oi_tags:
             tags.setdefault(str(tag), "true")
     elif oi_tags is not None:
-        plain[_OI_TAGS] = as_text(oi_tags)
+        plain[_OI_TAGS] = metadata_text(oi_tags)
     if oi_metadata is not None and not _add_openinference_metadata(metadata, oi_metadata):
-        plain[_OI_METADATA] = as_text(oi_metadata)
+        plain[_OI_METADATA] = metadata_text(oi_metadata)
     for name, text_value in entries.items():
         metadata.setdefault(name, text_value)
     if metadata:
@@ -367,14 +375,19 @@ def own_records(
 
     Addressed to the entity it became (``ref``); events and errors of a generation,
     tool call or retrieval go to ``container``, the nearest trace or span, since
-    only traces and spans take them.  ``metadata`` is the span's (see :func:`tags_and_metadata`).
+    only traces and spans take them.  ``metadata`` is the span's (see :func:`tags_and_metadata`);
+    a plain span's output joins it as ``output`` (unless the application named an entry so).
     """
     attributes = described.attributes
     kind = described.kind
+    if kind == genai.SPAN and not is_trace and options.capture_content:
+        output = content_text(attributes, _CONTENT_OUTPUTS)
+        if output is not None and _OUTPUT not in metadata:
+            metadata = {**metadata, _OUTPUT: output}
     if metadata:
         records.append((ref[0], ref[1], "update", {"metadata": metadata}))
     if kind == genai.SPAN and not is_trace and options.capture_content:
-        value = first_text(attributes, _CONTENT_INPUTS)
+        value = content_text(attributes, _CONTENT_INPUTS)
         if value is not None:
             records.append((ref[0], ref[1], "update", {"input": {"type": "text", "value": value}}))
     if kind == genai.RETRIEVAL and options.capture_content:
@@ -385,6 +398,7 @@ def own_records(
 
     event_target = ref if kind == genai.SPAN else container
     errored = False
+    last_error: tuple[int, Attributes, int] | None = None  # (where in records, attributes, time) of the last exception
     for index, event in enumerate(described.events):
         if index in described.consumed_events:
             continue
@@ -392,13 +406,14 @@ def own_records(
         if event.name == "exception":
             errored = True
             if kind in (genai.SPAN, genai.RETRIEVAL):  # generations and tool calls carry their error themselves
+                last_error = (len(records), event_attributes, event.timestamp)
                 records.append(
                     _error(event_target, event_attributes.get(_EXC_MESSAGE), event_attributes, event.timestamp)
                 )
             continue
         data: dict[str, object] = {"id": f"{ref[1]}-e{index}", "name": event.name, "timestamp": iso(event.timestamp)}
         if options.capture_content:
-            event_metadata = {k: as_text(v) for k, v in event_attributes.items()}
+            event_metadata = {k: metadata_text(v) for k, v in event_attributes.items()}
         else:
             event_metadata = _event_metadata_without_content(event.name, event_attributes)
         if kind != genai.SPAN:
@@ -407,8 +422,14 @@ def own_records(
             data["metadata"] = event_metadata
         records.append((event_target[0], event_target[1], "add-event", data))
     status = described.status
-    if status.status_code is StatusCode.ERROR and not errored and kind in (genai.SPAN, genai.RETRIEVAL):
-        records.append(_error(event_target, status.description, attributes, described.end))
+    if status.status_code is StatusCode.ERROR and kind in (genai.SPAN, genai.RETRIEVAL):
+        if not errored:
+            records.append(_error(event_target, status.description, attributes, described.end))
+        elif status.description and last_error is not None:
+            # The status says what the exceptions came to: it goes with the last one, which set it.
+            at, event_attributes, timestamp = last_error
+            message = event_attributes.get(_EXC_MESSAGE)
+            records[at] = _error(event_target, message, event_attributes, timestamp, status.description)
 
 
 def _event_metadata_without_content(name: str, attributes: Attributes) -> dict[str, str]:
@@ -416,29 +437,78 @@ def _event_metadata_without_content(name: str, attributes: Attributes) -> dict[s
     either, and the message fields of the GenAI events (an application's own ``message`` stays)."""
     genai_event = name.startswith("gen_ai.")
     return {
-        key: as_text(value)
+        key: metadata_text(value)
         for key, value in attributes.items()
         if not (_is_content(key) or (genai_event and key in _GENAI_EVENT_CONTENT))
     }
 
 
-def first_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
-    """The first of ``keys`` that is set (not empty), as text."""
-    return text(first(attributes, keys))
+def content_text(attributes: Attributes, keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` that is set (not empty), as text, out of Traceloop's LangChain envelope if in one.
+
+    Traceloop's LangChain instrumentation wraps a chain's input and output in the callback's
+    arguments (``{"inputs": ..., "tags": [...], "metadata": {...}, "kwargs": {...}}``, ``{"outputs":
+    ..., "kwargs": {...}}``): a workflow's input is the question asked, not that envelope (a tool's
+    arguments and result are taken out of theirs in :mod:`~otel_maxim.mapping.genai`).
+    """
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None and value != "":
+            envelope = _ENVELOPES.get(key)
+            return text(value if envelope is None else _unwrapped(value, *envelope))
+    return None
 
 
-def _error(ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int) -> RawRecord:
+#: Content attributes that Traceloop's LangChain instrumentation fills with its envelope: the
+#: envelope's key for the content, and every key it may hold.
+_ENVELOPES = {
+    **dict.fromkeys(
+        ("traceloop.entity.input", "gen_ai.task.input"), ("inputs", frozenset({"inputs", "tags", "metadata", "kwargs"}))
+    ),
+    **dict.fromkeys(("traceloop.entity.output", "gen_ai.task.output"), ("outputs", frozenset({"outputs", "kwargs"}))),
+}
+
+
+def _unwrapped(value: AttributeValue, inner: str, envelope_keys: frozenset[str]) -> AttributeValue:
+    """``value``'s ``inner`` entry if it is the envelope (a JSON object of those keys alone), else ``value``."""
+    if isinstance(value, str):
+        if f'"{inner}"' not in value:
+            return value  # not the envelope: no need to parse it
+        parsed = parse_json(value)
+    else:
+        parsed = value  # a structured attribute (SDK 1.4x keeps mappings)
+    if isinstance(parsed, Mapping) and inner in parsed and parsed.keys() <= envelope_keys:
+        return parsed[inner]  # type: ignore[no-any-return]
+    return value
+
+
+def _error(
+    ref: Ref, message: AttributeValue | None, attrs: Attributes, timestamp: int, description: str | None = None
+) -> RawRecord:
+    """An ``add-error`` record; ``description``: the span's status description, when an exception is the error.
+
+    The description says what an exception may not (a ``TimeoutError`` has no message; "payment
+    provider unavailable after 3 retries" says what the retries came to).  It is the message of an
+    exception that has none, as a generation's error reads it; else, when it says something else,
+    it is kept in the error's metadata as ``otel.status_description`` (OTel's name for it outside
+    OTLP): maxim-py's error has no other field for it, and a second error would count one failure twice.
+    """
     error_type = attrs.get(_EXC_TYPE) or attrs.get("error.type")
+    if not message and description:
+        message, description = description, None
+    message_text = text(message) if message else (text(error_type) if error_type else "error")
     # Key order as maxim-py writes it: startTimestamp, message, code?, errorType?, metadata?; no id.
-    data: dict[str, object] = {
-        "startTimestamp": iso(timestamp),
-        "message": text(message) if message else (text(error_type) if error_type else "error"),
-    }
+    data: dict[str, object] = {"startTimestamp": iso(timestamp), "message": message_text}
     if error_type:
         data["errorType"] = text(error_type)
+    metadata: dict[str, object] = {}
     stack = attrs.get(_EXC_STACKTRACE)
     if stack:
-        data["metadata"] = {"stacktrace": text(stack)}
+        metadata["stacktrace"] = text(stack)
+    if description and description != message_text:
+        metadata[_STATUS_DESCRIPTION] = description
+    if metadata:
+        data["metadata"] = metadata
     return (ref[0], ref[1], "add-error", data)
 
 
@@ -470,7 +540,7 @@ def _generation_result(described: Described, gen_id: str, options: Options) -> d
     result: dict[str, object] = {
         "id": described.response_id or gen_id,
         "object": "chat.completion",
-        "created": described.created or described.end // 1_000_000_000,
+        "created": described.created or whole_ns(described.end) // 1_000_000_000,
         "model": described.model or "",
         "choices": choices,
     }
@@ -490,15 +560,17 @@ def _without_content(choice: dict[str, object]) -> dict[str, object]:
 
 
 def trace_input(root_attributes: Attributes, options: Options) -> str | None:
+    """The root's input, read as any span's is."""
     if not options.capture_content:
         return None
-    return first_text(root_attributes, (conv.INPUT, "input.value"))
+    return content_text(root_attributes, _CONTENT_INPUTS)
 
 
 def trace_output(root_attributes: Attributes, options: Options) -> str | None:
+    """The root's output, read as any span's is."""
     if not options.capture_content:
         return None
-    return first_text(root_attributes, (conv.OUTPUT, "output.value"))
+    return content_text(root_attributes, _CONTENT_OUTPUTS)
 
 
 def trace_close_records(trace_id: str, root: Described, output: str | None, records: list[RawRecord]) -> None:
