@@ -24,8 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 
-__all__ = ["MAX_ID_LENGTH", "MAX_SESSION_ID_LENGTH", "maxim_id", "session_id_problem", "shown_id", "unmap_id"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_SESSION_ID_LENGTH",
+    "maxim_id",
+    "session_id_problem",
+    "shown_id",
+    "unmap_id",
+    "open_trace_ids",
+]
 
 #: Longest id written as is (longer ones are escaped or hashed).
 MAX_ID_LENGTH = 128
@@ -90,3 +99,36 @@ def unmap_id(mapped: str) -> str | None:
             out.append(ord(body[i]))
             i += 1
     return out.decode("utf-8", "surrogatepass")
+
+
+class OpenTraceIds:
+    """The Maxim ids chosen with ``Session.trace(id=...)`` for the traces whose root is open, by OTel trace id.
+
+    The root carries the chosen id (``maxim.trace.id``), but a trace may be sent before its root
+    ends: held past the trace timeout, or let go early to stay under the exporter's memory bounds.
+    The exporter of the same process looks the id up here then, so the trace is created under it,
+    and the root's records, sent later, go to the same trace.  An id is forgotten when its root
+    ends (the root carries it from then on); at most ``limit`` are kept, the newest.
+    """
+
+    def __init__(self, limit: int = 65_536) -> None:
+        self._ids: dict[int, str] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def open(self, trace_id: int, chosen: str) -> None:
+        with self._lock:
+            self._ids[trace_id] = chosen
+            if len(self._ids) > self._limit:
+                del self._ids[next(iter(self._ids))]
+
+    def close(self, trace_id: int) -> None:
+        with self._lock:
+            self._ids.pop(trace_id, None)
+
+    def get(self, trace_id: int) -> str | None:
+        return self._ids.get(trace_id)
+
+
+#: The process's (see :class:`OpenTraceIds`).
+open_trace_ids = OpenTraceIds()

@@ -29,7 +29,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, TracerProvider
 from otel_maxim import conventions as conv
 from otel_maxim._log import RateLimitedLog
 from otel_maxim._version import __version__
-from otel_maxim.ids import session_id_problem, shown_id
+from otel_maxim.ids import maxim_id, open_trace_ids, session_id_problem, shown_id
 from otel_maxim.mapping._common import trace_hex
 from otel_maxim.processor import MAX_BAGGAGE_TAG_LENGTH, MAX_BAGGAGE_TAGS, keep_whole
 
@@ -171,6 +171,7 @@ class Session:
         # A new trace: the session's baggage on the current context, but no parent span.
         ctx = trace.set_span_in_context(INVALID_SPAN, self.context())
         token = context.attach(ctx)
+        opened = None  # the OTel trace id under which the chosen id waits, until the root has ended
         try:
             tracer = _tracer(self._tracer_provider) or trace.NoOpTracer()
             with tracer.start_as_current_span(name, attributes=attrs) as span:
@@ -180,8 +181,13 @@ class Session:
                     # length: the id is the application's own, on one span, and Maxim gets it mapped
                     # (past 128 characters, to a hash), so cutting it could only merge traces.
                     keep_whole(span, ((conv.TRACE_ID, id),), longest=None)
+                    if id and span.get_span_context().is_valid:
+                        opened = span.get_span_context().trace_id
+                        open_trace_ids.open(opened, maxim_id(id))
                 yield span
         finally:
+            if opened is not None:
+                open_trace_ids.close(opened)
             context.detach(token)
 
     def end(self) -> None:

@@ -28,6 +28,7 @@ import otel_maxim.mapping._span
 import otel_maxim.mapping._trace
 from otel_maxim import MaximSpanExporter
 from otel_maxim.assembly import held_size
+from otel_maxim.ids import maxim_id
 from otel_maxim.mapping import Options, TraceState, map_trace
 from otel_maxim.mapping._common import iso
 from otel_maxim.records import Record, parse
@@ -212,6 +213,31 @@ def test_an_end_marker_delivered_again_is_not_a_second_end() -> None:
         exporter.export(batch)
     exporter.shutdown()
     assert [r.action for r in sink.records() if r.entity == "session"] == ["create", "end", "end"]
+
+
+def test_a_trace_sent_before_its_root_ends_keeps_the_id_its_session_trace_chose() -> None:
+    """The chosen id is on the root, which had not ended: the trace was created under its OTel id, and
+    the id the application chose (for feedback, or to find the trace) never reached Maxim."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    session = otel_maxim.session("slow", tracer_provider=provider)
+    with session.trace("turn", id="order 42") as root:
+        with tracer.start_as_current_span("step"):
+            pass
+        deadline = time.monotonic() + 5
+        while not sink.lines and time.monotonic() < deadline:
+            time.sleep(0.02)  # the reaper sends what arrived, the root still open
+        assert sink.lines
+    provider.shutdown()
+    records = sink.records()
+    assert {r.id for r in records if r.entity == "trace"} == {maxim_id("order 42")}
+    assert [r.data["name"] for r in records if r.entity == "trace" and r.action == "create"] == ["step"]
+    assert ("trace", "update", {"name": "turn"}) in [(r.entity, r.action, r.data) for r in records]
+    assert otel_maxim.ids.open_trace_ids.get(root.get_span_context().trace_id) is None  # forgotten at the end
 
 
 def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:

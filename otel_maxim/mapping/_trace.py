@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_maxim import conventions as conv
 from otel_maxim._log import RateLimitedLog
-from otel_maxim.ids import maxim_id
+from otel_maxim.ids import maxim_id, open_trace_ids
 from otel_maxim.mapping import _span, genai
 from otel_maxim.mapping._common import (
     Attributes,
@@ -342,7 +342,9 @@ def _maxim_trace_id(root_attributes: Attributes, spans: Sequence[ReadableSpan]) 
     chosen = root_attributes.get(conv.TRACE_ID)
     if chosen is not None and chosen != "":  # a number is its text, as a session id is
         return maxim_id(as_text(chosen))
-    return trace_hex(spans[0].context.trace_id)  # type: ignore[union-attr]
+    trace_id: int = spans[0].context.trace_id  # type: ignore[union-attr]
+    # No root here: one still open may have chosen the id (Session.trace(id=...) in this process).
+    return open_trace_ids.get(trace_id) or trace_hex(trace_id)
 
 
 def _first_user_message(generations: Iterable[genai.Described]) -> str | None:
