@@ -215,14 +215,19 @@ def test_an_end_marker_delivered_again_is_not_a_second_end() -> None:
     assert [r.action for r in sink.records() if r.entity == "session"] == ["create", "end", "end"]
 
 
+def _held_for_a_short_while() -> tuple[ListSink, TracerProvider]:
+    """A provider whose spans reach an exporter (into the sink) that holds a trace for 0.2 s at most."""
+    sink = ListSink()
+    provider = TracerProvider()
+    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(MaximSpanExporter(sink=sink, trace_timeout=0.2)))
+    return sink, provider
+
+
 def test_a_trace_sent_before_its_root_ends_keeps_the_id_its_session_trace_chose() -> None:
     """The chosen id is on the root, which had not ended: the trace was created under its OTel id, and
     the id the application chose (for feedback, or to find the trace) never reached Maxim."""
-    sink = ListSink()
-    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
-    provider = TracerProvider()
-    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink, provider = _held_for_a_short_while()
     tracer = provider.get_tracer("t")
     session = otel_maxim.session("slow", tracer_provider=provider)
     with session.trace("turn", id="order 42") as root:
@@ -241,11 +246,7 @@ def test_a_trace_sent_before_its_root_ends_keeps_the_id_its_session_trace_chose(
 
 
 def test_a_trace_whose_root_never_ends_is_sent_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
-    sink = ListSink()
-    exporter = MaximSpanExporter(sink=sink, trace_timeout=0.2)
-    provider = TracerProvider()
-    provider.add_span_processor(otel_maxim.SessionBaggageProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink, provider = _held_for_a_short_while()
     tracer = provider.get_tracer("t")
     with otel_maxim.session("slow"):
         root = tracer.start_span("long-running")

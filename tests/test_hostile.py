@@ -574,15 +574,20 @@ def test_stamping_leaves_what_set_attributes_would(limits: SpanLimits, own: dict
     assert "session.id" in (stamped.attributes or {})
 
 
-@pytest.mark.parametrize("count", [0])
-def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_marker_as_a_trace(
-    count: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0: the spans get their session back as they end; the end
-    marker loses what names its session, so it ends nothing, says why, and is not shown as a trace."""
+def _with_attribute_limit(count: int) -> tuple[ListSink, TracerProvider]:
+    """A provider whose spans keep at most ``count`` attributes, through the Maxim processor into the sink."""
     sink = ListSink()
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=count))
     provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    return sink, provider
+
+
+def test_attribute_limits_that_leave_no_room_keep_the_session_and_never_show_a_marker_as_a_trace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=0: the spans get their session back as they end; the end
+    marker loses what names its session, so it ends nothing, says why, and is not shown as a trace."""
+    sink, provider = _with_attribute_limit(0)
     with (
         caplog.at_level(logging.WARNING, logger="otel_maxim"),
         otel_maxim.session("s-1", tracer_provider=provider) as s,
@@ -606,9 +611,7 @@ def test_an_end_marker_keeps_its_session_id_under_a_low_attribute_count_limit(
     """The SDK evicts a span's oldest attributes first: the marker writes session.id last, so a limit that
     leaves it one attribute still ends the session (the flag lost, it is a marker by its name); ended in
     a trace with a limit of 2, what is lost is the wait for that trace, which is said."""
-    sink = ListSink()
-    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=count))
-    provider.add_span_processor(otel_maxim.MaximSpanProcessor(MaximSpanExporter(sink=sink)))
+    sink, provider = _with_attribute_limit(count)
     with (
         caplog.at_level(logging.WARNING, logger="otel_maxim"),
         otel_maxim.session("s-1", tracer_provider=provider) as s,
