@@ -466,16 +466,16 @@ def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
     rejected = 0
     reasons: dict[str, None] = {}
     shared_bytes = 0
-    cost = _Items()
-    cost.count(len(request.resource_spans))
+    counter = _Items()
+    counter.count(len(request.resource_spans))
     for resource_spans in request.resource_spans:
-        cost.count(len(resource_spans.scope_spans))
-        resource_attributes = _attributes(resource_spans.resource.attributes, cost)
+        counter.count(len(resource_spans.scope_spans))
+        resource_attributes = _attributes(resource_spans.resource.attributes, counter)
         shared_bytes += attributes_size(resource_attributes)
         resource = Resource(resource_attributes, resource_spans.schema_url or None)
         for scope_spans in resource_spans.scope_spans:
-            cost.count(len(scope_spans.spans))
-            scope = _scope(scope_spans.scope, scope_spans.schema_url, cost)
+            counter.count(len(scope_spans.spans))
+            scope = _scope(scope_spans.scope, scope_spans.schema_url, counter)
             shared_bytes += attributes_size(scope.attributes)
             for span in scope_spans.spans:
                 reason = _invalid(span)
@@ -483,7 +483,7 @@ def spans_from_request(request: ExportTraceServiceRequest) -> DecodedSpans:
                     rejected += 1
                     reasons[reason] = None
                     continue
-                spans.append(_readable(span, resource, scope, cost))
+                spans.append(_readable(span, resource, scope, counter))
     message = ""
     if rejected:
         message = f"{rejected} span{'s' if rejected != 1 else ''} rejected: {'; '.join(reasons)}"
@@ -500,9 +500,9 @@ def _invalid(span: Span) -> str | None:
     return None
 
 
-def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Items) -> ReadableSpan:
+def _readable(span: Span, resource: Resource, scope: SdkScope, counter: _Items) -> ReadableSpan:
     events, links = span.events, span.links
-    cost.count(len(events) + len(links))
+    counter.count(len(events) + len(links))
     trace_id = int.from_bytes(span.trace_id, "big")
     # A span reached an exporter, so it was sampled; Python's encoder leaves the trace-flag bits at 0.
     flags = TraceFlags((span.flags & 0xFF) | TraceFlags.SAMPLED)
@@ -523,9 +523,9 @@ def _readable(span: Span, resource: Resource, scope: SdkScope, cost: _Items) -> 
         context=context,
         parent=parent,
         resource=resource,
-        attributes=_attributes(span.attributes, cost),
-        events=[Event(e.name, _attributes(e.attributes, cost), e.time_unix_nano) for e in events],
-        links=[link for link in (_link(link, cost) for link in links) if link is not None],
+        attributes=_attributes(span.attributes, counter),
+        events=[Event(e.name, _attributes(e.attributes, counter), e.time_unix_nano) for e in events],
+        links=[link for link in (_link(link, counter) for link in links) if link is not None],
         kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
         # The SDK keeps a description only with ERROR (and warns otherwise).
         status=SdkStatus(status, (span.status.message or None) if status is StatusCode.ERROR else None),
@@ -542,7 +542,7 @@ def _parent_is_remote(flags: int) -> bool:
     return True
 
 
-def _link(link: Span.Link, cost: _Items) -> Link | None:
+def _link(link: Span.Link, counter: _Items) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8 or not any(link.trace_id) or not any(link.span_id):
         return None  # a link to nothing is dropped; the span itself is fine
     context = SpanContext(
@@ -552,7 +552,7 @@ def _link(link: Span.Link, cost: _Items) -> Link | None:
         trace_flags=TraceFlags(link.flags & 0xFF),
         trace_state=_trace_state(link.trace_state),
     )
-    return Link(context, _attributes(link.attributes, cost))
+    return Link(context, _attributes(link.attributes, counter))
 
 
 def _trace_state(header: str) -> TraceState | None:
@@ -561,12 +561,12 @@ def _trace_state(header: str) -> TraceState | None:
     return TraceState.from_header([header])
 
 
-def _scope(scope: InstrumentationScope, schema_url: str, cost: _Items) -> SdkScope:
+def _scope(scope: InstrumentationScope, schema_url: str, counter: _Items) -> SdkScope:
     return SdkScope(
         scope.name,
         scope.version or None,
         schema_url or None,
-        _attributes(scope.attributes, cost) or None,
+        _attributes(scope.attributes, counter) or None,
     )
 
 
@@ -589,20 +589,20 @@ class _Items:
             raise TooManyItems(self.limit)
 
 
-def _attributes(pairs: Sequence[KeyValue], cost: _Items) -> dict[str, Any]:
+def _attributes(pairs: Sequence[KeyValue], counter: _Items) -> dict[str, Any]:
     """OTLP key-values as the SDK holds attributes (since 1.4x, ``AnyValue``): primitives as they are,
     arrays as tuples and key-value lists as dicts (nested as deep as they come), bytes as base64
     text, an empty value as ``None``.  An empty key is dropped, as the SDK drops it.  The values
-    count as ``cost``'s items."""
-    cost.count(len(pairs))
-    attributes = {pair.key: _attribute(pair.value, cost) for pair in pairs}
+    count as ``counter``'s items."""
+    counter.count(len(pairs))
+    attributes = {pair.key: _attribute(pair.value, counter) for pair in pairs}
     if "" in attributes:
         del attributes[""]
         _logger.warning("Dropped an attribute with an empty key, as the SDK drops it.")
     return attributes
 
 
-def _attribute(value: AnyValue, cost: _Items) -> Any:
+def _attribute(value: AnyValue, counter: _Items) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -616,12 +616,12 @@ def _attribute(value: AnyValue, cost: _Items) -> Any:
         return base64.b64encode(value.bytes_value).decode("ascii")
     if kind == "array_value":
         values = value.array_value.values
-        cost.count(len(values))
-        return tuple(_attribute(item, cost) for item in values)
+        counter.count(len(values))
+        return tuple(_attribute(item, counter) for item in values)
     if kind == "kvlist_value":
         pairs = value.kvlist_value.values
-        cost.count(len(pairs))
-        return {kv.key: _attribute(kv.value, cost) for kv in pairs if kv.key}
+        counter.count(len(pairs))
+        return {kv.key: _attribute(kv.value, counter) for kv in pairs if kv.key}
     return None  # unset (an empty value), or a profiling-only string index
 
 
