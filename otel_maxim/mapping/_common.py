@@ -35,7 +35,7 @@ _LAST_NS = 253_402_300_800 * 1_000_000_000 - 1
 #: The seconds that ``strftime`` writes as ``datetime`` does: from the year 1000 (its ``%Y`` writes
 #: earlier years without leading zeros) to the end of 9999.
 _FIRST_STRFTIME_SECOND = -30_610_224_000
-_LAST_STRFTIME_SECOND = 253_402_300_799
+_LAST_STRFTIME_SECOND = _LAST_NS // 1_000_000_000
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 

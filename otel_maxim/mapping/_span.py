@@ -380,16 +380,16 @@ def own_records(
     """
     attributes = described.attributes
     kind = described.kind
+    span_input = None
     if kind == genai.SPAN and not is_trace and options.capture_content:
+        span_input = content_text(attributes, _CONTENT_INPUTS)
         output = content_text(attributes, _CONTENT_OUTPUTS)
         if output is not None and _OUTPUT not in metadata:
             metadata = {**metadata, _OUTPUT: output}
     if metadata:
         records.append((ref[0], ref[1], "update", {"metadata": metadata}))
-    if kind == genai.SPAN and not is_trace and options.capture_content:
-        value = content_text(attributes, _CONTENT_INPUTS)
-        if value is not None:
-            records.append((ref[0], ref[1], "update", {"input": {"type": "text", "value": value}}))
+    if span_input is not None:
+        records.append((ref[0], ref[1], "update", {"input": {"type": "text", "value": span_input}}))
     if kind == genai.RETRIEVAL and options.capture_content:
         if described.query is not None:
             records.append((ref[0], ref[1], "update", {"input": described.query}))
