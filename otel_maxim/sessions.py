@@ -17,6 +17,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import types
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
@@ -142,9 +143,8 @@ class Session:
         attributes: dict[str, Any] = {conv.SESSION_ID: self.id}
         if self.name is not None:
             attributes[conv.SESSION_NAME] = self.name[:MAX_BAGGAGE_TAG_LENGTH]
-        carried = [(key, value) for key, value in self.tags.items() if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
-        for key, value in carried[:MAX_BAGGAGE_TAGS]:
-            attributes[conv.SESSION_TAGS_PREFIX + key] = value[:MAX_BAGGAGE_TAG_LENGTH]
+        for key in _carried_keys(self.tags)[:MAX_BAGGAGE_TAGS]:
+            attributes[conv.SESSION_TAGS_PREFIX + key] = self.tags[key][:MAX_BAGGAGE_TAG_LENGTH]
         return attributes
 
     @contextmanager
@@ -195,15 +195,22 @@ class Session:
         end_session(self.id, tracer_provider=self._tracer_provider)
 
 
+def _carried_keys(tags: Mapping[str, str]) -> list[str]:
+    """The keys of the tags that may go in baggage (the first :data:`MAX_BAGGAGE_TAGS` of them are taken):
+    a span processor reads no tag whose key is longer than :data:`MAX_BAGGAGE_TAG_LENGTH`."""
+    return [key for key in tags if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
+
+
 def _left_out(name: str | None, tags: Mapping[str, str]) -> list[str]:
     """What :meth:`Session._attributes` cuts or leaves out of ``name`` and ``tags``, in words (none: ``[]``)."""
     said: list[str] = []
     if name is not None and len(name) > MAX_BAGGAGE_TAG_LENGTH:
         said.append(f"name cut to {MAX_BAGGAGE_TAG_LENGTH} of its {len(name)} characters")
-    long_keys = [key for key in tags if len(key) > MAX_BAGGAGE_TAG_LENGTH]
+    carried = _carried_keys(tags)
+    kept = set(carried)
+    long_keys = [key for key in tags if key not in kept]
     if long_keys:
         said.append(f"tags left out for a key longer than {MAX_BAGGAGE_TAG_LENGTH} characters: {_some(long_keys)}")
-    carried = [key for key in tags if len(key) <= MAX_BAGGAGE_TAG_LENGTH]
     if len(carried) > MAX_BAGGAGE_TAGS:
         said.append(f"tags left out past the first {MAX_BAGGAGE_TAGS}: {_some(carried[MAX_BAGGAGE_TAGS:])}")
     cut = sum(1 for key in carried[:MAX_BAGGAGE_TAGS] if len(tags[key]) > MAX_BAGGAGE_TAG_LENGTH)
@@ -339,7 +346,7 @@ def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(fn)
         async def run_coroutine(*args: Any, **kwargs: Any) -> Any:
             context = ctx.copy()
-            return await _Stepped(context, context.run(fn, *args, **kwargs).__await__())
+            return await _stepped(context, context.run(fn, *args, **kwargs).__await__())
 
         return run_coroutine  # type: ignore[return-value]
 
@@ -350,6 +357,7 @@ def carry_context(fn: Callable[..., _T]) -> Callable[..., _T]:
     return run
 
 
+@types.coroutine  # awaitable too, for a coroutine's steps
 def _stepped(context: contextvars.Context, steps: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
     """``steps`` (a generator, or a coroutine's ``__await__``) driven one step at a time in ``context``."""
     try:
@@ -366,19 +374,6 @@ def _stepped(context: contextvars.Context, steps: Generator[Any, Any, Any]) -> G
                 item = context.run(steps.send, sent)
     except StopIteration as stop:
         return stop.value
-
-
-class _Stepped:
-    """An awaitable that runs a coroutine's steps in ``context`` (see :func:`_stepped`)."""
-
-    __slots__ = ("_context", "_steps")
-
-    def __init__(self, context: contextvars.Context, steps: Generator[Any, Any, Any]) -> None:
-        self._context = context
-        self._steps = steps
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return _stepped(self._context, self._steps)
 
 
 _tracers: weakref.WeakKeyDictionary[TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
