@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_maxim.mapping._common import attributes_of, events_of
 
-__all__ = ["Ready", "TraceAssembler", "attributes_size", "held_size", "text_size"]
+__all__ = ["Ready", "TraceAssembler", "attributes_size", "held_size"]
 
 #: What a finished span holds besides its texts and its attribute values (the SDK's span, context, status,
 #: the containers): measured with tracemalloc, about 3.4 KB for a span with 5 short attributes and an event.
@@ -70,12 +70,12 @@ def held_size(span: ReadableSpan) -> int:
     cannot be measured (a hand-made one with odd parts) counts as the fixed part alone.
     """
     try:
-        size = _SPAN_BYTES + text_size(span.name) + attributes_size(attributes_of(span))
+        size = _SPAN_BYTES + _text_size(span.name) + attributes_size(attributes_of(span))
         status = span.status
         if status is not None:
-            size += text_size(status.description)
+            size += _text_size(status.description)
         for event in events_of(span):
-            size += _EVENT_BYTES + text_size(event.name) + attributes_size(event.attributes)
+            size += _EVENT_BYTES + _text_size(event.name) + attributes_size(event.attributes)
         for link in span.links or ():
             size += _EVENT_BYTES + attributes_size(link.attributes)
     except Exception:  # a measure, not a check: the span still goes through
@@ -89,7 +89,7 @@ def attributes_size(attributes: object) -> int:
         return 0
     size = 0
     for key, value in attributes.items():
-        size += _ATTRIBUTE_BYTES + text_size(key)
+        size += _ATTRIBUTE_BYTES + _text_size(key)
         if type(value) is str:
             size += len(value) if value.isascii() else 4 * len(value)
         elif isinstance(value, (tuple, list)):
@@ -100,7 +100,7 @@ def attributes_size(attributes: object) -> int:
         elif isinstance(value, dict):
             size += _nested_size(value)
         else:
-            size += text_size(value)
+            size += _text_size(value)
     return size
 
 
@@ -153,7 +153,7 @@ def _object_size(value: object) -> int:
     return 0
 
 
-def text_size(value: object) -> int:
+def _text_size(value: object) -> int:
     """What :func:`held_size` counts for a text (a byte a character if ASCII, else 4) or bytes; 0 for anything else."""
     if isinstance(value, str):
         return len(value) if value.isascii() else 4 * len(value)
