@@ -700,8 +700,9 @@ def _default_sink(
 
 def _stripped_marker(span: ReadableSpan) -> bool:
     """An end marker whose attributes the span's limits dropped (a count limit of 0 or 1): it is named
-    as one, so it is taken for one (and logged) rather than shown as a trace.  Received over OTLP, it
-    has no count of what was dropped: a span of that name without a ``session.id`` is one too."""
+    as one, so it is taken for one (and logged) rather than shown as a trace.  Over OTLP the count
+    arrives as ``dropped_attributes_count``; a producer that does not send it may still have dropped
+    the ``session.id``, so a span of that name without one is a marker too."""
     return span.name == conv.SESSION_END_SPAN_NAME and (
         span.dropped_attributes > 0 or conv.SESSION_ID not in attributes_of(span)
     )

@@ -518,7 +518,9 @@ def _readable(span: Span, resource: Resource, scope: SdkScope, counter: _Items) 
     if parent_id:
         parent = SpanContext(trace_id, parent_id, is_remote=_parent_is_remote(span.flags), trace_flags=flags)
     status = _STATUS_CODES.get(span.status.code, StatusCode.UNSET)
-    return ReadableSpan(
+    dropped = span.dropped_attributes_count
+    make = functools.partial(_LimitedSpan, dropped) if dropped else ReadableSpan
+    return make(
         name=span.name,
         context=context,
         parent=parent,
@@ -533,6 +535,20 @@ def _readable(span: Span, resource: Resource, scope: SdkScope, counter: _Items) 
         end_time=span.end_time_unix_nano,
         instrumentation_scope=scope,
     )
+
+
+class _LimitedSpan(ReadableSpan):
+    """A span whose producer dropped some of its attributes (a span limit): OTLP carries their count,
+    which a ``ReadableSpan`` made from a mapping would report as 0.  The exporter reads it to know an
+    end marker that a count limit of 1 left with only its ``session.id``."""
+
+    def __init__(self, dropped_attributes: int, **fields: Any) -> None:
+        super().__init__(**fields)
+        self._dropped_attributes = dropped_attributes
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attributes
 
 
 def _parent_is_remote(flags: int) -> bool:

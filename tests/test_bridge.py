@@ -40,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -1926,6 +1926,31 @@ def test_a_span_received_over_otlp_maps_to_the_records_of_the_same_span_made_her
 
         request = otlp.parse_request(encode_spans(made_here).to_json().encode(), otlp.CONTENT_TYPE_JSON)
     assert records_of(otlp.spans_from_request(request).spans) == expected
+
+
+def test_an_end_marker_left_with_only_its_session_id_by_a_count_limit_ends_the_session_over_otlp() -> None:
+    """OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=1 leaves the marker its session.id only, and the SDK's OTLP encoder
+    sends how many attributes were dropped: received by the bridge, it is still a marker, as it is when
+    made in the same process."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=1))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with otel_maxim.session("s-1", tracer_provider=provider) as session:
+        with session.trace("turn"):
+            pass
+        session.end()
+    provider.shutdown()
+    made_here = list(memory.get_finished_spans())
+    marker = made_here[-1]
+    assert marker.name == "maxim.session.end" and dict(marker.attributes or {}) == {"session.id": "s-1"}
+    request = otlp.parse_request(encode_protobuf(made_here).SerializeToString(), otlp.CONTENT_TYPE_PROTOBUF)
+    received = otlp.spans_from_request(request).spans
+    assert [span.dropped_attributes for span in received] == [span.dropped_attributes for span in made_here]
+    records = exported(received).records()
+    assert [(r.entity, r.id, r.action) for r in records if r.entity == "session" and r.action == "end"] == [
+        ("session", "s-1", "end")
+    ]
+    assert not [r for r in records if r.entity == "trace" and r.data.get("name") == "maxim.session.end"]
 
 
 _MESSAGES = [{"role": "user", "parts": [{"type": "text", "content": "Where is my order?"}]}]
