@@ -1042,6 +1042,34 @@ def test_errors_of_generations_tool_calls_and_spans() -> None:
     assert [(r.entity, r.id, r.data["message"]) for r in errors] == [("span", agent.data["id"], "the agent gave up")]
 
 
+def test_a_status_description_that_the_exception_does_not_say_is_the_metadata_of_a_failed_generation() -> None:
+    """A generation's or tool call's error is ``{message, code, type}`` (maxim-py's): an exception's message
+    is the message, and a status description that says something else is the entity's metadata
+    ``otel.status_description``, as it is the error's metadata on a plain span; one that says the same,
+    or is the message itself, is not repeated."""
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "turn", {}):
+            with _span(tracer, "chat gpt-4o", {"gen_ai.operation.name": "chat"}) as generation:
+                generation.record_exception(TimeoutError("read timed out"))
+                generation.set_status(Status(StatusCode.ERROR, "gave up after 3 retries"))
+            with _span(tracer, "execute_tool lookup", {"gen_ai.operation.name": "execute_tool"}) as tool:
+                tool.record_exception(LookupError("order 42 not found"))
+                tool.set_status(Status(StatusCode.ERROR, "order 42 not found"))
+            with _span(tracer, "chat gpt-4o", {"gen_ai.operation.name": "chat"}) as unexplained:
+                unexplained.set_status(Status(StatusCode.ERROR, "rate limited"))
+
+    _, records = _run(build)
+    explained, unexplained = entities(records, "generation")
+    assert explained.result["error"]["message"] == "read timed out"
+    assert explained.one("update") == {"metadata": {"otel.status_description": "gave up after 3 retries"}}
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.one("error")["error"]["message"] == "order 42 not found"
+    assert not tool_call.of("update")
+    assert unexplained.result["error"]["message"] == "rate limited"
+    assert not unexplained.of("update")
+
+
 def test_openinference_and_maxim_tags_and_metadata() -> None:
     def build(tracer: Tracer) -> None:
         with _span(

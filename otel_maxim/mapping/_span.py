@@ -376,7 +376,8 @@ def own_records(
     Addressed to the entity it became (``ref``); events and errors of a generation,
     tool call or retrieval go to ``container``, the nearest trace or span, since
     only traces and spans take them.  ``metadata`` is the span's (see :func:`tags_and_metadata`);
-    a plain span's output joins it as ``output`` (unless the application named an entry so).
+    a plain span's output joins it as ``output``, and the status description of a failed generation
+    or tool call as ``otel.status_description`` (unless the application named an entry so).
     """
     attributes = described.attributes
     kind = described.kind
@@ -386,6 +387,12 @@ def own_records(
         output = content_text(attributes, _CONTENT_OUTPUTS)
         if output is not None and _OUTPUT not in metadata:
             metadata = {**metadata, _OUTPUT: output}
+    elif described.error is not None and _STATUS_DESCRIPTION not in metadata:
+        # A generation's or tool call's error has no field for a status description that its
+        # exception's message does not say (see _error): it is the entity's metadata instead.
+        description = described.status.description
+        if description and description != described.error["message"]:
+            metadata = {**metadata, _STATUS_DESCRIPTION: description}
     if metadata:
         records.append((ref[0], ref[1], "update", {"metadata": metadata}))
     if span_input is not None:
