@@ -10,6 +10,7 @@ the order it produced them (so each trace's order is kept).
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import logging
@@ -24,6 +25,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1619,3 +1621,199 @@ def test_a_base_url_without_a_host_is_told_so() -> None:
     """``https://`` was refused as "must be an https:// URL", which it is."""
     assert base_url_problem("https://", allow_insecure=False) == "has no host (https://<host>)"
     assert base_url_problem("ftp://example.com", allow_insecure=False) == "must be an https:// URL"
+
+
+# --- answers nobody should send: the HTTP client against raw servers -------------------------------
+
+
+@contextmanager
+def raw_server(handle: Callable[[socket.socket, int], None]) -> Iterator[str]:
+    """A server on 127.0.0.1 that runs ``handle(connection, n)`` for its n-th connection (from 0), each in a
+    thread; yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(connection: socket.socket, n: int) -> None:
+        with connection:
+            with contextlib.suppress(OSError):
+                handle(connection, n)
+
+    def accept() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(connection, n), daemon=True).start()
+            n += 1
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def read_request(connection: socket.socket, pending: bytes = b"") -> tuple[bytes, bytes] | None:
+    """One HTTP request (head and body, by its Content-Length) off ``connection``; ``None`` at its end."""
+    while b"\r\n\r\n" not in pending:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return None
+        pending += chunk
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    size = int(length.group(1)) if length else 0
+    while len(rest) < size:
+        rest += connection.recv(65536)
+    return head, rest[:size]
+
+
+def answer(status: str, body: bytes = b'{"data": {"success": true}}', headers: str = "") -> bytes:
+    return f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def post(base_url: str, timeout: float = 5.0) -> tuple[Any, float]:
+    """One log push with a new client: its reply, and how long it took."""
+    client = ApiClient(base_url, KEY, REPO)
+    started = time.monotonic()
+    try:
+        return client.post_log(line(1).encode(), timeout), time.monotonic() - started
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "kind"),
+    [
+        # A date the standard library cannot turn into a time (OverflowError), on an answer that took the records.
+        ("200 OK", "Retry-After: Mon, 01 Jan 99999999999999999999 00:00:00 GMT\r\n", None, Kind.OK),
+        # JSON nested deeper than the parser goes (RecursionError) in an error answer.
+        ("503 Service Unavailable", "", b"[" * 5000 + b"]" * 5000, Kind.RETRY),
+    ],
+    ids=["retry-after-year-past-9999", "deeply-nested-json"],
+)
+def test_an_answer_the_standard_library_cannot_read_is_classified_not_raised(
+    status: str, headers: str, body: bytes | None, kind: Kind
+) -> None:
+    """Each raised out of the client, which ended the sender thread: the batch was neither acknowledged nor
+    backed off nor spooled, and each later write started a sender that sent everything again."""
+
+    def handle(connection: socket.socket, _: int) -> None:
+        read_request(connection)
+        connection.sendall(answer(status, *(() if body is None else (body,)), headers=headers))
+
+    with raw_server(handle) as url:
+        reply, _ = post(url)
+    assert reply.kind is kind
+
+
+def test_a_huge_answer_is_not_read_whole() -> None:
+    """A 503 page of 64 MiB (a proxy's, say) was read, decoded and searched whole for 300 characters of
+    message; at most a few times 64 KiB of it is read now, and the connection is closed on the rest."""
+    sent = [0]
+
+    def handle(connection: socket.socket, _: int) -> None:
+        read_request(connection)
+        piece = b"x" * MiB
+        connection.sendall(f"HTTP/1.1 503 Service Unavailable\r\nContent-Length: {64 * MiB}\r\n\r\n".encode())
+        for _ in range(64):
+            connection.sendall(piece)
+            sent[0] += len(piece)
+
+    with raw_server(handle) as url:
+        reply, _ = post(url)
+    assert (reply.kind, reply.status) == (Kind.RETRY, 503)
+    assert len(reply.message) <= 300
+    assert sent[0] < 32 * MiB  # what the sockets' buffers took before the client closed its end
+
+
+def test_an_answer_that_trickles_in_is_cut_at_the_calls_timeout() -> None:
+    """``requests`` bounds each read of the socket, not the call: a header sent a byte every 0.2 s held
+    the call for as long as the server went on (here 20 s; the test's server stops there)."""
+
+    def handle(connection: socket.socket, _: int) -> None:
+        read_request(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(100):
+            connection.sendall(b"x")
+            time.sleep(0.2)
+
+    with raw_server(handle) as url:
+        reply, took = post(url, timeout=1.0)
+    assert (reply.kind, reply.message) == (Kind.RETRY, "no whole answer within 1 s")
+    assert took < 10
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_taken_for_an_outage() -> None:
+    """The server takes one request a connection and closes it as the next one arrives (an idle timeout
+    crossing the request): the request is made again at once on a new connection, not retried later."""
+    requests_seen: list[int] = []
+
+    def handle(connection: socket.socket, n: int) -> None:
+        for i in range(2):
+            if read_request(connection) is None:
+                return
+            requests_seen.append(n)
+            if i == 1:
+                return  # closed under the second request, with no answer
+            connection.sendall(answer("200 OK"))
+
+    with raw_server(handle) as url:
+        client = ApiClient(url, KEY, REPO)
+        try:
+            replies = [client.post_log(line(i).encode(), 5.0).kind for i in range(3)]
+        finally:
+            client.close()
+    assert replies == [Kind.OK, Kind.OK, Kind.OK]
+    assert requests_seen == [0, 0, 1, 1, 2]
+
+
+def test_a_proxy_from_the_environment_never_gets_a_loopback_calls_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain http is allowed to a loopback base URL because the key stays on the machine; HTTP_PROXY sent the
+    call, key in clear text, to the proxy (which would then call its own loopback)."""
+    to_proxy: list[bytes] = []
+    to_maxim: list[bytes] = []
+
+    def proxy(connection: socket.socket, _: int) -> None:
+        request = read_request(connection)
+        to_proxy.append(request[0] if request else b"")
+        connection.sendall(answer("502 Bad Gateway", b""))
+
+    def maxim(connection: socket.socket, _: int) -> None:
+        request = read_request(connection)
+        to_maxim.append(request[0] if request else b"")
+        connection.sendall(answer("200 OK"))
+
+    with raw_server(proxy) as proxy_url, raw_server(maxim) as maxim_url:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        reply, _ = post(maxim_url)
+    assert reply.kind is Kind.OK
+    assert to_proxy == [] and len(to_maxim) == 1
+
+
+def test_a_proxy_refusing_the_tunnels_credentials_blocks_the_log_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTPS proxy answers CONNECT with 407: ``requests`` raises ProxyError, which was taken for an
+    outage ("next try in ..."); it is the settings' fault, as a 407 answer is: the records wait for a fix."""
+
+    def proxy(connection: socket.socket, _: int) -> None:
+        read_request(connection)
+        connection.sendall(answer("407 Proxy Authentication Required", b""))
+
+    with raw_server(proxy) as proxy_url:
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        monkeypatch.setenv("https_proxy", proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        reply, _ = post("https://maxim.invalid")
+    assert (reply.kind, reply.status) == (Kind.BLOCKED, 407)

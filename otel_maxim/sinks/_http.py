@@ -23,6 +23,8 @@ import ipaddress
 import json
 import math
 import re
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
+import urllib3
 from opentelemetry import context
 
 from otel_maxim._version import __version__
@@ -55,8 +58,13 @@ SETTINGS_STATUSES = frozenset({401, 407})
 _CONNECT_TIMEOUT = 10.0
 #: Longest ``Retry-After`` we accept (a bigger one is clamped: records wait on disk meanwhile).
 _MAX_RETRY_AFTER = 600.0
+#: Most of an answer that is read: Maxim answers with small JSON objects, and a log keeps 300
+#: characters of anything else (a proxy's error page, say, which may be of any size).
+_ANSWER_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 300
 _UNSAFE_HEADER = re.compile(r"[\x00-\x20\x7f]")
+#: How urllib3 reports a proxy's refusal of a tunnel: "Tunnel connection failed: 407 Proxy Authentication Required".
+_PROXY_AUTHENTICATION = re.compile(r"\b407\b")
 
 
 class Kind(enum.Enum):
@@ -174,12 +182,24 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a year past 9999
             return None
         seconds = when.timestamp() - time.time()
     if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _answer_text(response: requests.Response) -> str:
+    """The answer's body as text, at most :data:`_ANSWER_LIMIT` bytes of it.  A short answer is read to its
+    end, so that its connection can be used again; a longer one is cut, and its connection closed."""
+    chunks = response.iter_content(_ANSWER_LIMIT)
+    body = next(chunks, b"")
+    next(chunks, None)  # the end of a short answer (else a second piece, left unread with the rest)
+    try:
+        return body.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8", errors="replace")
 
 
 def _describe(exc: BaseException) -> str:
@@ -217,6 +237,90 @@ def _error_message(payload: Any) -> str | None:
     return str(message) if message is not None else None
 
 
+class _Deadline:
+    """One call's deadline for the whole exchange.  ``requests`` bounds each read of the socket, not the
+    call: a server (or proxy) that trickles its answer a byte at a time would hold the sender for
+    hours.  At the deadline, the socket of the connection the call uses is shut, which ends any read."""
+
+    _current = threading.local()  # per thread, the call under way: its connection is noted as it is used
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self.connection: Any = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _Deadline._current.call = self
+        try:
+            self._timer.start()
+        except RuntimeError:  # no new thread at interpreter shutdown (3.12+): each read keeps its own bound
+            pass
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _Deadline._current.call = None
+
+    @classmethod
+    def note(cls, connection: Any) -> None:
+        call = getattr(cls._current, "call", None)
+        if call is not None:
+            call.connection = connection
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
+
+class _Watched:
+    """A connection that tells the call under way in its thread that the call uses it."""
+
+    def putrequest(self, *args: Any, **kwargs: Any) -> None:
+        _Deadline.note(self)
+        super().putrequest(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """``requests``' adapter, with connections that a :class:`_Deadline` can find (also through an HTTP
+    proxy; a SOCKS proxy's connections are its own, and keep the bound of each read only)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 class _Session(requests.Session):
     """A session that never works out where a redirect leads: it is not followed (see ``_call``), and
     ``requests`` would raise from inside the call on a ``Location`` that is not a URL (``_classify`` reads it)."""
@@ -240,6 +344,12 @@ class ApiClient:
         }
         self._session = _Session()
         self._session.verify = True
+        for prefix in ("https://", "http://"):
+            self._session.mount(prefix, _Adapter())
+        # Plain http is allowed to a loopback base URL only, as the key then stays on this machine; a proxy
+        # from the environment (HTTP_PROXY) would carry it, in clear text, elsewhere.
+        host = urlsplit(self.base_url).hostname or ""
+        self._api_proxies = {"no_proxy": host} if is_loopback(host) else None
         self._log_url = f"{self.base_url}{LOG_PATH}?id={quote(repo_id, safe='')}"
 
     def __repr__(self) -> str:
@@ -313,36 +423,89 @@ class ApiClient:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
+        """One call, classified.  It never raises: a fault met on an answer nobody foresaw (ours or a
+        library's) is a :attr:`Kind.RETRY`, so the records wait (on disk if it lasts) and the log says what."""
+        signature = () if api else _signature_of(url)  # a signed URL's query is a credential too
+        try:
+            return self._exchange(method, url, timeout, api, blocking, signature, data, headers)
+        except Exception as exc:
+            return Reply(Kind.RETRY, None, self.scrub(f"unexpected {_describe(exc)}", signature=signature))
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        timeout: float,
+        api: bool,
+        blocking: frozenset[int],
+        signature: tuple[str, ...],
+        data: bytes | None,
+        headers: dict[str, str] | None,
+    ) -> Reply:
         timeout = max(timeout, 0.001)
         sent = dict(self._headers) if api else {"User-Agent": self._headers["User-Agent"]}
-        signature = () if api else _signature_of(url)  # a signed URL's query is a credential too
         if headers:
             sent.update(headers)
+        deadline = _Deadline(timeout)
         try:
-            with untraced():
-                response = self._session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=sent,
-                    timeout=(min(timeout, _CONNECT_TIMEOUT), timeout),
-                    allow_redirects=False,  # a redirect elsewhere would carry the key along
-                )
+            with untraced(), deadline:
+                response = self._send(method, url, deadline.at, sent, data, self._api_proxies if api else None)
                 try:
                     status = response.status_code
-                    text = response.text
+                    text = _answer_text(response)
                     retry_after = _retry_after(response.headers.get("Retry-After"))
                     location = response.headers.get("Location", "")
                 finally:
                     response.close()
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            return Reply(Kind.RETRY, None, self.scrub(_describe(exc), signature=signature))
         except (requests.RequestException, ValueError) as exc:  # urllib3's LocationParseError is a bare ValueError
-            # The client could not make the call.  To the log push, whose URL and headers come from the settings,
-            # that is about the settings, not the records; to an upload, about that one upload.
-            kind = Kind.BLOCKED if blocking else Kind.FAIL
-            return Reply(kind, None, self.scrub(_describe(exc), signature=signature))
+            if not deadline.expired:
+                return self._failed(exc, blocking, signature)
+        if deadline.expired:  # cut at its deadline (what was read of the answer may be any part of it)
+            return Reply(Kind.RETRY, None, f"no whole answer within {timeout:.3g} s")
         return self._classify(status, text, retry_after, location, api, blocking, signature)
+
+    def _failed(self, exc: Exception, blocking: frozenset[int], signature: tuple[str, ...]) -> Reply:
+        """A call that got no answer, classified."""
+        message = self.scrub(_describe(exc), signature=signature)
+        if isinstance(exc, requests.exceptions.ProxyError) and _PROXY_AUTHENTICATION.search(str(exc)):
+            # An HTTPS proxy answers the tunnel's CONNECT: its 407 comes as an error, not as an answer.
+            return Reply(Kind.BLOCKED if 407 in blocking else Kind.FAIL, 407, message)
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)):
+            return Reply(Kind.RETRY, None, message)
+        # The client could not make the call.  To the log push, whose URL and headers come from the settings,
+        # that is about the settings, not the records; to an upload, about that one upload.
+        return Reply(Kind.BLOCKED if blocking else Kind.FAIL, None, message)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        deadline: float,
+        headers: dict[str, str],
+        data: bytes | None,
+        proxies: dict[str, str] | None,
+    ) -> requests.Response:
+        """The request, made again at once if the server closed a kept-alive connection under it (an idle
+        connection it dropped as the request went out): only a second such failure is an outage."""
+        retried = False
+        while True:
+            timeout = max(deadline - time.monotonic(), 0.001)
+            try:
+                return self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    timeout=(min(timeout, _CONNECT_TIMEOUT), timeout),
+                    allow_redirects=False,  # a redirect elsewhere would carry the key along
+                    stream=True,  # so that no more of the answer than _answer_text reads is read
+                    proxies=proxies,
+                )
+            except requests.ConnectionError as exc:
+                dropped = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+                if retried or not dropped or time.monotonic() >= deadline:
+                    raise
+                retried = True
 
     def _classify(
         self,
@@ -357,7 +520,7 @@ class ApiClient:
         payload: Any = None
         try:
             payload = json.loads(text) if text else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             payload = None
         if 200 <= status < 300:
             if not api:
