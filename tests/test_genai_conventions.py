@@ -1,7 +1,8 @@
 """Hand-built spans for the conventions that no installed instrumentation emits.
 
 Vercel AI SDK ``ai.*`` spans, the older ``gen_ai.*.message`` / ``gen_ai.choice`` span
-events (plain attributes, and Azure AI Inference's ``gen_ai.event.content``), Traceloop
+events (plain attributes, and Azure AI Inference's ``gen_ai.event.content``), Strands Agents'
+(content blocks in those events, or the ``gen_ai.client.inference.operation.details`` event), Traceloop
 <= 0.54's flattened ``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` (attribute values
 copied from what 0.54.0 emitted against the fake OpenAI server), OpenInference
 retrievers; then provider names, model parameters, finish reasons, errors, tags and
@@ -441,6 +442,189 @@ def test_azure_ai_inference_events_with_gen_ai_event_content() -> None:
     assert not of(records, "trace", "add-event")
 
 
+def test_azure_ai_inference_message_events_keep_content_parts_files_and_tool_call_ids() -> None:
+    """``gen_ai.event.content`` holds the request's message as azure-ai-inference's ``as_dict()`` gives it:
+    a user message's content may be parts (text, an image), a tool message names its call ``tool_call_id``."""
+    call = {"id": "call_7", "type": "function", "function": {"name": "lookup", "arguments": '{"id": 7}'}}
+    bodies = {
+        "user": {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Is this order 7?"},
+                {"type": "image_url", "image_url": {"url": DATA_URL, "detail": "low"}},
+            ],
+        },
+        "assistant": {"role": "assistant", "tool_calls": [call]},
+        "tool": {"role": "tool", "content": "shipped", "tool_call_id": "call_7"},
+    }
+
+    def build(tracer: Tracer) -> None:
+        with _span(
+            tracer, "chat gpt-4o", {"gen_ai.operation.name": "chat", "gen_ai.system": "az.ai.inference"}
+        ) as span:
+            for role, body in bodies.items():
+                span.add_event(f"gen_ai.{role}.message", {"gen_ai.event.content": json.dumps(body)})
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [
+        {"role": "user", "content": "Is this order 7?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "shipped", "tool_call_id": "call_7"},
+    ]
+    (upload,) = of(records, "generation", "upload-attachment")
+    assert upload.data == {"id": f"{generation.id}-a0", **INLINE_PNG, "tags": {"attach-to": "input"}}
+
+
+def test_system_instructions_come_before_messages_from_events() -> None:
+    """``gen_ai.system_instructions`` beside message events: the instructions, then the events' messages."""
+    instructions = json.dumps([{"type": "text", "content": "Be brief."}])
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.system_instructions": instructions}
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "chat", attributes) as span:
+            span.add_event("gen_ai.user.message", {"content": "Capital of France?"})
+            span.add_event("gen_ai.choice", {"index": 0, "message": '{"content": "Paris."}'})
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert not of(records, "trace", "add-event")
+    (trace_create,) = trace_creates(records)
+    assert trace_create.data["input"] == "Capital of France?"
+
+
+# --- Strands Agents --------------------------------------------------------------------------------
+
+STRANDS_SYSTEM_PROMPT = "You are Acme's HR bot."
+STRANDS_QUESTION = "How many vacation days do I have?"
+STRANDS_TOOL_OUTPUT = "12 days left"
+STRANDS_ANSWER = "You have 12 vacation days left."
+_STRANDS_TOOL_USE = [{"toolUse": {"toolUseId": "tooluse_1", "name": "vacation_days", "input": {}}}]
+_STRANDS_TOOL_RESULT = [
+    {"toolResult": {"toolUseId": "tooluse_1", "status": "success", "content": [{"text": STRANDS_TOOL_OUTPUT}]}}
+]
+
+
+def _strands_agent(tracer: Tracer) -> None:
+    """One agent call with one tool round trip, as Strands Agents' tracer records it with the default
+    conventions: a message's content blocks as JSON in the message events and in ``gen_ai.choice``'s
+    ``message``, the system prompt on the agent span, the tools' results as the cycle's ``tool.result``."""
+    strands = {"gen_ai.system": "strands-agents", "gen_ai.request.model": "claude-sonnet"}
+    question = json.dumps([{"text": STRANDS_QUESTION}])
+    tool_use = json.dumps(_STRANDS_TOOL_USE)
+    agent_attributes = {"gen_ai.operation.name": "invoke_agent", **strands, "gen_ai.agent.name": "hr"}
+    agent_attributes["gen_ai.agent.system_prompt"] = STRANDS_SYSTEM_PROMPT
+    tool_attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "vacation_days"}
+    with _span(tracer, "invoke_agent hr", agent_attributes) as agent:
+        agent.add_event("gen_ai.user.message", {"content": question})
+        with _span(tracer, "execute_event_loop_cycle", {"event_loop.cycle_id": "1"}) as cycle:
+            cycle.add_event("gen_ai.user.message", {"content": question})
+            with _span(tracer, "chat", {"gen_ai.operation.name": "chat", **strands}) as chat:
+                chat.add_event("gen_ai.user.message", {"content": question})
+                chat.add_event("gen_ai.choice", {"finish_reason": "tool_use", "message": tool_use})
+            with _span(tracer, "execute_tool vacation_days", tool_attributes) as tool:
+                tool.add_event("gen_ai.tool.message", {"role": "tool", "content": "{}", "id": "tooluse_1"})
+                tool_output = json.dumps([{"text": STRANDS_TOOL_OUTPUT}])
+                tool.add_event("gen_ai.choice", {"message": tool_output, "id": "tooluse_1"})
+            cycle.add_event("gen_ai.choice", {"message": tool_use, "tool.result": json.dumps(_STRANDS_TOOL_RESULT)})
+        with _span(tracer, "execute_event_loop_cycle", {"event_loop.cycle_id": "2"}):
+            with _span(tracer, "chat", {"gen_ai.operation.name": "chat", **strands}) as chat:
+                chat.add_event("gen_ai.user.message", {"content": question})
+                chat.add_event("gen_ai.assistant.message", {"content": tool_use})
+                chat.add_event("gen_ai.tool.message", {"content": json.dumps(_STRANDS_TOOL_RESULT)})
+                answer = json.dumps([{"text": STRANDS_ANSWER}])
+                chat.add_event("gen_ai.choice", {"finish_reason": "end_turn", "message": answer})
+        agent.add_event("gen_ai.choice", {"message": STRANDS_ANSWER + "\n", "finish_reason": "end_turn"})
+
+
+def test_strands_agents_answers_in_content_blocks_are_their_text() -> None:
+    """Strands' ``gen_ai.choice`` holds no JSON object but the answer's content blocks (a text answer is
+    ``[{"text": ...}]``; blocks that are more than text, a tool use, keep their JSON) or plain text."""
+    _, records = _run(_strands_agent)
+    asking, answering = entities(records, "generation")
+    assert asking.announced["messages"] == [{"role": "user", "content": STRANDS_QUESTION}]
+    assert asking.result["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": json.dumps(_STRANDS_TOOL_USE)},
+            "finish_reason": "tool_use",
+        }
+    ]
+    assert answering.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": STRANDS_ANSWER}, "finish_reason": "end_turn"}
+    ]
+    (trace_create,) = trace_creates(records)
+    assert trace_create.data["input"] == STRANDS_QUESTION
+    assert trace_output(records, trace_create.id) == STRANDS_ANSWER
+
+
+@pytest.mark.parametrize("message", ["Paris.", json.dumps([{"text": "Paris."}])], ids=["text", "content-blocks"])
+def test_a_choice_events_message_that_is_no_json_object_is_the_answer(message: str) -> None:
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "chat", {"gen_ai.operation.name": "chat"}) as span:
+            span.add_event("gen_ai.choice", {"finish_reason": "end_turn", "message": message})
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "end_turn"}
+    ]
+
+
+def _inference_details(events: list[dict[str, Any]]) -> Build:
+    def build(tracer: Tracer) -> None:
+        attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "strands-agents"}
+        with _span(tracer, "chat", {**attributes, "gen_ai.usage.input_tokens": 9}) as span:
+            for event in events:
+                span.add_event("gen_ai.client.inference.operation.details", event)
+            span.add_event("retry", {"attempt": 2})
+
+    return build
+
+
+_DETAILS_INPUT = {
+    "gen_ai.input.messages": json.dumps(
+        [{"role": "user", "parts": [{"type": "text", "content": "Capital of France?"}]}]
+    )
+}
+_DETAILS_OUTPUT = {
+    "gen_ai.output.messages": json.dumps(
+        [{"role": "assistant", "parts": [{"type": "text", "content": "Paris."}], "finish_reason": "end_turn"}]
+    )
+}
+_DETAILS_INSTRUCTIONS = {"gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}])}
+
+
+@pytest.mark.parametrize(
+    ("events", "system"),
+    [
+        pytest.param([_DETAILS_INPUT, _DETAILS_OUTPUT], [], id="strands"),  # as the call starts, and as it ends
+        pytest.param(
+            [{"gen_ai.operation.name": "chat", **_DETAILS_INSTRUCTIONS, **_DETAILS_INPUT, **_DETAILS_OUTPUT}],
+            [{"role": "system", "content": "Be brief."}],
+            id="the-conventions",  # one event, the span's attributes and all the messages
+        ),
+    ],
+)
+def test_inference_details_events_on_the_span_are_read_as_its_attributes(
+    events: list[dict[str, Any]], system: list[dict[str, Any]]
+) -> None:
+    """The current conventions' ``gen_ai.client.inference.operation.details`` event, which Strands Agents
+    (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``) adds to the span, is read as the
+    attributes it holds would be, and not sent again as an event."""
+    _, records = _run(_inference_details(events))
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [*system, {"role": "user", "content": "Capital of France?"}]
+    assert generation.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "end_turn"}
+    ]
+    assert [r.data["name"] for r in records if r.action == "add-event"] == ["retry"]
+
+
 def _semantic_kernel_chat(tracer: Tracer) -> None:
     """Semantic Kernel's spans before the GenAI message attributes: the conventions' first events
     (``gen_ai.content.prompt``/``.completion``), each holding ``json.dumps([m.to_dict() ...])``."""
@@ -746,6 +930,27 @@ def test_traceloop_054_streamed_answer_with_unknown_role() -> None:
     assert "usage" not in generation.result
 
 
+def test_traceloop_054_text_completion_prompt_is_a_user_message() -> None:
+    """A completions API's prompt, as Traceloop <= 0.54 records it (OpenAI's, Anthropic's, Bedrock's, ...):
+    ``gen_ai.prompt.0.user``, with neither role nor content."""
+    attributes = {
+        "llm.request.type": "completion",
+        "gen_ai.system": "OpenAI",
+        "gen_ai.request.model": "gpt-3.5-turbo-instruct",
+        "gen_ai.prompt.0.user": "Translate to Spanish: good morning",
+        "gen_ai.completion.0.content": "Buenos dias",
+        "gen_ai.completion.0.finish_reason": "stop",
+    }
+    _, records = _run(lambda tracer: tracer.start_span("openai.completion", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.announced["messages"] == [{"role": "user", "content": "Translate to Spanish: good morning"}]
+    assert generation.result["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Buenos dias"}, "finish_reason": "stop"}
+    ]
+    (trace_create,) = trace_creates(records)
+    assert trace_create.data["input"] == "Translate to Spanish: good morning"
+
+
 # --- Traceloop >= 0.55 finish reason "tool_call" ---------------------------------------------------
 
 
@@ -969,6 +1174,7 @@ def test_model_parameters_encoded_like_maxim_py() -> None:
                 "gen_ai.request.stop_sequences": ["\n"],
                 "gen_ai.request.seed": 7,
                 "gen_ai.request.top_p": 1.0,
+                "gen_ai.openai.request.response_format": "json_object",  # openai-v2 before the latest conventions
             },
         ):
             pass
@@ -982,6 +1188,7 @@ def test_model_parameters_encoded_like_maxim_py() -> None:
         "top_p": "1.0",
         "stop": '["\\n"]',
         "seed": "7",
+        "response_format": "json_object",
     }
     # Byte for byte as maxim-py's line: "modelParameters": {"temperature": "0.2", "max_tokens": "100", ...
     (line,) = [line for line in maxim.lines() if "add-generation" in line and '"name": "openinference"' in line]
@@ -1068,6 +1275,42 @@ def test_a_status_description_that_the_exception_does_not_say_is_the_metadata_of
     assert not tool_call.of("update")
     assert unexplained.result["error"]["message"] == "rate limited"
     assert not unexplained.of("update")
+
+
+def test_a_generations_or_tool_calls_error_is_its_last_exception() -> None:
+    """Attempts that failed and were retried within the call, then the failure that ended it: the error is
+    the last exception, the one the status describes (as on a plain span, whose last error has the status)."""
+
+    def build(tracer: Tracer) -> None:
+        for name, operation in (("chat gpt-4o", "chat"), ("execute_tool lookup", "execute_tool")):
+            with _span(tracer, name, {"gen_ai.operation.name": operation}) as span:
+                span.record_exception(TimeoutError("attempt 1 timed out"))
+                span.record_exception(PermissionError("invalid API key"))
+                span.set_status(Status(StatusCode.ERROR, "PermissionError: invalid API key"))
+
+    _, records = _run(build)
+    (generation,) = entities(records, "generation")
+    assert generation.result["error"] == {"message": "invalid API key", "code": "", "type": "PermissionError"}
+    (tool_call,) = entities(records, "tool_call")
+    assert tool_call.one("error")["error"] == {"message": "invalid API key", "code": "", "type": "PermissionError"}
+
+
+def test_a_failed_retrievals_status_description_is_sent_once_in_its_error() -> None:
+    """A retrieval's failure is an add-error on its container, which keeps the status description: the
+    retrieval itself is not given it as metadata too (that is for generations and tool calls)."""
+    attributes = {"gen_ai.operation.name": "retrieval", "gen_ai.retrieval.query.text": "q"}
+
+    def build(tracer: Tracer) -> None:
+        with _span(tracer, "turn", {}), _span(tracer, "search", attributes) as search:
+            search.record_exception(TimeoutError("vector db timed out"))
+            search.set_status(Status(StatusCode.ERROR, "search failed after 3 retries"))
+
+    _, records = _run(build)
+    (retrieval,) = entities(records, "retrieval")
+    assert not [u for u in retrieval.of("update") if "metadata" in u]
+    (error,) = [r for r in records if r.action == "add-error"]
+    assert error.data["message"] == "vector db timed out"
+    assert error.data["metadata"]["otel.status_description"] == "search failed after 3 retries"
 
 
 def test_openinference_and_maxim_tags_and_metadata() -> None:
@@ -1358,6 +1601,7 @@ def test_attributes_with_openinferences_names_but_not_its_shapes_are_plain_metad
             {"gen_ai.usage.reasoning_tokens": "5"}, {"completion_tokens_details": {"reasoning_tokens": 5}}, id="text"
         ),
         pytest.param({"gen_ai.usage.cache_read.input_tokens": "many"}, {}, id="not-a-count"),
+        pytest.param({"gen_ai.usage.reasoning.output_tokens": -5}, {}, id="negative"),
     ],
 )
 def test_cached_and_reasoning_tokens_are_the_usages_details_as_openai_writes_them(
@@ -1372,6 +1616,14 @@ def test_cached_and_reasoning_tokens_are_the_usages_details_as_openai_writes_the
     _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
     (generation,) = entities(records, "generation")
     assert generation.result["usage"] == {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120, **details}
+
+
+def test_a_negative_token_count_is_no_count() -> None:
+    """An instrumentation's bug (a subtraction below zero): the count is left out, not sent, nor summed."""
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": -3, "gen_ai.usage.output_tokens": 10}
+    _, records = _run(lambda tracer: tracer.start_span("chat", attributes=attributes).end())
+    (generation,) = entities(records, "generation")
+    assert generation.result["usage"] == {"prompt_tokens": 0, "completion_tokens": 10, "total_tokens": 10}
 
 
 # --- the trace's input and output ------------------------------------------------------------------
@@ -1477,6 +1729,7 @@ SCENARIOS: dict[str, tuple[Build, tuple[str, ...]]] = {
         _content_in_events,
         ("secret", "question"),
     ),
+    "strands": (_strands_agent, (STRANDS_SYSTEM_PROMPT, STRANDS_QUESTION, STRANDS_TOOL_OUTPUT, STRANDS_ANSWER)),
     "roots": (
         lambda tracer: _generation_under(tracer, {"maxim.input": "maxim in", "output.value": "oi out"}),
         ("be nice", "question", "answer", "maxim in", "oi out"),

@@ -50,6 +50,7 @@ _CONTENT = frozenset(
         "gen_ai.input.messages",
         "gen_ai.output.messages",
         "gen_ai.system_instructions",
+        "gen_ai.agent.system_prompt",  # Strands Agents' agent span
         "gen_ai.prompt",  # the attributes of the gen_ai.content.prompt / .completion events
         "gen_ai.completion",
         "gen_ai.tool.call.arguments",
@@ -98,8 +99,9 @@ _CONTENT_PREFIXES = (
 #: metadata entry per tool on every call of an agent would drown the rest.
 _TOOL_DEFINITIONS = frozenset({"gen_ai.tool.definitions", "ai.prompt.tools"})
 _TOOL_DEFINITION_PREFIXES = ("llm.tools.", "llm.request.functions.")
-#: What the older GenAI message events (``gen_ai.user.message``, ``gen_ai.choice``, ...) carry their messages in.
-_GENAI_EVENT_CONTENT = frozenset({"content", "message", "tool_calls", "gen_ai.event.content"})
+#: What the older GenAI message events (``gen_ai.user.message``, ``gen_ai.choice``, ...) carry their messages
+#: in; ``tool.result``: the tools' results, on Strands Agents' ``gen_ai.choice`` of an agent loop's cycle.
+_GENAI_EVENT_CONTENT = frozenset({"content", "message", "tool_calls", "gen_ai.event.content", "tool.result"})
 #: OpenInference's tags (a list of strings) and metadata (a JSON object as text).
 _OI_TAGS = "tag.tags"
 _OI_METADATA = "metadata"
@@ -387,9 +389,14 @@ def own_records(
         output = content_text(attributes, _CONTENT_OUTPUTS)
         if output is not None and _OUTPUT not in metadata:
             metadata = {**metadata, _OUTPUT: output}
-    elif described.error is not None and _STATUS_DESCRIPTION not in metadata:
+    elif (
+        kind in (genai.GENERATION, genai.TOOL_CALL)
+        and described.error is not None
+        and _STATUS_DESCRIPTION not in metadata
+    ):
         # A generation's or tool call's error has no field for a status description that its
         # exception's message does not say (see _error): it is the entity's metadata instead.
+        # (A retrieval's error is an add-error, which says it; see the end of this function.)
         description = described.status.description
         if description and description != described.error["message"]:
             metadata = {**metadata, _STATUS_DESCRIPTION: description}

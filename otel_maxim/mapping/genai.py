@@ -137,6 +137,7 @@ _PARAMETERS = {
     "ai.settings.seed": "seed",
     # What maxim-py's OpenAI wrapper sends too (it sends the request's own arguments).
     "gen_ai.openai.request.seed": "seed",  # the conventions before 1.30
+    "gen_ai.openai.request.response_format": "response_format",  # its type: "json_object", "json_schema", ...
     "gen_ai.request.reasoning_effort": "reasoning_effort",  # Traceloop
     "gen_ai.openai.request.service_tier": "service_tier",
     "openai.request.service_tier": "service_tier",
@@ -188,6 +189,11 @@ _MESSAGE_EVENTS = {
     "gen_ai.tool.message": "tool",
 }
 _CHOICE_EVENT = "gen_ai.choice"
+#: The current conventions' event of one inference, whose attributes are the span's and its messages
+#: (``gen_ai.input.messages``, ``gen_ai.output.messages``, ``gen_ai.system_instructions``).  It is meant
+#: for the logs, but Strands Agents adds it to the span (twice: the input as the call starts, the output
+#: as it ends) and keeps the messages off the span's attributes.
+_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 #: The first GenAI span events (conventions 1.26 and 1.27, Semantic Kernel): the whole prompt and the
 #: whole completion, each in one attribute, as a JSON list of OpenAI-format messages (or plain text).
 _PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
@@ -363,13 +369,20 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
     # OpenInference's and Traceloop's flattened messages are looked for (a scan of the attributes
     # each) only when a key has one of their prefixes: most generations have none of them.
     flat = _has_flat_messages(attributes)
-    out.messages = _system_instructions(attributes) + (
+    # The current conventions' messages on the span's details events (see _DETAILS_EVENT) are read as
+    # its attributes are, after them; the system instructions come first whatever holds the messages.
+    details = _operation_details(out.events, consumed) if out.events else {}
+    instructions = attributes.get("gen_ai.system_instructions") or details.get("gen_ai.system_instructions")
+    out.messages = _system_instructions(instructions) + (
         _parts_messages(attributes.get("gen_ai.input.messages"), files)
         or (_openinference_messages(attributes, "llm.input_messages.", files) if flat else [])
         or (_traceloop_messages(attributes, "gen_ai.prompt.", files) if flat else [])
         or _openinference_prompts(attributes, flat)
         or _vercel_messages(attributes, files)
-    ) or (_event_messages(out.events, consumed) or _prompt_event_messages(out.events, consumed, files))
+        or _parts_messages(details.get("gen_ai.input.messages"), files)
+        or _event_messages(out.events, consumed, files)
+        or _prompt_event_messages(out.events, consumed, files)
+    )
     out.files = files
     output_files: list[dict[str, str]] = []
     choices = (
@@ -378,7 +391,8 @@ def _describe_generation(attributes: Attributes, out: Described) -> None:
         or (_traceloop_choices(attributes, output_files) if flat else [])
         or _completion_choices(attributes, flat, body)
         or _vercel_choices(attributes)
-        or _event_choices(out.events, consumed)
+        or _parts_choices(details.get("gen_ai.output.messages"), output_files)
+        or _event_choices(out.events, consumed, output_files)
         or _completion_event_choices(out.events, consumed, output_files)
     )
     out.output_files = output_files
@@ -464,8 +478,8 @@ def _parameters(attributes: Attributes, invocation: dict[str, Any] | None) -> di
 _parameter_keys = PerKeySet(lambda keys: tuple((key, name) for key, name in _PARAMETERS.items() if key in keys))
 
 
-def _system_instructions(attributes: Attributes) -> list[dict[str, Any]]:
-    parts = _json_list(attributes.get("gen_ai.system_instructions"))
+def _system_instructions(raw: object) -> list[dict[str, Any]]:
+    parts = _json_list(raw)
     if not parts:
         return []
     content = _parts_text(parts)
@@ -581,6 +595,7 @@ class _FlatKeys(NamedTuple):
     call_name: str
     call_arguments: str
     tool_call_id: str
+    prompt: str | None  # a completions API's prompt, with neither role nor content
 
 
 _OPENINFERENCE_KEYS = _FlatKeys(
@@ -592,8 +607,11 @@ _OPENINFERENCE_KEYS = _FlatKeys(
     "tool_call.function.name",
     "tool_call.function.arguments",
     "message.tool_call_id",
+    None,
 )
-_TRACELOOP_KEYS = _FlatKeys("role", "content", None, "tool_calls.", "id", "name", "arguments", "tool_call_id")
+#: Traceloop <= 0.54 writes a text completion's prompt (OpenAI's, Anthropic's, Bedrock's, watsonx's ...)
+#: as ``gen_ai.prompt.0.user``: a user message, as maxim-py writes such a prompt.
+_TRACELOOP_KEYS = _FlatKeys("role", "content", None, "tool_calls.", "id", "name", "arguments", "tool_call_id", "user")
 
 
 def _flat_messages(
@@ -616,6 +634,8 @@ def _flat_messages(
             content = "\n".join(texts) if texts else None
         elif isinstance(content, str) and content.startswith("[{"):
             content = _json_parts_text(content, files)
+        elif content is None and keys.prompt is not None:
+            content = fields.get(keys.prompt)
         role = str(fields.get(keys.role) or "user")
         message: dict[str, Any] = {
             "role": "assistant" if role == "unknown" else role,  # Traceloop's streamed answers
@@ -781,7 +801,18 @@ def _vercel_choices(attributes: Attributes) -> list[dict[str, Any]]:
     return [choice]
 
 
-def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+def _operation_details(events: Sequence[Event], consumed: set[int]) -> dict[str, Any]:
+    """The attributes of the span's ``gen_ai.client.inference.operation.details`` events, merged; the events
+    are consumed (what else they hold is the span's own attributes again)."""
+    details: dict[str, Any] = {}
+    for index, event in enumerate(events):
+        if event.name == _DETAILS_EVENT:
+            consumed.add(index)
+            details.update(event.attributes or {})
+    return details
+
+
+def _event_messages(events: Sequence[Event], consumed: set[int], files: list[dict[str, str]]) -> list[dict[str, Any]]:
     """The older GenAI convention: one span event per message (``gen_ai.user.message``, ...)."""
     messages: list[dict[str, Any]] = []
     for index, event in enumerate(events):
@@ -792,15 +823,34 @@ def _event_messages(events: Sequence[Event], consumed: set[int]) -> list[dict[st
         attributes = _event_body(event)
         message: dict[str, Any] = {
             "role": str(attributes.get("role") or role),
-            "content": as_text(attributes.get("content")),
+            "content": _event_content(attributes.get("content"), files),
         }
         calls = _json_list(attributes.get("tool_calls"))
         if calls:
             message["tool_calls"] = [_openai_tool_call(c) for c in calls if isinstance(c, dict)]
-        if attributes.get("id") is not None and role == "tool":
-            message["tool_call_id"] = str(attributes["id"])
+        # The call a tool message answers: the event's "id", or "tool_call_id" in the OpenAI-format
+        # message that Azure AI Inference puts in gen_ai.event.content.
+        call_id = first(attributes, ("id", "tool_call_id"))
+        if call_id is not None and role == "tool":
+            message["tool_call_id"] = str(call_id)
         messages.append(message)
     return messages
+
+
+def _event_content(content: object, files: list[dict[str, str]]) -> str:
+    """A message event's content as text.
+
+    Content parts are their text, their files going to ``files``, when text and files are all they
+    hold: OpenAI's (Azure AI Inference's ``gen_ai.event.content`` holds the request's message as it
+    was), or Bedrock's text blocks as JSON text (``[{"text": ...}]``, as Strands Agents writes a
+    message's content).  Other parts (a tool use, say) say more than their text: their JSON is kept.
+    """
+    if isinstance(content, str) and not content.startswith("[{"):
+        return content  # text, as most messages are: no need to parse it
+    parts = _json_list(content)
+    if parts and (_only_text_and_files(parts) or all(isinstance(p, dict) and p.keys() == {"text"} for p in parts)):
+        return _text_parts(parts, files)
+    return as_text(content)
 
 
 def _event_body(event: Event) -> dict[str, Any]:
@@ -812,17 +862,25 @@ def _event_body(event: Event) -> dict[str, Any]:
     return attributes
 
 
-def _event_choices(events: Sequence[Event], consumed: set[int]) -> list[dict[str, Any]]:
+def _event_choices(events: Sequence[Event], consumed: set[int], files: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The older GenAI convention's ``gen_ai.choice`` events, one per choice.
+
+    The answer is the event's ``message``: a JSON object (``{content, tool_calls}``), or, as Strands
+    Agents writes it, the answer's content blocks as JSON (``[{"text": ...}]``) or its text.
+    """
     choices: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         if event.name != _CHOICE_EVENT:
             continue
         consumed.add(index)
         attributes = _event_body(event)
-        body = _json_object(attributes.get("message")) or {}
+        raw = attributes.get("message")
+        body = _json_object(raw)
+        if body is None:
+            body = {} if raw is None else {"content": raw}
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": as_text(body.get("content", attributes.get("content"))),
+            "content": _event_content(body.get("content", attributes.get("content")), files),
         }
         calls = _json_list(body.get("tool_calls")) or _json_list(attributes.get("tool_calls"))
         if calls:
@@ -1048,7 +1106,8 @@ def _genai_documents(raw: object) -> list[str]:
 
 def _error_of(described: Described) -> dict[str, str] | None:
     """``{message, code, type}`` when the span failed (an ERROR status or an ``exception`` event)."""
-    exception = next((e for e in described.events if e.name == "exception"), None)
+    # The last exception: the one that ended the call (those before it failed attempts that it retried).
+    exception = next((e for e in reversed(described.events) if e.name == "exception"), None)
     if described.status.status_code is not StatusCode.ERROR and exception is None:
         return None
     attributes = described.attributes
@@ -1223,7 +1282,8 @@ def _parts_text(parts: Iterable[Any]) -> str:
 
 
 def _int(value: object) -> int | None:
-    """A count (tokens, an index): an int, or a whole float or decimal text, that fits in 64 bits."""
+    """A count (tokens, an index): an int, or a whole float or decimal text, that fits in 64 bits and is not
+    negative (an instrumentation's bug, a subtraction that went below zero, is no count)."""
     if isinstance(value, bool):
         return None
     number: int | None = None
@@ -1233,7 +1293,7 @@ def _int(value: object) -> int | None:
         number = int(value)
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         number = int(value)
-    return number if number is not None and -(2**63) <= number < 2**63 else None
+    return number if number is not None and 0 <= number < 2**63 else None
 
 
 def _json_list(value: object) -> list[Any] | None:
