@@ -17,7 +17,11 @@ the status: uploads may be refused while the log push works) costs only
 itself: a file is dropped and logged, and a large record is
 :attr:`Outcome.REJECTED` like a record Maxim refuses (its batch is sent again
 alone, then set aside).  The caller learns how many lines were acknowledged,
-so an acknowledged body is never sent again.
+so an acknowledged body is never sent again.  A 413 to a body of several
+lines is about its size, not its records (nginx's default limit is 1 MiB):
+the most a body holds is halved, for good (a server's limit does not change
+often), and the lines go again at once, in smaller bodies, down to a line each;
+a single line that still gets a 413 is refused like any other.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import base64
 import binascii
 import enum
 import json
+import logging
 import random
 import re
 import threading
@@ -157,8 +162,9 @@ class Deliverer:
         self._backoff = backoff
         self._stop = stop
         self._log = log
-        self._max_body = max_body_bytes
+        self._max_body = max_body_bytes  # halved by a 413 (see _smaller_bodies)
         self._large = large_record_bytes
+        self._too_large = 0  # the first body a 413 refused, until a smaller body is taken (then logged)
 
     def deliver(self, lines: Sequence[str], deadline: float, on_ack: Callable[[int], None]) -> Result:
         """Send ``lines`` in order by ``deadline``; ``on_ack(n)`` after each body: the first ``n`` are in."""
@@ -172,12 +178,35 @@ class Deliverer:
                 on_ack(start)
                 continue
             data = "\n".join(body).encode("utf-8", "replace")
-            got = self._retrying(lambda t: self._client.post_log(data, t), deadline, f"{len(body)} records")
+            got = self._retrying(
+                lambda t: self._client.post_log(data, t), deadline, f"{len(body)} records", splittable=len(body) > 1
+            )
             if isinstance(got, Result):
+                if self._smaller_bodies(got, len(body), len(data)):
+                    continue  # the same lines again, at once, in smaller bodies
                 return got
+            if self._too_large:
+                self._log.log(
+                    logging.WARNING,
+                    f"body-size-{self._max_body}",  # each new size once
+                    "Maxim's log API (or a proxy in front of it) refused a body of %d bytes as too large (HTTP 413);"
+                    " bodies now hold at most %d bytes.",
+                    self._too_large,
+                    self._max_body,
+                )
+                self._too_large = 0
             start = end
             on_ack(start)
         return Result(Outcome.DELIVERED)
+
+    def _smaller_bodies(self, failed: Result, count: int, size: int) -> bool:
+        """Whether ``failed``, the answer to a body of ``count`` lines and ``size`` bytes, is a 413 that
+        smaller bodies may get past; if so, bodies from now on hold at most half of it."""
+        if failed.reply is None or failed.reply.status != 413 or count < 2:
+            return False
+        self._too_large = self._too_large or size
+        self._max_body = size // 2  # a body holds one line whatever its size: this ends with a line a body
+        return True
 
     def _next_body(self, lines: Sequence[str], start: int, deadline: float) -> tuple[int, list[str], Result | None]:
         rest = list(lines[start:])
@@ -288,8 +317,14 @@ class Deliverer:
         data_json = json.dumps(data, separators=(",", ":"))  # ASCII, compact like the storage line
         return f"{entity}{{id={entity_id},action=add-attachment,data={data_json}}}"
 
-    def _retrying(self, call: Callable[[float], Reply], deadline: float, what: str) -> Reply | Result:
-        """Make ``call(timeout)`` until it succeeds, fails for good, or the deadline comes."""
+    def _retrying(
+        self, call: Callable[[float], Reply], deadline: float, what: str, *, splittable: bool = False
+    ) -> Reply | Result:
+        """Make ``call(timeout)`` until it succeeds, fails for good, or the deadline comes.
+
+        ``splittable``: the call sends several lines, and the caller sends them again in smaller bodies
+        on a 413 (see ``_smaller_bodies``); that 413 refuses no record, so it is not logged here.
+        """
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -299,6 +334,8 @@ class Deliverer:
                 self._backoff.reset()
                 return reply
             if reply.kind is Kind.FAIL:
+                if reply.status == 413 and splittable:
+                    return Result(Outcome.REJECTED, reply)  # no record refused yet: see _smaller_bodies
                 if reply.status is None:  # the client could not send it: not an answer of Maxim's
                     self._log.error("fail-client", "Could not send %s (%s).", what, reply.describe())
                 else:

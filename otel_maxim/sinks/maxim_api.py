@@ -26,7 +26,9 @@ acknowledged it: order is kept, delivery is at least once, and an acknowledged
 body is never sent again.
 
 A body Maxim rejects (a status other than 429/502/503/504 and the blocking
-ones below, or a 200 whose JSON carries ``error``) is taken apart: each item
+ones below, or a 200 whose JSON carries ``error``; a 413 only once a body of
+one line gets it: :mod:`otel_maxim.sinks._delivery` makes bodies smaller
+first) is taken apart: each item
 it covered and Maxim did not acknowledge is split into its batches (a file
 each if it is on disk; a file written by an earlier process too), and each
 batch is sent again alone, after a backoff.  A batch rejected alone
@@ -43,7 +45,10 @@ use: ``Kind.BLOCKED``) sets nothing aside: the records wait, spooled, and are
 tried again after the backoff, as in an outage.  A spooled file that cannot be
 read (too many open files, an I/O error) stays on disk and is tried again
 after a backoff; after ``max_rejections`` failed reads it is moved to the
-quarantine the same way, whole.
+quarantine the same way, whole.  A send that raises (a bug, ours or a
+library's) is an attempt that did not get through, not the end of the sender:
+logged with its traceback (rate-limited), spilled and tried again after the
+backoff.
 
 The spool outlives the process: a batch left on disk at shutdown (or by a
 crash) is sent by the next process that uses the same spool directory, before
@@ -106,6 +111,7 @@ class _Item:
     rejections: int = 0
     failed_reads: int = 0  # a spooled batch whose file could not be read
     isolate: bool = False  # part of a rejected body: send it alone to find the culprit
+    lost: bool = False  # counted and logged as lost (see _count_lost): not counted again
 
 
 @dataclass(eq=False)
@@ -242,12 +248,24 @@ class MaximApiSink:
             )
 
     def _spill_at_exit(self) -> None:
-        if self._cond.acquire(timeout=1.0):
-            try:
-                if not self._close_finished and self._pid == os.getpid():
-                    self._spill_memory()  # no close, or one that an exception cut short
-            finally:
-                self._cond.release()
+        """At exit with no close (or one that an exception cut short): what memory holds goes to the spool,
+        and what cannot go there is counted and logged as lost, as close() does; never silently."""
+        if self._close_finished or self._pid != os.getpid():
+            return
+        if not self._cond.acquire(timeout=1.0):
+            _logger.error(
+                "At exit, the Maxim sink's lock stayed busy for 1 s: the %d bytes of records it held in memory"
+                " were not written to the spool %s by this exit hook and may be lost.",
+                self._mem_bytes,  # read without the lock (iterating the queue could meet it changing): a message
+                self.spool_dir,
+            )
+            return
+        try:
+            if not self._close_finished:
+                self._spill_memory()
+                self._count_lost("exit (the sink was not closed)")
+        finally:
+            self._cond.release()
 
     def _after_fork(self) -> None:
         # The parent owns what is queued and spooled; the child starts empty, with its own locks and sockets.
@@ -364,15 +382,7 @@ class MaximApiSink:
                     on_disk,
                     self.spool_dir,
                 )
-            lost = sum(len(item.lines) for item in self._items if item.lines is not None)
-            if lost:
-                self._refused += lost
-                _logger.error(
-                    "%d records could not be sent before shutdown nor written to the spool %s (%s); they are lost.",
-                    lost,
-                    self.spool_dir,
-                    self._spool_problem,
-                )
+            self._count_lost("shutdown")
             if self._refused:
                 _logger.error(
                     "%d records were refused in all: the spool %s could not take them (%s).",
@@ -436,6 +446,25 @@ class MaximApiSink:
         if spilled:
             self._spool.sync()
 
+    def _count_lost(self, when: str) -> None:
+        """After the last spill (at ``when``), what memory still holds is lost: count it as refused and log it,
+        not rate-limited.  Each item counts once: a close() may follow the exit hook (an atexit handler
+        registered before ours shuts the provider down) and find the same records still in memory."""
+        lost = 0
+        for item in self._items:
+            if item.lines is not None and not item.lost:
+                item.lost = True
+                lost += len(item.lines)
+        if lost:
+            self._refused += lost
+            _logger.error(
+                "%d records could not be sent before %s nor written to the spool %s (%s); they are lost.",
+                lost,
+                when,
+                self.spool_dir,
+                self._spool_problem,
+            )
+
     def _refuse(self, count: int) -> None:
         self._refused += count
         self._log.error(
@@ -468,11 +497,15 @@ class MaximApiSink:
         self._ensure_sender()
 
     def _hopeless(self, deadline: float) -> bool:
-        """Nothing more can happen before ``deadline``: all waits on disk for an attempt after it."""
+        """Nothing more can happen before ``deadline``: all waits on disk for an attempt after it.
+
+        A kick (a flush asking for an attempt now) brings a backoff's attempt forward, not one that a
+        Retry-After put off (see ``_next_unit``): the sender does not take it then, so it is no hope.
+        """
         return (
             self._failing
             and self._in_flight is None
-            and not self._kicked
+            and (not self._kicked or self._honour)
             and self._mem_bytes == 0
             and self._retry_at >= deadline
         )
@@ -496,13 +529,13 @@ class MaximApiSink:
                     if unit is None:
                         return
                     self._in_flight = unit
-                result = self._send(unit)
+                result = self._send_or_retry(unit)
                 with self._cond:
                     self._in_flight = None
                     self._settle(unit, result)
                     self._cond.notify_all()
         except Exception:  # a daemon thread must not die silently; the next write starts another
-            _logger.exception("The Maxim sender stopped unexpectedly.")
+            self._log.error("sender-stopped", "The Maxim sender stopped unexpectedly.", exc_info=True)
         finally:
             with self._cond:
                 self._in_flight = None
@@ -562,6 +595,23 @@ class MaximApiSink:
             and self._items[0].lines is not None  # a spooled backlog goes at once
             and self._mem_bytes < min(_GATHER_BYTES, self._max_memory // 2)
         )
+
+    def _send_or_retry(self, unit: _Unit) -> Result:
+        """``_send``, or a RETRY after the backoff if it raised (a bug of ours or of a library, not an answer
+        of Maxim's): the unit is then settled as any attempt that did not get through, spilled and tried
+        again, and the sender goes on.  A sender that died instead would leave the unit neither acknowledged
+        nor backed off, and the next write would start one that sends it all again at once."""
+        try:
+            return self._send(unit)
+        except Exception:
+            delay = self._backoff.next_delay()
+            self._log.error(
+                "sender-error",
+                "Sending records to Maxim's log API failed unexpectedly; they wait and are tried again in %.2f s.",
+                delay,
+                exc_info=True,
+            )
+            return Result(Outcome.RETRY, None, time.monotonic() + delay)
 
     def _send(self, unit: _Unit) -> Result:
         for i, item in enumerate(unit.items):
