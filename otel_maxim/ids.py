@@ -26,6 +26,8 @@ import hashlib
 import re
 import threading
 
+from otel_maxim._fork import reinit_after_fork
+
 __all__ = [
     "MAX_ID_LENGTH",
     "MAX_SESSION_ID_LENGTH",
@@ -115,6 +117,10 @@ class OpenTraceIds:
         self._ids: dict[int, str] = {}
         self._limit = limit
         self._lock = threading.Lock()
+        reinit_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
 
     def open(self, trace_id: int, chosen: str) -> None:
         with self._lock:

@@ -167,7 +167,10 @@ class Session:
         if id is not None:
             attrs[conv.TRACE_ID] = id
         for key, value in _mapping(tags, "tags").items():
-            attrs[conv.TAGS_PREFIX + str(key)] = str(value)
+            try:
+                attrs[conv.TAGS_PREFIX + str(key)] = str(value)
+            except Exception:  # a key or value whose str() raises: that tag is left out, not the trace
+                _limited.warning("trace-tag", "A tag of trace %r was left out: its key or value has no text.", name)
         # A new trace: the session's baggage on the current context, but no parent span.
         ctx = trace.set_span_in_context(INVALID_SPAN, self.context())
         token = context.attach(ctx)

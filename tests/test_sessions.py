@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, SamplingResult
 
 import otel_maxim
-from otel_maxim import MaximSpanExporter
+from otel_maxim import MaximSpanExporter, ids
 from otel_maxim.ids import maxim_id
 from otel_maxim.records import Record
 from tests.conftest import Pipeline
@@ -445,6 +448,44 @@ def test_session_trace_ignores_tags_and_attributes_that_are_not_mappings(
     assert "Session.trace(attributes=...) needs a mapping, not list; ignored." in caplog.text
     (trace,) = _traces(pipeline.records()).values()
     assert trace.data["sessionId"] == "conv-9" and trace.data["tags"] == {}
+
+
+class _NoText:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_trace_tag_without_text_is_left_out_not_raised(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+    """``str()`` of a tag's value raised out of ``with s.trace(...)``, into the application."""
+    conversation = otel_maxim.session("conv-9", tracer_provider=pipeline.provider)
+    with caplog.at_level(logging.WARNING, logger="otel_maxim"):
+        with conversation.trace("turn", tags={"plan": "pro", "odd": _NoText()}) as span:
+            assert span.is_recording()
+    assert "A tag of trace 'turn' was left out: its key or value has no text." in caplog.text
+    (trace,) = _traces(pipeline.records()).values()
+    assert trace.data["tags"] == {"plan": "pro"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this system")
+def test_a_child_forked_while_a_chosen_trace_id_is_being_noted_can_choose_ids() -> None:
+    """The ids chosen with ``Session.trace(id=...)`` are noted under a lock: a child forked while another
+    thread held it waited for it for ever at its first ``Session.trace(id=...)``."""
+    provider = TracerProvider()
+    with ids.open_trace_ids._lock:  # as a thread of the parent inside Session.trace at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: one trace with a chosen id, then out
+            try:
+                with otel_maxim.session("s", tracer_provider=provider).trace("turn", id="chosen"):
+                    pass
+            finally:
+                os._exit(0)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid, "the child hung on the lock it inherited held"
 
 
 def test_a_tracer_provider_without_get_tracer_starts_no_span(caplog: pytest.LogCaptureFixture) -> None:
