@@ -205,6 +205,9 @@ class TraceAssembler:
         self._held_bytes = 0
         #: Spans open in the process this one was forked from: a child of one completes its trace here.
         self.foreign_parents: frozenset[int] = frozenset()
+        #: Seconds from the last :meth:`add` until the soonest wait over of the traces it held
+        #: (``None``: it held none), for whoever waits to :meth:`expire` them (see ``next_due``).
+        self.added_due: float | None = None
 
     @property
     def held_spans(self) -> int:
@@ -247,11 +250,14 @@ class TraceAssembler:
                 pending.complete_at = now if self._grace is None else now + self._grace
 
         ready = [Ready(trace_id, batch, "late") for trace_id, batch in late.items()]
+        soonest: float | None = None
         for trace_id in touched:
             pending = self._pending[trace_id]
             if pending.complete_at is not None and pending.complete_at <= now:
                 ready.append(self._release(trace_id, "complete"))
             else:  # held past this batch: what it holds counts now
+                due = pending.deadline if pending.complete_at is None else min(pending.deadline, pending.complete_at)
+                soonest = due if soonest is None else min(soonest, due)
                 added = sum(map(held_size, pending.spans[pending.sized :]))
                 pending.size += added
                 pending.sized = len(pending.spans)
@@ -260,6 +266,7 @@ class TraceAssembler:
             self._held > self._max_spans or len(self._pending) > self._max_traces or self._held_bytes > self._max_bytes
         ) and self._pending:
             ready.append(self._release(next(iter(self._pending)), "memory"))
+        self.added_due = None if soonest is None else max(0.0, soonest - now)
         return ready
 
     def expire(self) -> list[Ready]:

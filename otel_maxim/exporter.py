@@ -16,6 +16,7 @@ batching worker, never an application thread):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -189,8 +190,9 @@ class MaximSpanExporter(SpanExporter):
         self._deferred_lock = threading.Lock()
         self._shut_down = threading.Event()  # set when a shutdown has completed
         self._busy = InsideMark()  # on: this thread is doing the exporter's work, where user code may call back
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set: the exporter shuts down, or a trace held now is due sooner
         self._reaper: threading.Thread | None = None
+        self._reaper_wakes_at = math.inf  # when the reaper looks next (time.monotonic())
         reinit_after_fork(self)
 
     def _after_fork(self) -> None:
@@ -364,6 +366,9 @@ class MaximSpanExporter(SpanExporter):
             else:
                 others.append(span)
         lines = self._take_ready(self._assembler.add(others, self._sent))
+        due = self._assembler.added_due
+        if due is not None and time.monotonic() + due < self._reaper_wakes_at:
+            self._wake.set()  # a trace held now is due before the reaper looks again: it looks now
         for marker in markers:
             self._on_marker(marker)
         lines.extend(self._lines(self._release_ends()))
@@ -602,8 +607,13 @@ class MaximSpanExporter(SpanExporter):
                     # something after this look starts a new reaper.
                     self._reaper = None
                     return
-            if self._wake.wait(min(max(due, 0.05), 60.0)):
-                return
+            wait = min(max(due, 0.05), 60.0)
+            self._reaper_wakes_at = time.monotonic() + wait
+            if self._wake.wait(wait):
+                if self._shutdown:
+                    return
+                self._wake.clear()  # a trace due sooner was held: look again
+                continue
             try:
                 with self._lock:
                     if not self._shutdown:

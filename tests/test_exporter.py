@@ -1157,6 +1157,33 @@ def test_a_signal_handler_that_flushes_while_the_application_flushes_does_not_ha
     assert "rounds done" in done.stdout and "all flushed: True" in done.stdout, done.stdout
 
 
+def test_a_trace_held_for_less_than_the_reapers_sleep_is_sent_when_its_wait_is_over() -> None:
+    """The reaper slept until the soonest wait over it had seen (up to 60 s): a trace held after that look,
+    whose wait ends sooner (a service's part of a trace, held the cross-service grace), waited it out too."""
+    sink = ListSink()
+    exporter = MaximSpanExporter(sink=sink, cross_service_grace=0.5)  # the trace timeout: 300 s
+    start = 1_700_000_000_000_000_000
+
+    def span(trace_id: int, span_id: int, parent_id: int, remote: bool) -> ReadableSpan:
+        return ReadableSpan(
+            name=f"span-{span_id}",
+            context=SpanContext(trace_id, span_id, False, TraceFlags(1)),
+            parent=SpanContext(trace_id, parent_id, remote, TraceFlags(1)),
+            start_time=start,
+            end_time=start + 1000,
+        )
+
+    exporter.export([span(1, 11, 10, remote=False)])  # its root is yet to come: held, the reaper starts
+    time.sleep(0.2)  # the reaper has looked: nothing is due before the trace timeout
+    exporter.export([span(2, 21, 20, remote=True)])  # its parent is in another service: due after the grace
+    deadline = time.monotonic() + 10
+    while not any(r.entity == "trace" and r.id == f"{2:032x}" for r in sink.records()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sent_after = time.monotonic() - (deadline - 10)
+    exporter.shutdown()
+    assert sent_after < 5, f"the trace held for 0.5 s was sent after {sent_after:.1f} s"
+
+
 def test_an_export_just_as_the_reaper_stops_starts_a_new_reaper() -> None:
     """The reaper stops when nothing is held.  A trace held just after its last look, before it has
     ended, must still be sent when its wait is over (with no further export to start a reaper)."""
