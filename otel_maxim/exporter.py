@@ -50,8 +50,11 @@ DEFAULT_MAX_HELD_SPANS = 100_000
 DEFAULT_MAX_HELD_TRACES = 10_000
 DEFAULT_MAX_HELD_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
-#: Traces remembered after they were sent, so late spans attach to them.
+#: Traces remembered after they were sent, so late spans attach to them: at most this many, and at
+#: most :data:`_SENT_SPANS` of their spans in all (about 130 bytes each), the oldest forgotten first.
+#: A trace remembers up to 2,048 spans (``MAX_CONTAINERS``): 16,384 such traces took 4 GiB.
 _SENT_TRACES = 16_384
+_SENT_SPANS = 262_144
 #: Sessions remembered as created / ended (a session seen again after eviction is created again:
 #: Maxim treats ``create`` of an existing session as an update).
 _KNOWN_SESSIONS = 65_536
@@ -173,6 +176,7 @@ class MaximSpanExporter(SpanExporter):
 
         self._lock = threading.RLock()  # map + write, so records leave in order whichever thread sends
         self._sent: OrderedDict[int, SentTrace] = OrderedDict()
+        self._sent_spans = 0  # the spans that the traces in _sent remember
         #: (trace id, span id) of the end markers taken: a marker delivered again (an OTLP retry through a
         #: Collector and the bridge) is not a second end, which would run the session's evaluations again.
         self._markers_seen: OrderedDict[tuple[int, int], None] = OrderedDict()
@@ -408,7 +412,7 @@ class MaximSpanExporter(SpanExporter):
             )
         sent = self._sent.get(item.trace_id)
         mapped = map_trace(item.spans, None if sent is None else TraceState.thaw(sent), self._options)
-        self._remember(self._sent, item.trace_id, mapped.state.freeze(), _SENT_TRACES)
+        self._remember_sent(item.trace_id, mapped.state.freeze())
         records: list[RawRecord] = []
         session = mapped.session
         if session is not None:
@@ -513,6 +517,17 @@ class MaximSpanExporter(SpanExporter):
             # that goes on after its end (a user who comes back) is ended again after its later traces.
             records.append(("session", session_id, "end", {"endTimestamp": iso(end_ns)}))
         return records
+
+    def _remember_sent(self, trace_id: int, state: SentTrace) -> None:
+        sent = self._sent
+        old = sent.get(trace_id)
+        if old is not None:
+            self._sent_spans -= _remembered_spans(old)
+        sent[trace_id] = state
+        sent.move_to_end(trace_id)
+        self._sent_spans += _remembered_spans(state)
+        while len(sent) > _SENT_TRACES or self._sent_spans > _SENT_SPANS:
+            self._sent_spans -= _remembered_spans(sent.popitem(last=False)[1])
 
     @staticmethod
     def _remember(lru: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
@@ -625,6 +640,10 @@ class MaximSpanExporter(SpanExporter):
                 _logger.exception("Could not send traces whose wait was over.")
             finally:
                 self._finish_deferred_shutdown()
+
+
+def _remembered_spans(state: SentTrace) -> int:
+    return (len(state) - 3) // 3  # see TraceState.freeze
 
 
 def _open_spans_at_fork() -> frozenset[int]:

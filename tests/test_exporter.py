@@ -584,6 +584,26 @@ def test_a_trace_whose_root_stays_open_is_remembered_by_its_newest_spans(monkeyp
     assert late["late-under-job-0"].entity == "trace"  # its parent was forgotten: attached, not lost
 
 
+def test_the_sent_traces_remembered_are_bounded_by_their_spans_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16,384 sent traces of up to 2,048 remembered spans each took gigabytes: the spans remembered in all
+    are bounded too (here at 20), the oldest traces forgotten first, the newest always kept."""
+    monkeypatch.setattr(otel_maxim.exporter, "_SENT_SPANS", 20, raising=False)
+
+    def build(provider: TracerProvider, tracer: trace.Tracer) -> None:
+        for n in range(10):
+            with tracer.start_as_current_span(f"root-{n}"):
+                for i in range(5):
+                    tracer.start_span(f"step-{i}").end()
+
+    spans = _record_spans(build)
+    exporter = MaximSpanExporter(sink=ListSink())
+    exporter.export(spans)
+    remembered = {trace_id: (len(state) - 3) // 3 for trace_id, state in exporter._sent.items()}
+    exporter.shutdown()
+    newest = spans[-1].context.trace_id
+    assert list(remembered.values()) == [6, 6, 6] and list(remembered)[-1] == newest
+
+
 def test_a_late_batch_that_fails_to_map_leaves_what_was_sent_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
     """map_trace works on a copy of a sent trace's state: a failure half way (a bug, simulated) changes nothing."""
 
