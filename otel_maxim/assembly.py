@@ -182,6 +182,11 @@ class _Pending:
         self.size = 0  # the estimated bytes of spans[:sized]
         self.sized = 0
 
+    @property
+    def due(self) -> float:
+        """When its wait is over: at its deadline, or sooner once it is complete (after the grace, if any)."""
+        return self.deadline if self.complete_at is None else min(self.deadline, self.complete_at)
+
 
 class TraceAssembler:
     def __init__(
@@ -256,8 +261,7 @@ class TraceAssembler:
             if pending.complete_at is not None and pending.complete_at <= now:
                 ready.append(self._release(trace_id, "complete"))
             else:  # held past this batch: what it holds counts now
-                due = pending.deadline if pending.complete_at is None else min(pending.deadline, pending.complete_at)
-                soonest = due if soonest is None else min(soonest, due)
+                soonest = pending.due if soonest is None else min(soonest, pending.due)
                 added = sum(map(held_size, pending.spans[pending.sized :]))
                 pending.size += added
                 pending.sized = len(pending.spans)
@@ -275,7 +279,7 @@ class TraceAssembler:
         due = [
             (trace_id, "complete" if p.complete_at is not None and p.complete_at <= now else "timeout")
             for trace_id, p in self._pending.items()
-            if p.deadline <= now or (p.complete_at is not None and p.complete_at <= now)
+            if p.due <= now
         ]
         return [self._release(trace_id, reason) for trace_id, reason in due]
 
@@ -283,7 +287,7 @@ class TraceAssembler:
         """Seconds until :meth:`expire` has something to return (``None``: nothing is held)."""
         if not self._pending:
             return None
-        soonest = min(min(p.deadline, p.complete_at or p.deadline) for p in self._pending.values())
+        soonest = min(p.due for p in self._pending.values())
         return max(0.0, soonest - self._clock())
 
     def forget_all(self, foreign_parents: frozenset[int] = frozenset()) -> None:
